@@ -1,0 +1,63 @@
+# mslib-book: `make book` builds the book, `make test` runs every check CI runs. Both do all set-up.
+# Override the interpreter with `make PYTHON=python3.11 ...`, the environment folder with `make VENV=...`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JB := $(VENV)/bin/jupyter-book
+STAMP := $(VENV)/.mslib-installed
+PROFILE ?= default
+NOTEBOOKS ?=
+JB_FLAGS := -W -n --keep-going
+
+.PHONY: help install notebooks book book-only test lint pytest smoke bench clean
+
+help:
+	@echo "make book    set up .venv, run every notebook (default profile), build _build/html"
+	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build"
+	@echo "make notebooks PROFILE=smoke|default|paper NOTEBOOKS='00_setup ...'"
+	@echo "make bench   run the benchmarks in benchmarks/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mslib-book needs Python >= 3.11, got " + sys.version'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mslib)"
+	@$(JB) --version | head -n 1
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+notebooks: $(STAMP)
+	$(PY) -m mslib.notebooks run --profile $(PROFILE) $(NOTEBOOKS)
+
+book-only: $(STAMP)
+	$(JB) build . $(JB_FLAGS)
+
+book: $(STAMP)
+	$(MAKE) notebooks PROFILE=default
+	$(MAKE) book-only
+	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --output-format concise .
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q
+
+smoke: $(STAMP)
+	$(PY) -m mslib.notebooks run --profile smoke --no-progress
+
+test: lint pytest smoke
+	$(MAKE) book-only
+
+bench: $(STAMP)
+	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do $(PY) $$b; done; \
+	else echo "no benchmarks yet"; fi
+
+clean:
+	rm -rf _build executed figures

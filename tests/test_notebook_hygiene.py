@@ -1,0 +1,97 @@
+"""Every committed notebook is clean, runnable by papermill, and part of the book.
+
+Checks are made on the raw JSON and with ``ast`` (not with the runner's own helpers), so a runner bug cannot hide
+a hygiene problem.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _parameter_names(path: Path) -> list[str]:
+    cell = next(c for c in _cells(path) if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = []
+    for node in ast.parse(_source(cell)).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+        names.append(target.id)
+    return names
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, "notebooks/ holds no .ipynb files"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_outputs_and_python3_kernel(path: Path) -> None:
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3", "kernelspec must be python3 (papermill -k python3)"
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"cell {i} has outputs: run `python -m mslib.notebooks strip`"
+            assert cell["execution_count"] is None, f"cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_parameters_cell_of_literal_assignments(path: Path) -> None:
+    cells = [c for c in _cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"expected exactly one cell tagged 'parameters', found {len(cells)}"
+    source = _source(cells[0])
+    tree = ast.parse(source)
+    assert tree.body, "the parameters cell is empty"
+    lines_used = set()
+    for node in tree.body:
+        assert isinstance(node, ast.Assign | ast.AnnAssign), f"line {node.lineno}: only assignments allowed"
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+        assert len(targets) == 1 and isinstance(targets[0], ast.Name), f"line {node.lineno}: one name per line"
+        assert node.value is not None, f"line {node.lineno}: a parameter needs a default"
+        ast.literal_eval(node.value)  # raises for expressions, calls, names
+        assert node.lineno == node.end_lineno, f"line {node.lineno}: one parameter per line, on one line"
+        assert node.lineno not in lines_used, f"line {node.lineno}: two assignments on one line"
+        lines_used.add(node.lineno)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_listed_in_toc(path: Path) -> None:
+    toc = (ROOT / "_toc.yml").read_text()
+    files = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.add(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(toc))
+    assert f"executed/{path.stem}" in files, f"_toc.yml does not list executed/{path.stem}"
+
+
+def test_profile_files_name_real_notebooks_and_parameters() -> None:
+    for params_file in sorted((ROOT / "params").glob("*/*.yaml")):
+        assert params_file.parent.name in ("smoke", "paper"), f"{params_file}: unknown profile folder"
+        notebook = ROOT / "notebooks" / f"{params_file.stem}.ipynb"
+        assert notebook.exists(), f"{params_file.relative_to(ROOT)} names no notebook in notebooks/"
+        data = yaml.safe_load(params_file.read_text()) or {}
+        unknown = set(data) - set(_parameter_names(notebook))
+        assert not unknown, f"{params_file.relative_to(ROOT)} sets undeclared parameters {sorted(unknown)}"

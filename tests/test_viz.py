@@ -1,0 +1,37 @@
+"""mslib.viz.save_figure: stable ids, both file formats, one manifest entry per id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+
+from mslib.viz import save_figure
+
+
+def test_writes_pdf_png_and_manifest(tmp_path: Path) -> None:
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    entry = save_figure(fig, "fig-test-demo", params={"a": 1}, out_dir=tmp_path)
+    assert (tmp_path / "fig-test-demo.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "fig-test-demo.png").read_bytes().startswith(b"\x89PNG")
+    manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
+    assert manifest == [entry] and entry["params"] == {"a": 1} and len(entry["params_hash"]) == 16
+
+    # regenerating replaces the entry; another id is added beside it
+    save_figure(fig, "fig-test-demo", params={"a": 2}, out_dir=tmp_path)
+    save_figure(fig, "fig-test-other", params={}, out_dir=tmp_path)
+    manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
+    assert [e["id"] for e in manifest] == ["fig-test-demo", "fig-test-other"]
+    assert manifest[0]["params"] == {"a": 2} and manifest[0]["params_hash"] != entry["params_hash"]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("bad", ["setup-plot", "fig-Setup-plot", "fig_setup_plot", "fig-setup", "fig-a b"])
+def test_rejects_ids_that_are_not_stable_labels(tmp_path: Path, bad: str) -> None:
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="fig-<chapter>-<slug>"):
+        save_figure(fig, bad, out_dir=tmp_path)
+    plt.close(fig)
