@@ -78,3 +78,74 @@ def save_figure(
     entries.sort(key=lambda e: e["id"])
     _atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
     return entry
+
+
+def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
+    """Training loss and R@1 (validation; test too when tracked) against the iteration of a ``fit`` result."""
+    hist = [h for h in result["history"] if h.get("event", "train") == "train"]
+    fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax_loss.plot([h["iteration"] for h in hist], [h["loss"] for h in hist], lw=1.2)
+    ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
+    for split, style in (("val", "-o"), ("test", "--s")):
+        points = [(e["iteration"], 100 * e[split]["R@1"]) for e in result["evals"] if split in e]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            label = "validation (model selection)" if split == "val" else "test (official protocol)"
+            ax_r1.plot(xs, ys, style, ms=3, label=label)
+    ax_r1.set(xlabel="iteration", ylabel="R@1 (%)", title="Recall@1 during training")
+    if ax_r1.lines:
+        ax_r1.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_2d(
+    embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0
+) -> matplotlib.figure.Figure:
+    """First two principal components of the embeddings of ``max_classes`` randomly chosen classes."""
+    import numpy as np
+
+    emb = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes = rng.choice(np.unique(labels), size=min(max_classes, len(np.unique(labels))), replace=False)
+    keep = np.isin(labels, classes)
+    centred = emb[keep] - emb[keep].mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for c in classes:
+        m = labels[keep] == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=10, alpha=0.8, label=str(c))
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=f"test embeddings, {len(classes)} classes (PCA)")
+    ax.legend(fontsize=6, ncol=2, title="class", title_fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> matplotlib.figure.Figure:
+    """Each row: a query image, then its nearest neighbours, framed green when of the query's class, red if not.
+
+    ``images(i)`` returns image ``i`` as an H×W (grey) or H×W×3 array; ``neighbours[r]`` are the indices retrieved
+    for ``queries[r]``, nearest first.
+    """
+    import numpy as np
+
+    queries, neighbours, labels = np.asarray(queries), np.asarray(neighbours), np.asarray(labels)
+    rows, cols = len(queries), neighbours.shape[1] + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.15 * rows), squeeze=False)
+    for r, q in enumerate(queries):
+        for c, idx in enumerate([q, *neighbours[r]]):
+            ax = axes[r, c]
+            img = np.asarray(images(int(idx)))
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1 if img.dtype != np.uint8 else 255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            colour = "black" if c == 0 else ("tab:green" if labels[idx] == labels[q] else "tab:red")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1 if c == 0 else 3)
+            if r == 0:
+                ax.set_title("query" if c == 0 else f"{c}", fontsize=8)
+    fig.tight_layout()
+    return fig

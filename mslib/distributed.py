@@ -1,0 +1,58 @@
+"""Multi-GPU training with ``torch.distributed`` (DDP via ``torchrun``): the loss sees the global batch.
+
+Each process embeds its own P×K batch; :func:`gather_embeddings` all-gathers embeddings (differentiably) and
+labels, so the loss is computed on a rectangular similarity matrix of local queries × global references. The
+all-gather's backward sums the gradients every process's loss sends to each embedding, and DDP averages the
+parameter gradients, so the update equals the single-process update on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); return whether it is distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+        return is_distributed()
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+def gather_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """All-gather ``(embeddings, labels)`` from every process; return them and this process's row offset.
+
+    Every process must contribute the same number of rows (a fixed P×K batch does). The embeddings keep their
+    graph: the backward of ``torch.distributed.nn.functional.all_gather`` returns to each process the summed
+    gradient of all processes' losses with respect to its own rows.
+    """
+    if not is_distributed():
+        return embeddings, labels, 0
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=labels.device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([labels.numel()], device=labels.device))
+    if len({int(s) for s in sizes}) != 1:
+        raise ValueError(f"every process needs the same batch size to gather embeddings, got {[int(s) for s in sizes]}")
+    all_embeddings = torch.cat(all_gather(embeddings), dim=0)
+    all_labels = [torch.empty_like(labels) for _ in range(world_size())]
+    dist.all_gather(all_labels, labels)
+    return all_embeddings, torch.cat(all_labels), rank() * labels.numel()

@@ -1,0 +1,385 @@
+"""Training: the official recipe's loop, made resumable and seeded.
+
+One :class:`TrainConfig` holds every setting (the book's notebooks and ``python -m mslib train --config`` build
+it). :func:`fit` runs an iteration-based loop like the official code (P×K batches, warm-up + multi-step learning
+rate, optional frozen BN statistics), evaluates on a class-disjoint validation split of the training classes
+for model selection (Reality-Check style), and evaluates the test set once with the selected and with the final
+model. The official protocol's "best test R@1 over periodic test evaluations" is available, clearly labelled,
+for comparison with the paper only. Checkpoints hold the model, optimizer, scheduler, sampler position and RNG
+states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import random
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+BACKBONE_CONVENTION = {"smallcnn": "glyphs", "bninception": "bninception", "resnet50": "imagenet",
+                       "googlenet": "imagenet"}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset."""
+
+    dataset: str = "glyphs"
+    data_root: str | None = None
+    backbone: str = "smallcnn"
+    pretrained: str | None = None
+    pooling: str = "avg"
+    embedding_dim: int = 64
+    image_size: int = 227  # input size for image backbones (glyphs are upscaled to it when needed)
+    loss: str = "multi_similarity"
+    loss_params: dict[str, Any] = field(default_factory=lambda: {"alpha": 2.0, "beta": 50.0, "lam": 0.5,
+                                                                 "epsilon": 0.1})
+    p: int = 16  # classes per batch
+    k: int = 5  # images per class
+    iterations: int = 600
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9
+    warmup_iterations: int = 0
+    warmup_factor: float = 0.01
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    freeze_bn: bool = False
+    val_fraction: float = 0.0  # fraction of training classes held out for model selection
+    eval_every: int = 200
+    official_test_selection: bool = False  # also track the official protocol's best test R@1 (optimistic)
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    eval_batch_size: int = 256
+    device: str = "cpu"
+    amp: str | None = None  # None | "bf16" | "fp16" (CUDA only)
+    channels_last: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    checkpoint_every: int = 0  # 0: only at the end
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_CONVENTION:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONE_CONVENTION)}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
+        if self.amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', not {self.amp!r}")
+        if self.p < 2 or self.k < 2:
+            raise ValueError(f"a P×K batch needs p ≥ 2 classes and k ≥ 2 images per class (got p={self.p}, k={self.k})")
+        if self.iterations < 1:
+            raise ValueError("iterations must be ≥ 1")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build a config, rejecting unknown keys by name (a typo must not silently run the defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - third-party code may draw from the legacy global RNG
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(iteration: int, cfg: TrainConfig) -> float:
+    """The official WarmupMultiStepLR factor: linear warm-up from ``warmup_factor``, then ×γ at each milestone."""
+    factor = 1.0
+    if iteration < cfg.warmup_iterations:
+        alpha = iteration / cfg.warmup_iterations
+        factor = cfg.warmup_factor * (1 - alpha) + alpha
+    return factor * cfg.gamma ** bisect_right(sorted(cfg.milestones), iteration)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (the official CUB recipe, L2 through ``weight_decay``), AdamW or SGD with momentum."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a killed process never leaves a truncated checkpoint in place of a good one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _datasets(cfg: TrainConfig) -> dict[str, Any]:
+    from mslib.data import load_dataset
+    from mslib.data.transforms import build_transform
+
+    convention = "glyphs" if cfg.dataset == "glyphs" else BACKBONE_CONVENTION[cfg.backbone]
+    kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed}
+    train_tf = build_transform(convention, train=True, size=cfg.image_size)
+    test_tf = build_transform(convention, train=False, size=cfg.image_size)
+    sets = {"train": load_dataset(cfg.dataset, "train", transform=train_tf, **kwargs)}
+    if cfg.val_fraction > 0:
+        sets["val"] = load_dataset(cfg.dataset, "val", transform=test_tf, **kwargs)
+    if cfg.dataset == "inshop":
+        sets["query"] = load_dataset(cfg.dataset, "query", transform=test_tf, **kwargs)
+        sets["gallery"] = load_dataset(cfg.dataset, "gallery", transform=test_tf, **kwargs)
+    else:
+        sets["test"] = load_dataset(cfg.dataset, "test", transform=test_tf, **kwargs)
+    return sets
+
+
+def adapt_input(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Feed 1-channel 32×32 glyphs to an image backbone: upscale to ``image_size`` and map to its convention."""
+    if cfg.dataset != "glyphs" or cfg.backbone == "smallcnn":
+        return x
+    x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                                        align_corners=False).expand(-1, 3, -1, -1)
+    if BACKBONE_CONVENTION[cfg.backbone] == "bninception":  # BGR, 0–255, mean [104, 117, 128]
+        mean = torch.tensor([104.0, 117.0, 128.0], device=x.device).view(1, 3, 1, 1)
+        return x * 255.0 - mean
+    mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class _Adapted(torch.nn.Module):
+    """The model as evaluation sees it: input adaptation + model (so ``evaluate.embed`` needs no special case)."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(adapt_input(x, self.cfg))
+
+
+def _evaluate(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: TrainConfig) -> dict[str, float]:
+    from mslib.evaluate import embed, evaluate_embeddings
+
+    device = torch.device(cfg.device)
+    amp = cfg.amp if device.type == "cuda" and cfg.amp else False
+
+    def loader(ds: Any) -> DataLoader:
+        return DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
+                          pin_memory=device.type == "cuda", generator=torch.Generator())
+
+    wrapped = _Adapted(model, cfg)
+    if which == "test" and "gallery" in sets:
+        q, ql = embed(wrapped, loader(sets["query"]), device=device, amp=amp)
+        g, gl = embed(wrapped, loader(sets["gallery"]), device=device, amp=amp)
+        return evaluate_embeddings(q, ql, g, gl, ks=tuple(cfg.ks))
+    emb, labels = embed(wrapped, loader(sets[which]), device=device, amp=amp)
+    return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks))
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate, and return ``{"config", "history", "evals", "metrics", "timing"}``.
+
+    ``run_dir`` holds ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing checkpoint there is
+    continued exactly. ``stop_after`` ends the loop after that many iterations without the final evaluation
+    (it simulates an interrupted run, for tests and for splitting long runs).
+    """
+    from tqdm import tqdm
+
+    from mslib.data import PKSampler
+    from mslib.losses import build_loss
+    from mslib.models import build_model, freeze_bn_stats
+
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
+    seed_everything(cfg.seed)
+    sets = _datasets(cfg)
+    in_channels = 1 if cfg.backbone == "smallcnn" else 3
+    model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
+                        in_channels=in_channels).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, **cfg.loss_params)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
+    use_amp = cfg.amp is not None and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
+    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=cfg.iterations, seed=cfg.seed)
+
+    state: dict[str, Any] = {"iteration": 0, "history": [], "evals": [], "best": None, "best_state": None,
+                             "train_seconds": 0.0, "images": 0}
+    run_path = Path(run_dir) if run_dir is not None else None
+    ckpt = run_path / "checkpoint.pt" if run_path else None
+    if ckpt is not None and resume and ckpt.exists():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        if saved["config"] != cfg.to_dict():
+            raise ValueError(f"{ckpt} belongs to a run with other settings; use another run_dir or resume=False")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        sampler.load_state_dict(saved["sampler"])
+        _set_rng_state(saved["rng"])
+        state = saved["state"]
+
+    def checkpoint() -> None:
+        if ckpt is None:
+            return
+        save_checkpoint(ckpt, {
+            "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
+            "rng": _rng_state(), "state": state,
+        })
+
+    def log(entry: dict[str, Any]) -> None:
+        if run_path is not None:
+            run_path.mkdir(parents=True, exist_ok=True)
+            with open(run_path / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        if on_log is not None:
+            on_log(entry)
+
+    def periodic_eval(iteration: int) -> None:
+        entry: dict[str, Any] = {"iteration": iteration}
+        if "val" in sets:
+            entry["val"] = _evaluate(model, sets, "val", cfg)
+            if state["best"] is None or entry["val"]["R@1"] > state["best"]["val"]["R@1"]:
+                state["best"] = entry
+                state["best_state"] = copy.deepcopy(model.state_dict())
+        if cfg.official_test_selection:
+            entry["test"] = _evaluate(model, sets, "test", cfg)
+        if len(entry) > 1:
+            state["evals"].append(entry)
+            log({"event": "eval", **entry})
+
+    # a private generator: creating the loader's iterator must not draw from the global RNG, which the
+    # checkpoint restores (otherwise a resumed run would see other augmentations than an uninterrupted one)
+    loader = DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+    start_iteration = state["iteration"]
+    if start_iteration == 0 and (cfg.official_test_selection or "val" in sets):
+        periodic_eval(0)  # the official code also evaluates before the first update
+    end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
+    bar = tqdm(total=end, initial=start_iteration, disable=not progress, desc="train", mininterval=2.0)
+    iteration = start_iteration
+    started = time.perf_counter()
+    batches = iter(loader)
+    while iteration < end:
+        images, labels = next(batches)
+        model.train()
+        if cfg.freeze_bn:
+            freeze_bn_stats(model)
+        images = adapt_input(images.to(device, non_blocking=True), cfg)
+        labels = labels.to(device, non_blocking=True)
+        if cfg.channels_last and device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            embeddings = model(images)
+        loss = loss_fn(embeddings.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        iteration += 1
+        state["iteration"] = iteration
+        state["images"] += images.shape[0]
+        bar.update(1)
+        if iteration % cfg.log_every == 0 or iteration == end:
+            entry = {"event": "train", "iteration": iteration, "loss": float(loss.detach()),
+                     "lr": float(optimizer.param_groups[0]["lr"])}
+            state["history"].append(entry)
+            log(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+        if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
+            periodic_eval(iteration)
+        if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0:
+            state["train_seconds"] += time.perf_counter() - started
+            started = time.perf_counter()
+            checkpoint()
+    bar.close()
+    state["train_seconds"] += time.perf_counter() - started
+    if iteration < cfg.iterations:  # interrupted on purpose (stop_after): keep the state, skip the final eval
+        checkpoint()
+        return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"], "metrics": {},
+                "completed": False, "iteration": iteration}
+
+    metrics: dict[str, Any] = {"final": {"iteration": iteration, "test": _evaluate(model, sets, "test", cfg)}}
+    if "val" in sets:
+        periodic_eval(iteration)
+        best = state["best"]
+        final_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(state["best_state"])
+        metrics["selected"] = {"iteration": best["iteration"], "selected_by": "validation R@1",
+                               "val": best["val"], "test": _evaluate(model, sets, "test", cfg)}
+        model.load_state_dict(final_state)
+    if cfg.official_test_selection:
+        tested = [e for e in state["evals"] if "test" in e] + [{"iteration": iteration,
+                                                                "test": metrics["final"]["test"]}]
+        best_test = max(tested, key=lambda e: e["test"]["R@1"])
+        metrics["official_best_test"] = {
+            "iteration": best_test["iteration"], "test": best_test["test"],
+            "note": "best test R@1 over periodic test evaluations (the official code's protocol; optimistic)",
+        }
+    checkpoint()
+    timing = {"train_seconds": state["train_seconds"],
+              "images_per_second": state["images"] / max(state["train_seconds"], 1e-9)}
+    return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"], "metrics": metrics,
+            "timing": timing, "completed": True, "iteration": iteration, "model": model}
+
+
+def loss_curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(iterations, losses) of a :func:`fit` result's training log."""
+    hist = [h for h in result["history"] if h.get("event", "train") == "train"]
+    return np.array([h["iteration"] for h in hist]), np.array([h["loss"] for h in hist])
+
