@@ -1,6 +1,6 @@
 """Retrieval evaluation: embeddings -> Recall@K, MAP@R, R-Precision and NMI.
 
-Recall@K is the metric of the MS-loss paper (Wang et al., CVPR 2019, Tables 1-4): a query is a *hit* at K when at
+Recall@K is the metric of the MS-loss paper's result tables (Wang et al., CVPR 2019): a query is a *hit* at K when at
 least one of its K nearest neighbours (cosine similarity = inner product of L2-normalised embeddings) has the query's
 class. MAP@R and R-Precision follow Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020, Sec. 3.2); NMI is
 the clustering score many DML papers report (k-means with k = number of classes).
@@ -180,7 +180,7 @@ def recall_at_k(
     *,
     lone_queries: str = "exclude",
 ) -> dict[int, float]:
-    """Recall@K of the MS-loss paper (Tables 1-4), as fractions: ``{k: share of queries hit within top k}``.
+    """Recall@K of the MS-loss paper's result tables, as fractions: ``{k: share of queries hit within top k}``.
 
     ``query``/``ref`` are L2-normalised ``(N, D)`` embeddings (tensor or array); with ``ref=None`` the query set is
     its own reference set, self excluded by index (CUB, Cars, SOP); pass ``ref``/``ref_labels`` for a separate

@@ -1,6 +1,6 @@
 """Backbones and the embedding head of the MS-loss recipe.
 
-The paper (Wang et al., CVPR 2019, Sec. 5.1) uses BN-Inception pretrained on ImageNet with a linear embedding layer
+The paper (Wang et al., CVPR 2019) uses BN-Inception pretrained on ImageNet with a linear embedding layer
 on top; the official code (``paper_facts.md`` 2b) builds it as: BN-Inception features -> global **max** pooling ->
 ``Linear(1024, 512)`` (kaiming-normal fan-out, bias 0) -> L2 normalisation, and freezes the BN running statistics
 every iteration (which the paper does not state; Musgrave et al. 2020 list it among the undisclosed details).
