@@ -1,0 +1,358 @@
+"""Retrieval evaluation: embeddings -> Recall@K, MAP@R, R-Precision and NMI.
+
+Recall@K is the metric of the MS-loss paper's result tables (Wang et al., CVPR 2019): a query is a *hit* at K when at
+least one of its K nearest neighbours (cosine similarity = inner product of L2-normalised embeddings) has the query's
+class. MAP@R and R-Precision follow Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020, Sec. 3.2); NMI is
+the clustering score many DML papers report (k-means with k = number of classes).
+
+All metrics are fractions in ``[0, 1]`` (the book multiplies by 100 when it prints the paper's percentages).
+
+Conventions (see ``shared/paper_facts.md`` 2c for the official code's evaluation):
+
+* **Self-exclusion by index.** When ``ref`` is ``None`` the query set is the reference set, and each query's own row
+  is removed from its neighbours *by index*. The official code removes it by value (the second-largest same-class
+  similarity), which also drops exact duplicates; here an exact duplicate in another image is a legitimate neighbour.
+  On data without duplicates both rules give the same numbers (checked in ``paper_facts.md`` 2c).
+* **Lone queries.** A query whose class has no other item in the reference set can never be a hit. The official code
+  crashes on such a class (``IndexError``). Here they are, by default (``lone_queries="exclude"``), left out of every
+  average, as pytorch-metric-learning's ``AccuracyCalculator`` does; their number is reported by
+  :func:`evaluate_embeddings` as ``"lone_queries"``. ``lone_queries="miss"`` counts them as misses (score 0) instead.
+* **Ties.** Neighbours are ranked in faiss's order (``IndexFlatIP``, exact inner products in float32). Among items
+  with *exactly* equal similarity that order is an implementation detail, so at a tie on the K-th place the result
+  can differ from another tool; the official code counts such ties as hits (a strict ``>`` test). With continuous
+  embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on tie-free data
+  and that tied data gives a value between the pessimistic and the optimistic tie rule.
+* **Memory.** The search runs over blocks of ``block_size`` queries, so the full N x N similarity matrix is never held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+LONE_POLICIES = ("exclude", "miss")
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def _embeddings(x: Any, name: str) -> np.ndarray:
+    """``x`` as a C-contiguous float32 (N, D) array; ValueError for empty, non-2-D or non-finite input."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (N, D) array, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or Inf values (in {bad} of {arr.shape[0]} rows)")
+    return arr
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but there are {n} embeddings")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class ids, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _prepare(query, query_labels, ref, ref_labels):
+    q = _embeddings(query, "query")
+    ql = _labels(query_labels, q.shape[0], "query_labels")
+    if ref is None:
+        if ref_labels is not None:
+            raise ValueError("ref_labels given without ref")
+        return q, ql, q, ql, True
+    if ref_labels is None:
+        raise ValueError("ref given without ref_labels")
+    r = _embeddings(ref, "ref")
+    rl = _labels(ref_labels, r.shape[0], "ref_labels")
+    if r.shape[1] != q.shape[1]:
+        raise ValueError(f"query has dimension {q.shape[1]} but ref has dimension {r.shape[1]}")
+    return q, ql, r, rl, False
+
+
+def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be a non-empty sequence of positive integers, got {ks}")
+    return ks
+
+
+def _check_lone(lone_queries: str) -> None:
+    if lone_queries not in LONE_POLICIES:
+        raise ValueError(f"lone_queries must be one of {LONE_POLICIES}, got {lone_queries!r}")
+
+
+# ----------------------------------------------------------------------------------------------- search
+def knn(
+    query: np.ndarray, ref: np.ndarray, k: int, *, same_set: bool, block_size: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` inner-product neighbours of each query row in ``ref`` (faiss ``IndexFlatIP``).
+
+    When ``same_set`` the query set is the reference set and row ``i`` never appears among query ``i``'s neighbours
+    (removed by index). ``k`` is clipped to the number of available references. Returns ``(similarities, indices)``
+    of shape ``(n_query, k)``, most similar first, searched ``block_size`` queries at a time.
+    """
+    import faiss
+
+    n_avail = ref.shape[0] - int(same_set)
+    k = min(int(k), n_avail)
+    if k < 1:
+        raise ValueError("the reference set has no item to search (a single-item set cannot be its own reference)")
+    index = faiss.IndexFlatIP(ref.shape[1])
+    index.add(ref)
+    k_search = k + int(same_set)
+    sims = np.empty((query.shape[0], k), dtype=np.float32)
+    idx = np.empty((query.shape[0], k), dtype=np.int64)
+    for start in range(0, query.shape[0], block_size):
+        stop = min(start + block_size, query.shape[0])
+        s, i = index.search(query[start:stop], k_search)
+        if same_set:
+            own = np.arange(start, stop)[:, None]
+            is_self = i == own
+            # Drop the query's own column; when it is not among the k+1 (exact ties), drop the last column instead.
+            no_self = ~is_self.any(axis=1)
+            is_self[no_self, -1] = True
+            keep = ~is_self
+            s = s[keep].reshape(stop - start, k)
+            i = i[keep].reshape(stop - start, k)
+        sims[start:stop], idx[start:stop] = s, i
+    return sims, idx
+
+
+def _relevant_counts(query_labels: np.ndarray, ref_labels: np.ndarray, same_set: bool) -> np.ndarray:
+    """R for each query: the number of reference items of its class (itself excluded when ``same_set``)."""
+    classes, counts = np.unique(ref_labels, return_counts=True)
+    pos = np.searchsorted(classes, query_labels)
+    pos_c = np.minimum(pos, len(classes) - 1)
+    found = classes[pos_c] == query_labels
+    r = np.where(found, counts[pos_c], 0)
+    return r - int(same_set)
+
+
+def _average(per_query: np.ndarray, lone: np.ndarray, lone_queries: str) -> float:
+    if lone_queries == "miss":
+        return float(np.where(lone, 0.0, per_query).mean())
+    if lone.all():
+        return float("nan")
+    return float(per_query[~lone].mean())
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def _recall_from_hits(nn_labels: np.ndarray, query_labels: np.ndarray, ks: Sequence[int], lone: np.ndarray,
+                      lone_queries: str) -> dict[int, float]:
+    match = nn_labels == query_labels[:, None]
+    first_hit = np.where(match.any(axis=1), match.argmax(axis=1), np.iinfo(np.int64).max)
+    return {k: _average((first_hit < k).astype(np.float64), lone, lone_queries) for k in ks}
+
+
+def _map_rp_from_neighbours(nn_labels: np.ndarray, query_labels: np.ndarray, r: np.ndarray, lone: np.ndarray,
+                            lone_queries: str) -> tuple[float, float]:
+    """MAP@R and R-Precision (Musgrave et al. 2020, eq. in Sec. 3.2) from the top-max(R) neighbour labels."""
+    kmax = nn_labels.shape[1]
+    ranks = np.arange(1, kmax + 1)
+    within_r = ranks[None, :] <= r[:, None]
+    rel = (nn_labels == query_labels[:, None]) & within_r
+    hits = np.cumsum(rel, axis=1)
+    r_safe = np.maximum(r, 1).astype(np.float64)
+    ap = (rel * hits / ranks[None, :]).sum(axis=1) / r_safe
+    rp = rel.sum(axis=1) / r_safe
+    return _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
+
+
+def recall_at_k(
+    query: Any,
+    query_labels: Any,
+    ref: Any = None,
+    ref_labels: Any = None,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    block_size: int = 8192,
+    *,
+    lone_queries: str = "exclude",
+) -> dict[int, float]:
+    """Recall@K of the MS-loss paper's result tables, as fractions: ``{k: share of queries hit within top k}``.
+
+    ``query``/``ref`` are L2-normalised ``(N, D)`` embeddings (tensor or array); with ``ref=None`` the query set is
+    its own reference set, self excluded by index (CUB, Cars, SOP); pass ``ref``/``ref_labels`` for a separate
+    gallery (In-Shop). Lone queries (no same-class reference) are excluded from the average by default, or counted
+    as misses with ``lone_queries="miss"``; ties follow faiss's order (see the module docstring).
+    """
+    ks = _check_ks(ks)
+    _check_lone(lone_queries)
+    q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
+    _, idx = knn(q, r, max(ks), same_set=same, block_size=block_size)
+    lone = _relevant_counts(ql, rl, same) <= 0
+    return _recall_from_hits(rl[idx], ql, ks, lone, lone_queries)
+
+
+def _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries) -> tuple[float, float]:
+    _check_lone(lone_queries)
+    q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
+    counts = _relevant_counts(ql, rl, same)
+    lone = counts <= 0
+    _, idx = knn(q, r, max(int(counts.max()), 1), same_set=same, block_size=block_size)
+    return _map_rp_from_neighbours(rl[idx], ql, counts, lone, lone_queries)
+
+
+def map_at_r(
+    query: Any, query_labels: Any, ref: Any = None, ref_labels: Any = None, block_size: int = 8192, *,
+    lone_queries: str = "exclude",
+) -> float:
+    """MAP@R (Musgrave et al. 2020): mean over queries of ``(1/R) sum_{i<=R} P(i) rel(i)``, R = #same-class refs."""
+    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries)[0]
+
+
+def r_precision(
+    query: Any, query_labels: Any, ref: Any = None, ref_labels: Any = None, block_size: int = 8192, *,
+    lone_queries: str = "exclude",
+) -> float:
+    """R-Precision (Musgrave et al. 2020): mean over queries of (#same-class items in the top R) / R."""
+    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries)[1]
+
+
+# ----------------------------------------------------------------------------------------------- clustering
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi_score(labels_true: Any, labels_pred: Any) -> float:
+    """Normalised mutual information ``I(U;V) / ((H(U) + H(V)) / 2)`` (arithmetic mean, sklearn's default).
+
+    Two labelings with one cluster each (both entropies 0) score 1.0, as in scikit-learn.
+    """
+    u = np.asarray(labels_true).ravel()
+    v = np.asarray(labels_pred).ravel()
+    if u.shape != v.shape:
+        raise ValueError(f"labelings have different lengths: {u.shape[0]} and {v.shape[0]}")
+    if u.size == 0:
+        raise ValueError("labelings are empty")
+    _, ui = np.unique(u, return_inverse=True)
+    _, vi = np.unique(v, return_inverse=True)
+    table = np.zeros((ui.max() + 1, vi.max() + 1), dtype=np.float64)
+    np.add.at(table, (ui, vi), 1.0)
+    hu, hv = _entropy(table.sum(axis=1)), _entropy(table.sum(axis=0))
+    if table.shape[0] == table.shape[1] == 1:
+        return 1.0
+    n = table.sum()
+    nz = table > 0
+    outer = np.outer(table.sum(axis=1), table.sum(axis=0))
+    mi = float((table[nz] / n * np.log(table[nz] * n / outer[nz])).sum())
+    denom = (hu + hv) / 2
+    return 0.0 if denom <= 0 else float(max(mi, 0.0) / denom)
+
+
+def kmeans_labels(embeddings: Any, n_clusters: int, seed: int = 0, niter: int = 20, nredo: int = 1) -> np.ndarray:
+    """faiss k-means (random init, ``niter`` Lloyd iterations, best of ``nredo`` runs, seeded): each row's cluster."""
+    import faiss
+
+    x = _embeddings(embeddings, "embeddings")
+    if not 1 <= n_clusters <= x.shape[0]:
+        raise ValueError(f"n_clusters must be between 1 and the number of rows ({x.shape[0]}), got {n_clusters}")
+    km = faiss.Kmeans(x.shape[1], int(n_clusters), niter=niter, nredo=nredo, seed=int(seed), verbose=False,
+                      max_points_per_centroid=max(256, x.shape[0]))
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    return assign[:, 0].astype(np.int64)
+
+
+def nmi(embeddings: Any, labels: Any, seed: int = 0, nredo: int = 1) -> float:
+    """NMI between the classes and a faiss k-means clustering with k = number of classes (seeded).
+
+    One k-means run (``nredo=1``, 20 iterations) as pytorch-metric-learning's ``FaissKMeans``; k-means can stop in a
+    local minimum, so NMI is itself a noisy score.
+    """
+    x = _embeddings(embeddings, "embeddings")
+    y = _labels(labels, x.shape[0], "labels")
+    return nmi_score(y, kmeans_labels(x, len(np.unique(y)), seed=seed, nredo=nredo))
+
+
+# ----------------------------------------------------------------------------------------------- all at once
+def evaluate_embeddings(
+    query: Any,
+    query_labels: Any,
+    ref: Any = None,
+    ref_labels: Any = None,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    *,
+    with_nmi: bool = True,
+    seed: int = 0,
+    block_size: int = 8192,
+    lone_queries: str = "exclude",
+) -> dict[str, float | int]:
+    """Every metric from one neighbour search: ``{"R@1", ..., "MAP@R", "RP", "NMI", "queries", "lone_queries"}``.
+
+    Metrics are plain Python floats in ``[0, 1]``. NMI clusters the query set (as pytorch-metric-learning does).
+    ``"lone_queries"`` counts queries with no same-class reference (see the module docstring).
+    """
+    ks = _check_ks(ks)
+    _check_lone(lone_queries)
+    q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
+    counts = _relevant_counts(ql, rl, same)
+    lone = counts <= 0
+    _, idx = knn(q, r, max(max(ks), int(counts.max()), 1), same_set=same, block_size=block_size)
+    nn_labels = rl[idx]
+    out: dict[str, float | int] = {f"R@{k}": v for k, v in
+                                   _recall_from_hits(nn_labels[:, :max(ks)], ql, ks, lone, lone_queries).items()}
+    m, rp = _map_rp_from_neighbours(nn_labels[:, :max(int(counts.max()), 1)], ql, counts, lone, lone_queries)
+    out["MAP@R"], out["RP"] = m, rp
+    if with_nmi:
+        out["NMI"] = nmi(q, ql, seed=seed)
+    out["queries"] = int(q.shape[0])
+    out["lone_queries"] = int(lone.sum())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- embedding
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(batch, dict):
+        return batch.get("image", batch.get("images")), batch.get("label", batch.get("labels"))
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError("a loader batch must be (images, labels, ...) or a dict with 'image' and 'label'")
+
+
+def embed(
+    model: torch.nn.Module, loader: Iterable[Any], device: str | torch.device = "cpu", amp: bool | str = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings ``(N, D)`` float32 and labels ``(N,)`` int64 of every batch, in loader order, on the CPU.
+
+    Runs in eval mode under ``torch.inference_mode`` and restores the model's previous mode. On CUDA the inputs use
+    ``channels_last`` and ``amp`` (``True``/``"bf16"`` or ``"fp16"``) turns on autocast; on the CPU both are ignored.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    feats: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                x, y = _split_batch(batch)
+                x = x.to(device, non_blocking=cuda)
+                if cuda and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type="cuda", dtype=dtype, enabled=cuda and bool(amp)):
+                    out = model(x)
+                feats.append(out.float().cpu())
+                labels.append(torch.as_tensor(y).long().cpu())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("the loader yielded no batches")
+    emb, lab = torch.cat(feats), torch.cat(labels)
+    if emb.ndim != 2 or emb.shape[0] != lab.shape[0]:
+        raise ValueError(f"model outputs {tuple(emb.shape)} do not match {lab.shape[0]} labels")
+    return emb, lab

@@ -1,0 +1,299 @@
+"""mslib.evaluate against independent references: brute-force NumPy, pytorch-metric-learning, hand-computed NMI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mslib import evaluate as ev
+
+
+def clustered(n_classes: int, per_class, dim: int = 16, spread: float = 0.8, seed: int = 0):
+    """L2-normalised clustered data; ``per_class`` is an int or a list of class sizes (1 = lone class)."""
+    rng = np.random.default_rng(seed)
+    sizes = [per_class] * n_classes if isinstance(per_class, int) else list(per_class)
+    centres = rng.normal(size=(len(sizes), dim))
+    x = np.concatenate([c + spread * rng.normal(size=(s, dim)) for c, s in zip(centres, sizes, strict=True)])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    perm = rng.permutation(len(y))
+    x = x[perm] / np.linalg.norm(x[perm], axis=1, keepdims=True)
+    return x.astype(np.float32), y[perm].astype(np.int64)
+
+
+# ------------------------------------------------------------------ brute-force references (written independently)
+def brute_ranking(q, r, same_set):
+    """Reference order: float64 similarities, self removed by index, stable sort (ties by reference index)."""
+    sim = q.astype(np.float64) @ r.astype(np.float64).T
+    order = np.argsort(-sim, axis=1, kind="stable")
+    if same_set:
+        order = np.array([[j for j in row if j != i] for i, row in enumerate(order)])
+    return sim, order
+
+
+def brute_recall(q, ql, r, rl, ks, same_set, lone_policy="exclude"):
+    _, order = brute_ranking(q, r, same_set)
+    out = {}
+    for k in ks:
+        scores = []
+        for i in range(len(q)):
+            n_rel = sum(1 for j in range(len(r)) if rl[j] == ql[i] and not (same_set and j == i))
+            if n_rel == 0:
+                if lone_policy == "miss":
+                    scores.append(0.0)
+                continue
+            scores.append(float(any(rl[j] == ql[i] for j in order[i, :k])))
+        out[k] = sum(scores) / len(scores)
+    return out
+
+
+def brute_map_rp(q, ql, r, rl, same_set):
+    _, order = brute_ranking(q, r, same_set)
+    aps, rps = [], []
+    for i in range(len(q)):
+        R = sum(1 for j in range(len(r)) if rl[j] == ql[i] and not (same_set and j == i))
+        if R == 0:
+            continue
+        hits, ap = 0, 0.0
+        for rank, j in enumerate(order[i, :R], start=1):
+            if rl[j] == ql[i]:
+                hits += 1
+                ap += hits / rank
+        aps.append(ap / R)
+        rps.append(hits / R)
+    return float(np.mean(aps)), float(np.mean(rps))
+
+
+# ------------------------------------------------------------------ Recall@K
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("lone_policy", ["exclude", "miss"])
+def test_recall_single_set_matches_bruteforce_with_lone_classes(seed, lone_policy):
+    sizes = [5] * 20 + [1, 1, 1] + [2, 7]  # three lone classes
+    x, y = clustered(len(sizes), sizes, seed=seed)
+    ks = (1, 2, 4, 8, 16)
+    got = ev.recall_at_k(x, y, ks=ks, lone_queries=lone_policy)
+    want = brute_recall(x, y, x, y, ks, same_set=True, lone_policy=lone_policy)
+    assert got.keys() == want.keys()
+    for k in ks:
+        assert got[k] == pytest.approx(want[k], abs=1e-12)
+    if lone_policy == "exclude":
+        assert got[16] < 1.0 or want[16] == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_recall_rectangular_query_gallery_matches_bruteforce(seed):
+    xq, yq = clustered(12, 4, seed=seed)
+    rng = np.random.default_rng(seed)  # gallery around the query classes' means
+    xg = np.concatenate([xq[yq == c].mean(0) + 0.5 * rng.normal(size=(6, xq.shape[1])) for c in range(10)])
+    yg = np.repeat(np.arange(10), 6)  # classes 10, 11 have no gallery item -> lone queries
+    xg = (xg / np.linalg.norm(xg, axis=1, keepdims=True)).astype(np.float32)
+    ks = (1, 2, 4, 8)
+    for policy in ("exclude", "miss"):
+        got = ev.recall_at_k(xq, yq, xg, yg, ks=ks, lone_queries=policy)
+        want = brute_recall(xq, yq, xg, yg, ks, same_set=False, lone_policy=policy)
+        for k in ks:
+            assert got[k] == pytest.approx(want[k], abs=1e-12)
+
+
+def test_blocked_search_equals_one_block():
+    x, y = clustered(15, 6, seed=4)
+    ks = (1, 2, 4, 8)
+    assert ev.recall_at_k(x, y, ks=ks, block_size=7) == ev.recall_at_k(x, y, ks=ks, block_size=10_000)
+    s1, i1 = ev.knn(x, x, 10, same_set=True, block_size=5)
+    s2, i2 = ev.knn(x, x, 10, same_set=True, block_size=1000)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2)
+
+
+def test_self_excluded_by_index_but_exact_duplicate_kept():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8))
+    x[1] = x[0]  # an exact duplicate of query 0, in another image of the same class
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    y = np.array([0, 0, 1, 2, 3, 4])  # query 0's only positive is its duplicate
+    sims, idx = ev.knn(x, x, 5, same_set=True)
+    assert not (idx == np.arange(6)[:, None]).any()
+    assert idx[0, 0] == 1 and idx[1, 0] == 0
+    assert sims[0, 0] == pytest.approx(1.0, abs=1e-6)
+    # Classes 1..4 are lone -> excluded; queries 0 and 1 are hits: by-value removal would have dropped them.
+    assert ev.recall_at_k(x, y, ks=(1,)) == {1: 1.0}
+    assert ev.recall_at_k(x, y, ks=(1,), lone_queries="miss") == {1: pytest.approx(2 / 6)}
+
+
+def test_ties_do_not_crash_and_lie_between_tie_rules():
+    """Many exact ties (one-hot embeddings): result between pessimistic and optimistic (official ``>``) tie rules."""
+    rng = np.random.default_rng(1)
+    n, dim = 60, 4
+    x = np.eye(dim, dtype=np.float32)[rng.integers(0, dim, size=n)]
+    y = rng.integers(0, 6, size=n)
+    ks = (1, 2, 4, 8)
+    got = ev.recall_at_k(x, y, ks=ks)
+    sim = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(sim, -np.inf)
+    for k in ks:
+        opt, pes, n_valid = 0, 0, 0
+        for i in range(n):
+            pos = [j for j in range(n) if j != i and y[j] == y[i]]
+            if not pos:
+                continue
+            n_valid += 1
+            best_pos = max(sim[i, pos])
+            neg = [j for j in range(n) if j != i and y[j] != y[i]]
+            n_better = sum(sim[i, j] > best_pos for j in neg)
+            n_tied = sum(sim[i, j] == best_pos for j in neg)
+            opt += n_better < k  # official rule: ties count as hits
+            pes += n_better + n_tied < k  # every tied negative ranked first
+        assert pes / n_valid - 1e-12 <= got[k] <= opt / n_valid + 1e-12
+    _, idx = ev.knn(x, x, 8, same_set=True)
+    assert not (idx == np.arange(n)[:, None]).any()
+    assert all(len(set(row)) == len(row) for row in idx)
+
+
+# ------------------------------------------------------------------ MAP@R and R-Precision
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_at_r_and_r_precision_match_bruteforce(seed):
+    sizes = [3, 4, 5, 6, 8, 10, 1, 2] * 3
+    x, y = clustered(len(sizes), sizes, spread=1.0, seed=seed)
+    want_map, want_rp = brute_map_rp(x, y, x, y, same_set=True)
+    assert ev.map_at_r(x, y) == pytest.approx(want_map, abs=1e-12)
+    assert ev.r_precision(x, y) == pytest.approx(want_rp, abs=1e-12)
+
+
+def _pml_calculator():
+    pml = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
+    return pml.AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r", "r_precision"),
+        exclude=(), k="max_bin_count", device=torch.device("cpu"),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_pytorch_metric_learning_single_set(seed):
+    sizes = [4, 5, 6, 7, 9, 1, 3] * 4  # includes lone classes: PML leaves them out, as our default does
+    x, y = clustered(len(sizes), sizes, spread=0.9, seed=seed)
+    pml = _pml_calculator().get_accuracy(x, y, x, y, ref_includes_query=True)
+    ours = ev.evaluate_embeddings(x, y, ks=(1,), with_nmi=False)
+    assert ours["R@1"] == pytest.approx(pml["precision_at_1"], abs=1e-9)
+    assert ours["MAP@R"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-9)
+    assert ours["RP"] == pytest.approx(pml["r_precision"], abs=1e-9)
+    assert ours["lone_queries"] == 4
+
+
+def test_against_pytorch_metric_learning_query_gallery():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(15, 16))
+    yq = rng.integers(0, 15, size=90)
+    yg = np.concatenate([np.arange(13), rng.integers(0, 13, size=110)])  # classes 13, 14: no gallery item
+    xq = centres[yq] + 0.9 * rng.normal(size=(90, 16))
+    xg = centres[yg] + 0.9 * rng.normal(size=(len(yg), 16))
+    xq = (xq / np.linalg.norm(xq, axis=1, keepdims=True)).astype(np.float32)
+    xg = (xg / np.linalg.norm(xg, axis=1, keepdims=True)).astype(np.float32)
+    pml = _pml_calculator().get_accuracy(xq, yq, xg, yg, ref_includes_query=False)
+    ours = ev.evaluate_embeddings(xq, yq, xg, yg, ks=(1,), with_nmi=False)
+    assert ours["R@1"] == pytest.approx(pml["precision_at_1"], abs=1e-9)
+    assert ours["MAP@R"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-9)
+    assert ours["RP"] == pytest.approx(pml["r_precision"], abs=1e-9)
+    assert ours["lone_queries"] == int(np.isin(yq, [13, 14]).sum())
+
+
+# ------------------------------------------------------------------ NMI
+def test_nmi_score_hand_computed_contingency():
+    # Contingency [[2,1,0],[0,1,2]]: H(U)=ln2, H(V)=ln3, I = 2/3 ln2 -> NMI = (2/3 ln2) / ((ln2+ln3)/2)
+    true = [0, 0, 0, 1, 1, 1]
+    pred = [5, 5, 7, 7, 9, 9]
+    expected = (2 / 3 * math.log(2)) / ((math.log(2) + math.log(3)) / 2)
+    assert ev.nmi_score(true, pred) == pytest.approx(expected, rel=1e-12)
+    assert ev.nmi_score([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)  # independent
+    assert ev.nmi_score([0, 0, 1, 1, 2], [3, 3, 1, 1, 0]) == pytest.approx(1.0)  # same partition, renamed
+    assert ev.nmi_score([1, 1, 1], [0, 0, 0]) == 1.0  # sklearn's convention for one cluster each
+
+
+def test_nmi_score_matches_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.integers(0, 7, size=200)
+        b = np.where(rng.random(200) < 0.6, a, rng.integers(0, 9, size=200))
+        assert ev.nmi_score(a, b) == pytest.approx(metrics.normalized_mutual_info_score(a, b), abs=1e-12)
+
+
+def test_nmi_kmeans_recovers_separated_clusters_and_is_seeded():
+    # Three tight clusters: a random k-means init lands one seed per cluster with probability 2/9, so keep the best of
+    # 20 restarts; the result is deterministic for a fixed seed.
+    x, y = clustered(3, 40, spread=0.05, seed=2)
+    assert ev.nmi(x, y, seed=0, nredo=20) == pytest.approx(1.0, abs=1e-9)
+    assert ev.nmi(x, y, seed=0) == ev.nmi_score(y, ev.kmeans_labels(x, 3, seed=0))
+    x2, y2 = clustered(8, 20, spread=1.5, seed=3)
+    assert ev.nmi(x2, y2, seed=1) == ev.nmi(x2, y2, seed=1)
+
+
+# ------------------------------------------------------------------ all metrics, bad input
+def test_evaluate_embeddings_consistent_with_single_metrics():
+    x, y = clustered(10, [5] * 9 + [1], seed=7)
+    out = ev.evaluate_embeddings(x, y, ks=(1, 2, 4, 8))
+    assert set(out) == {"R@1", "R@2", "R@4", "R@8", "MAP@R", "RP", "NMI", "queries", "lone_queries"}
+    rec = ev.recall_at_k(torch.from_numpy(x), torch.from_numpy(y))
+    assert [out[f"R@{k}"] for k in (1, 2, 4, 8)] == [rec[k] for k in (1, 2, 4, 8)]
+    assert out["MAP@R"] == ev.map_at_r(x, y) and out["RP"] == ev.r_precision(x, y)
+    assert out["queries"] == 46 and out["lone_queries"] == 1
+    assert all(type(v) in (float, int) for v in out.values())
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((np.full((4, 3), np.nan, np.float32), np.arange(4)), "NaN or Inf"),
+        ((np.array([[1.0, np.inf], [0, 1]], np.float32), np.arange(2)), "NaN or Inf"),
+        ((np.eye(4, dtype=np.float32), np.arange(3)), "3 entries but there are 4"),
+        ((np.zeros((0, 4), np.float32), np.arange(0)), "empty"),
+        ((np.eye(4, dtype=np.float32), np.arange(4), np.eye(3, dtype=np.float32), np.arange(3)), "dimension"),
+        ((np.eye(4, dtype=np.float32), np.arange(4), np.eye(4, dtype=np.float32), np.arange(5)), "ref_labels"),
+        ((np.eye(4, dtype=np.float32), np.arange(4), np.zeros((0, 4), np.float32), np.arange(0)), "ref is empty"),
+        ((np.eye(4, dtype=np.float32), np.linspace(0, 1, 4)), "integer"),
+    ],
+)
+def test_bad_input_raises_value_error(args, match):
+    with pytest.raises(ValueError, match=match):
+        ev.recall_at_k(*args)
+    with pytest.raises(ValueError, match=match):
+        ev.evaluate_embeddings(*args)
+
+
+def test_bad_options_raise():
+    x, y = clustered(3, 3)
+    with pytest.raises(ValueError, match="ks"):
+        ev.recall_at_k(x, y, ks=(0, 1))
+    with pytest.raises(ValueError, match="lone_queries"):
+        ev.recall_at_k(x, y, lone_queries="ignore")
+    with pytest.raises(ValueError, match="ref_labels given without ref"):
+        ev.recall_at_k(x, y, None, y)
+    with pytest.raises(ValueError, match="single-item"):
+        ev.recall_at_k(x[:1], y[:1])
+    with pytest.raises(ValueError, match="NaN"):
+        ev.nmi(np.full((3, 2), np.nan), [0, 1, 2])
+
+
+# ------------------------------------------------------------------ embed
+def test_embed_eval_mode_order_and_dtypes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 6), torch.nn.BatchNorm1d(6),
+                                torch.nn.Dropout(0.5))
+    images = torch.randn(10, 3, 2, 2)
+    labels = torch.arange(10) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=4)
+    model.train()
+    emb, lab = ev.embed(model, loader)
+    assert model.training  # mode restored
+    assert emb.dtype == torch.float32 and lab.dtype == torch.int64 and emb.shape == (10, 6)
+    model.eval()
+    with torch.no_grad():
+        expected = model(images)
+    torch.testing.assert_close(emb, expected)
+    torch.testing.assert_close(lab, labels)
+    dict_loader = [{"image": images[:5], "label": labels[:5]}, {"image": images[5:], "label": labels[5:]}]
+    emb2, _ = ev.embed(model, dict_loader)
+    torch.testing.assert_close(emb2, expected)
+    with pytest.raises(ValueError, match="no batches"):
+        ev.embed(model, [])

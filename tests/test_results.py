@@ -1,0 +1,120 @@
+"""mslib.results: run records (provenance, iteration-tagged metrics), atomic writes, stable ids, code hashes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mslib import provenance
+from mslib import results as R
+
+PARAMS = {"dataset": "glyphs", "backbone": "smallcnn", "loss": "ms", "alpha": 2.0, "beta": 50.0, "batch": [8, 4]}
+METRICS = {"final": {"iteration": 300, "R@1": 0.5, "MAP@R": 0.2}, "selected": {"iteration": 200, "R@1": 0.55}}
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def make(params=PARAMS, metrics=METRICS, code="c0de", **kw):
+    return R.run_record(params, metrics, seed=7, started=T0, finished=T0 + timedelta(seconds=90.5), code=code, **kw)
+
+
+def test_run_record_fields_and_provenance():
+    rec = make(images_per_second=np.float32(123.5), extra={"gpu_mem": torch.tensor(1.5)})
+    assert rec["params"] == PARAMS and rec["seed"] == 7 and rec["code_hash"] == "c0de"
+    assert rec["metrics"]["final"] == {"iteration": 300, "R@1": 0.5, "MAP@R": 0.2}
+    assert rec["git_commit"] == provenance.git_commit()
+    assert rec["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
+    assert {"cpu_count", "cuda_available"} <= set(rec["hardware"])
+    assert rec["wall_time_s"] == 90.5 and rec["started"] == T0.isoformat()
+    assert rec["images_per_second"] == 123.5 and type(rec["images_per_second"]) is float
+    assert rec["extra"] == {"gpu_mem": 1.5}
+    json.dumps(rec, allow_nan=False)  # plain JSON
+
+
+def test_metrics_must_carry_their_iteration_and_become_plain():
+    flat = make(metrics={"iteration": np.int64(50), "R@1": np.float64(0.25), "NMI": float("nan")})
+    assert flat["metrics"] == {"iteration": 50, "R@1": 0.25, "NMI": None}
+    assert type(flat["metrics"]["R@1"]) is float and type(flat["metrics"]["iteration"]) is int
+    with pytest.raises(ValueError, match="iteration"):
+        make(metrics={"R@1": 0.5})
+    with pytest.raises(ValueError, match="selected must say which iteration"):
+        make(metrics={"final": {"iteration": 3, "R@1": 0.1}, "selected": {"R@1": 0.2}})
+    with pytest.raises(ValueError, match="before started"):
+        R.run_record(PARAMS, METRICS, seed=0, started=T0, finished=T0 - timedelta(seconds=1))
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        make(params={"model": object()})
+
+
+def test_run_id_is_stable_and_sensitive():
+    a = R.run_id(PARAMS, "abc")
+    assert a == R.run_id(dict(reversed(list(PARAMS.items()))), "abc")  # key order does not matter
+    assert a == R.run_id({**PARAMS, "alpha": np.float64(2.0)}, "abc")  # numpy scalars normalised
+    assert a != R.run_id({**PARAMS, "alpha": 2.5}, "abc")
+    assert a != R.run_id(PARAMS, "abd")
+    assert make()["run_id"] == R.run_id(PARAMS, "c0de")
+
+
+def test_write_is_atomic_and_find_and_load(tmp_path):
+    assert R.find_record(PARAMS, "c0de", tmp_path) is None
+    rec = make()
+    path = R.write_record(rec, tmp_path)
+    assert path == tmp_path / f"{rec['run_id']}.json"
+    assert json.loads(path.read_text()) == rec
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    assert R.find_record(PARAMS, "c0de", tmp_path) == rec
+    assert R.find_record(PARAMS, "other-code", tmp_path) is None  # stale: the code changed
+    assert R.find_record({**PARAMS, "beta": 40.0}, "c0de", tmp_path) is None
+    # Rewriting the same run replaces its record.
+    rec2 = make(metrics={"iteration": 1, "R@1": 0.9})
+    assert R.write_record(rec2, tmp_path) == path and R.find_record(PARAMS, "c0de", tmp_path)["metrics"]["R@1"] == 0.9
+    other = make(params={**PARAMS, "dataset": "cub200"}, code="new")
+    R.write_record(other, tmp_path)
+    assert len(R.load_records(tmp_path)) == 2
+    assert [r["params"]["dataset"] for r in R.load_records(tmp_path, where={"dataset": "cub200"})] == ["cub200"]
+    assert [r["run_id"] for r in R.load_records(tmp_path, code_hash="new")] == [other["run_id"]]
+    assert R.load_records(tmp_path / "missing") == []
+
+
+def test_default_results_dir_and_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSLIB_RESULTS_DIR", str(tmp_path / "res"))
+    path = R.write_record(make())
+    assert path.parent == tmp_path / "res"
+    (tmp_path / "res" / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
+        R.load_records()
+    with pytest.raises(ValueError, match="run_id"):
+        R.write_record({"params": {}})
+
+
+def test_code_hash_tracks_sources_not_notebook_outputs(tmp_path):
+    mod = tmp_path / "a.py"
+    mod.write_text("x = 1\n")
+    nb = tmp_path / "nb.ipynb"
+    cells = [{"cell_type": "code", "source": ["print(1)\n"], "outputs": [], "execution_count": None, "metadata": {}}]
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    h = R.code_hash([mod, nb])
+    assert h == R.code_hash([nb, mod])  # order-independent
+    assert R.code_hash([tmp_path]) != h  # a folder holds only its *.py files
+    executed = {"cells": [{**cells[0], "outputs": [{"output_type": "stream", "text": "1"}], "execution_count": 1}],
+                "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    nb.write_text(json.dumps(executed))
+    assert R.code_hash([mod, nb]) == h  # executing the notebook does not make records stale
+    nb.write_text(json.dumps({**executed, "cells": [{**executed["cells"][0], "source": ["print(2)\n"]}]}))
+    assert R.code_hash([mod, nb]) != h
+    nb.write_text(json.dumps(executed))
+    mod.write_text("x = 2\n")
+    assert R.code_hash([mod, nb]) != h
+    with pytest.raises(ValueError, match="does not exist"):
+        R.code_hash([tmp_path / "nope.py"])
+
+
+def test_default_code_hash_covers_mslib_sources():
+    import mslib
+
+    files = sorted(Path(mslib.__file__).parent.glob("*.py"))
+    assert R.code_hash() == R.code_hash(files) == R.code_hash([Path(mslib.__file__).parent])
+    assert len(R.code_hash()) == 16 and R.code_hash(files[:1]) != R.code_hash()
