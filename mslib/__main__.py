@@ -1,7 +1,8 @@
 """Command line: ``python -m mslib <command> ...`` (also installed as ``mslib``).
 
-Commands: ``notebooks`` (run/list/strip the book's notebooks), ``env`` (print versions and hardware).
-Each command is a module with a ``main(argv) -> int``; later chapters add ``data`` and ``train``.
+Commands: ``notebooks`` (run/list/strip the book's notebooks), ``train`` (a training run from a config),
+``data`` (download/verify datasets), ``env`` (print versions and hardware).
+Each command is a module with a ``main(argv) -> int``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 COMMANDS = {
     "notebooks": "mslib.notebooks",
+    "train": "mslib.train",
     "env": "mslib.__main__",
 }
 

@@ -300,6 +300,9 @@ def fit(
             state["evals"].append(entry)
             log({"event": "eval", **entry})
 
+    if "metrics" in state:  # a completed run: nothing to train, return what it measured (and its model)
+        return _result(cfg, state, model)
+
     # a private generator: creating the loader's iterator must not draw from the global RNG, which the
     # checkpoint restores (otherwise a resumed run would see other augmentations than an uninterrupted one)
     loader = DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
@@ -371,11 +374,18 @@ def fit(
             "iteration": best_test["iteration"], "test": best_test["test"],
             "note": "best test R@1 over periodic test evaluations (the official code's protocol; optimistic)",
         }
+    state["metrics"] = metrics
+    state["best_state"] = None  # the selected model's test numbers are in metrics; keep the checkpoint small
     checkpoint()
+    return _result(cfg, state, model)
+
+
+def _result(cfg: TrainConfig, state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
     timing = {"train_seconds": state["train_seconds"],
               "images_per_second": state["images"] / max(state["train_seconds"], 1e-9)}
-    return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"], "metrics": metrics,
-            "timing": timing, "completed": True, "iteration": iteration, "model": model}
+    return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"],
+            "metrics": state["metrics"], "timing": timing, "completed": True, "iteration": state["iteration"],
+            "model": model}
 
 
 def loss_curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -383,3 +393,79 @@ def loss_curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     hist = [h for h in result["history"] if h.get("event", "train") == "train"]
     return np.array([h["iteration"] for h in hist]), np.array([h["loss"] for h in hist])
 
+
+
+def train_or_load(
+    cfg: TrainConfig,
+    *,
+    code_paths: list[str | Path] | None = None,
+    results_dir: str | Path | None = None,
+    need_model: bool = False,
+    progress: bool = False,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Return ``(record, result)`` for ``cfg``: reuse an up-to-date run record, or train and write one.
+
+    A record is reused only when its parameters and the hash of the code that made it (``mslib/*.py`` plus
+    ``code_paths``, e.g. the calling notebook) match, so a stale record is recomputed, never shown. The run's
+    checkpoint lives in ``results/runs/<run_id>/`` so an interrupted run resumes, and ``need_model`` returns the
+    trained model (from that checkpoint, without retraining, when it is still there).
+    """
+    from mslib import results
+    from mslib.paths import results_dir as default_results_dir
+
+    paths = [*sorted((Path(__file__).resolve().parent).rglob("*.py")), *(code_paths or [])]
+    code = results.code_hash(paths)
+    params = cfg.to_dict()
+    out_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    record = results.find_record(params, code, out_dir)
+    run_dir = out_dir / "runs" / results.run_id(params, code)
+    if record is not None and (not need_model or (run_dir / "checkpoint.pt").exists()):
+        result = fit(cfg, run_dir=run_dir, progress=progress) if need_model else None
+        return record, result
+    started = time.time()
+    result = fit(cfg, run_dir=run_dir, progress=progress, on_log=on_log)
+    record = results.run_record(
+        params, result["metrics"], seed=cfg.seed, started=started, finished=time.time(),
+        images_per_second=result["timing"]["images_per_second"],
+        extra={"history": result["history"], "evals": result["evals"], "timing": result["timing"]}, code=code,
+    )
+    results.write_record(record, out_dir)
+    return record, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mslib train --config FILE [--set KEY=VALUE ...]``: train, evaluate, write a run record."""
+    import argparse
+
+    import yaml
+
+    from mslib import distributed
+
+    parser = argparse.ArgumentParser(prog="python -m mslib train", description=main.__doc__)
+    parser.add_argument("--config", help="YAML file of TrainConfig settings (see configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting (YAML value), e.g. --set iterations=100 --set device=cpu")
+    parser.add_argument("--results-dir", default=None, help="where the run record goes (default results/)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        data[key] = yaml.safe_load(value)
+    try:
+        cfg = TrainConfig.from_dict(data or {})
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}")
+        return 2
+    distributed.init_from_env()
+    record, _ = train_or_load(cfg, results_dir=args.results_dir, progress=not args.no_progress)
+    if distributed.rank() == 0:
+        for group, values in record["metrics"].items():
+            test = values.get("test", {})
+            shown = ", ".join(f"{k} {100 * v:.2f}" for k, v in test.items() if k.startswith(("R@", "MAP", "RP", "NMI")))
+            print(f"{group:20s} (iteration {values['iteration']}): {shown}")
+        print(f"record: {record['run_id']}.json in {args.results_dir or 'results/'}")
+    return 0
