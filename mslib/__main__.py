@@ -1,6 +1,7 @@
 """Command line: ``python -m mslib <command> ...`` (also installed as ``mslib``).
 
-Commands: ``notebooks`` (run/list/strip the book's notebooks), ``env`` (print versions and hardware).
+Commands: ``notebooks`` (run/list/strip the book's notebooks), ``env`` (print versions and hardware),
+``data`` (list/download/verify datasets, generate the embedded glyphs).
 Each command is a module with a ``main(argv) -> int``; later chapters add ``data`` and ``train``.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "notebooks": "mslib.notebooks",
     "env": "mslib.__main__",
+    "data": "mslib.data.cli",
 }
 
 
