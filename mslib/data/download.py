@@ -10,6 +10,7 @@ extraction has succeeded.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -162,7 +163,7 @@ def download_file(urls: str | tuple[str, ...], dest: Path, *, md5: str | None = 
         try:
             _fetch(url, part, progress=progress, timeout=timeout)
             break
-        except (OSError, urllib.error.URLError, DatasetError) as err:
+        except (OSError, http.client.HTTPException, DatasetError) as err:
             errors.append(f"{url}: {err}")
     else:
         raise DatasetError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
