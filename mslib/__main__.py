@@ -1,7 +1,7 @@
 """Command line: ``python -m mslib <command> ...`` (also installed as ``mslib``).
 
 Commands: ``notebooks`` (run/list/strip the book's notebooks), ``train`` (a training run from a config),
-``data`` (download/verify datasets), ``env`` (print versions and hardware).
+``data`` (list/download/verify datasets, generate the embedded glyphs), ``env`` (print versions and hardware).
 Each command is a module with a ``main(argv) -> int``.
 """
 
@@ -16,6 +16,7 @@ COMMANDS = {
     "notebooks": "mslib.notebooks",
     "train": "mslib.train",
     "env": "mslib.__main__",
+    "data": "mslib.data.cli",
 }
 
 

@@ -1,0 +1,245 @@
+"""Verified downloads: resumable transfer to ``<file>.part``, checksum, atomic rename, atomic extraction.
+
+Nothing already on disk is overwritten by a failed download or extraction: the transfer writes ``<file>.part``
+(kept after an interruption, so that the next call resumes with an HTTP ``Range`` request), the checksum is
+verified before ``<file>.part`` is renamed to ``<file>`` (a mismatch deletes the ``.part`` file and raises
+:class:`ChecksumError`), and archives are extracted into a temporary folder that replaces the targets only once
+extraction has succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from mslib.data.errors import ChecksumError, DatasetError, fetch_hint
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: mirrors in order of preference, its checksum, whether to extract it."""
+
+    filename: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    extract: bool = False
+
+
+#: Official sources and MD5s (``shared/paper_facts.md`` §5).
+SOURCES: dict[str, tuple[RemoteFile, ...]] = {
+    "cub200": (RemoteFile(
+        "CUB_200_2011.tgz",
+        ("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
+         "http://www.vision.caltech.edu.s3-us-west-2.amazonaws.com/visipedia-data/CUB-200-2011/CUB_200_2011.tgz"),
+        md5="97eceeb196236b17998738112f37df78", extract=True),),
+    "cars196": (
+        RemoteFile("car_ims.tgz", ("http://ai.stanford.edu/~jkrause/car196/car_ims.tgz",),
+                   md5="d5c8f0aa497503f355e17dc7886c3f14", extract=True),
+        RemoteFile("cars_annos.mat", ("http://ai.stanford.edu/~jkrause/car196/cars_annos.mat",),
+                   md5="b407c6086d669747186bd1d764ff9dbc"),
+    ),
+    "sop": (RemoteFile("Stanford_Online_Products.zip", ("ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",),
+                       md5="7f73d41a2f44250d4779881525aea32e", extract=True),),
+}
+
+#: Datasets behind a login or a Google Drive link: what to fetch by hand and where to put it.
+MANUAL: dict[str, str] = {
+    "sop": (
+        "If the FTP server does not answer, download Stanford_Online_Products.zip from Google Drive (file id "
+        "1TclrpQOF_ullUP99wk_gjGN8pKvtErG8, MD5 7f73d41a2f44250d4779881525aea32e), unzip it so that "
+        "{root}/Stanford_Online_Products/Ebay_train.txt exists, then run `python -m mslib data verify sop`."
+    ),
+    "inshop": (
+        "In-Shop Clothes Retrieval (DeepFashion) is distributed through Google Drive only, so it cannot be fetched "
+        "automatically. From the DeepFashion In-Shop folder (Drive folder 0B7EVK8r0v71pVDZFQXRsMDZCX1E) download:\n"
+        "  1. Img/img.zip (file id 0B7EVK8r0v71pS2YxRE1QTFZzekU) and unzip it into {root}/ so that "
+        "{root}/img/WOMEN/... exists;\n"
+        "  2. Eval/list_eval_partition.txt (file id 0B7EVK8r0v71pYVBqLXpRVjhHeWM) into {root}/Eval/.\n"
+        "No checksum is published for these files; `python -m mslib data verify inshop` then checks the layout, the "
+        "published counts (25,882 train / 14,218 query / 12,612 gallery) and that every image decodes."
+    ),
+}
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(path: Path, md5: str | None = None, sha256: str | None = None) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has the given MD5 / sha256 (``None`` skips a check)."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is not None:
+            got = file_digest(path, algorithm)
+            if got != expected.lower():
+                raise ChecksumError(f"{path.name}: {algorithm} is {got}, expected {expected}: the file is truncated "
+                                    "or corrupt")
+
+
+def _fetch(url: str, part: Path, *, progress: bool, timeout: float) -> None:
+    """Append the rest of ``url`` to ``part`` (HTTP Range resume; file:// seeks); raise on an early end."""
+    offset = part.stat().st_size if part.exists() else 0
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        src = Path(unquote(parsed.path))
+        total = src.stat().st_size
+        if offset > total:
+            offset = 0
+        fh_in = open(src, "rb")
+        fh_in.seek(offset)
+        resumed = offset > 0
+    else:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            fh_in = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and offset:  # already complete
+                return
+            raise
+        resumed = getattr(fh_in, "status", 200) == 206
+        length = fh_in.headers.get("Content-Length") if hasattr(fh_in, "headers") else None
+        total = (int(length) + (offset if resumed else 0)) if length else None
+        if not resumed:
+            offset = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"))
+    written = offset
+    try:
+        with fh_in, open(part, "ab" if resumed else "wb") as out:
+            while True:
+                block = fh_in.read(CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                written += len(block)
+                if bar is not None:
+                    bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+    if total is not None and written < total:
+        raise DatasetError(f"download of {url} interrupted after {written:,} of {total:,} bytes; "
+                           f"{part} is kept: run the command again to resume")
+
+
+def download_file(urls: str | tuple[str, ...], dest: Path, *, md5: str | None = None, sha256: str | None = None,
+                  progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download to ``dest`` via ``dest.part`` (resumed if present), verify, rename atomically; return ``dest``.
+
+    An existing ``dest`` with the right checksum is kept as it is. Mirrors are tried in order.
+    """
+    dest = Path(dest)
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
+    if dest.exists() and (md5 or sha256):
+        try:
+            verify_checksum(dest, md5, sha256)
+            return dest
+        except ChecksumError:
+            pass  # re-download to .part; dest is only replaced by a verified file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    errors = []
+    for url in urls:
+        try:
+            _fetch(url, part, progress=progress, timeout=timeout)
+            break
+        except (OSError, http.client.HTTPException, DatasetError) as err:
+            errors.append(f"{url}: {err}")
+    else:
+        raise DatasetError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
+    try:
+        verify_checksum(part, md5, sha256)
+    except ChecksumError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def extract_archive(archive: Path, dest_dir: Path) -> list[Path]:
+    """Extract a .tgz/.tar/.zip into ``dest_dir`` atomically; return the top-level paths it created/replaced.
+
+    Extraction happens in a temporary folder inside ``dest_dir``; only after it succeeds are its top-level entries
+    moved into place (an existing entry is replaced as a whole). On failure ``dest_dir`` is unchanged.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".extract-"))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for member in zf.namelist():
+                    target = (tmp / member).resolve()
+                    if not target.is_relative_to(tmp.resolve()):
+                        raise DatasetError(f"{archive.name}: unsafe member path {member!r}")
+                zf.extractall(tmp)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(tmp, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, DatasetError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"extracting {archive} failed ({err}); nothing in {dest_dir} was changed. Delete the "
+                           "archive and download it again") from err
+    placed = []
+    for entry in sorted(tmp.iterdir()):
+        target = dest_dir / entry.name
+        backup = None
+        if target.exists():
+            backup = dest_dir / f".old-{entry.name}-{os.getpid()}"
+            os.replace(target, backup)
+        os.replace(entry, target)
+        if backup is not None:
+            shutil.rmtree(backup) if backup.is_dir() else backup.unlink()
+        placed.append(target)
+    tmp.rmdir()
+    return placed
+
+
+def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archives: bool = False,
+                     sources: tuple[RemoteFile, ...] | None = None) -> list[Path]:
+    """Fetch every file of ``name`` into ``root`` (verified, extracted); return the paths placed.
+
+    Raises :class:`DatasetError` with hand-download instructions for datasets that need them (In-Shop).
+    """
+    sources = sources if sources is not None else SOURCES.get(name)
+    if sources is None:
+        hint = MANUAL.get(name)
+        if hint is None:
+            raise ValueError(f"no download source for {name!r}; datasets with one: {', '.join(SOURCES)}")
+        raise DatasetError(hint.format(root=root))
+    root = Path(root)
+    placed = []
+    for remote in sources:
+        path = download_file(remote.urls, root / remote.filename, md5=remote.md5, sha256=remote.sha256,
+                             progress=progress)
+        if remote.extract:
+            placed += extract_archive(path, root)
+            if not keep_archives:
+                path.unlink()
+        else:
+            placed.append(path)
+    return placed
+
+
+__all__ = ["MANUAL", "SOURCES", "RemoteFile", "download_dataset", "download_file", "extract_archive",
+           "file_digest", "fetch_hint", "verify_checksum"]

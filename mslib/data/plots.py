@@ -1,0 +1,56 @@
+"""Figures and tables of the data chapter (the notebook only calls these)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mslib.data.datasets import CITATIONS, EXPECTED
+
+
+def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_class: int = 1, columns: int = 16,
+                  classes: Sequence[int] | None = None, title: bool = True) -> plt.Figure:
+    """A grid of 32×32 tiles drawn as one image: one tile per class (``per_class=1``, ``columns`` per row, the
+    character above each tile), or one row per class with its first ``per_class`` renderings."""
+    classes = list(range(len(chars))) if classes is None else list(classes)
+    size, gap = X.shape[-1], 2
+    if per_class == 1:
+        cols, rows = columns, int(np.ceil(len(classes) / columns))
+        cells = [(n // cols, n % cols, np.flatnonzero(y == c)[0], c) for n, c in enumerate(classes)]
+        label_h = 12 if title else 0
+    else:
+        cols, rows = per_class, len(classes)
+        cells = [(n, j, i, c) for n, c in enumerate(classes) for j, i in enumerate(np.flatnonzero(y == c)[:per_class])]
+        label_h = 0
+    step_y, step_x = size + gap + label_h, size + gap
+    canvas = np.full((rows * step_y, cols * step_x), 255, dtype=np.uint8)
+    for r, col, i, _ in cells:
+        canvas[r * step_y + label_h : r * step_y + label_h + size, col * step_x : col * step_x + size] = X[i]
+    scale = 0.018
+    fig, ax = plt.subplots(figsize=(canvas.shape[1] * scale + (0.4 if per_class > 1 else 0), canvas.shape[0] * scale))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_axis_off()
+    if title and per_class == 1:
+        for r, col, _, c in cells:
+            ax.text(col * step_x + size / 2, r * step_y + label_h - 2, chars[c], ha="center", va="bottom", fontsize=7)
+    if per_class > 1:
+        for n, c in enumerate(classes):
+            ax.text(-4, n * step_y + size / 2, chars[c], ha="right", va="center", fontsize=10)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """Published zero-shot split sizes of the four benchmarks, plus the embedded glyphs as generated."""
+    rows = []
+    for name, splits in EXPECTED.items():
+        for split, (images, classes) in splits.items():
+            if name == "glyphs" and glyph_counts is not None:
+                images, classes = glyph_counts[split]
+            rows.append({"dataset": name, "split": split, "images": images,
+                         "classes": classes if classes is not None else "3,985 (shared)",
+                         "source": "generated here" if name == "glyphs" else f"published ({CITATIONS[name]})"})
+    return pd.DataFrame(rows).set_index(["dataset", "split"])

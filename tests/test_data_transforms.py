@@ -1,0 +1,60 @@
+"""Transforms: BN-Inception (BGR, 0-255, mean subtracted), torchvision ImageNet, glyphs (±2 px shift only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+
+def _image(color: tuple[int, int, int] = (10, 20, 30)) -> Image.Image:
+    return Image.new("RGB", (300, 260), color)
+
+
+def test_bninception_test_is_bgr_0_255_minus_mean() -> None:
+    x = build_transform("bninception", train=False)(_image())
+    assert tuple(x.shape) == (3, 227, 227) and x.dtype == torch.float32
+    torch.testing.assert_close(x[:, 100, 100], torch.tensor([30 - 104.0, 20 - 117.0, 10 - 128.0]))
+
+
+def test_bninception_train_crop_and_flip() -> None:
+    torch.manual_seed(0)
+    t = build_transform("bninception", train=True)
+    shapes = {tuple(t(_image()).shape) for _ in range(5)}
+    assert shapes == {(3, 227, 227)}
+    crops = [s for s in t.transforms if type(s).__name__ == "RandomResizedCrop"]
+    assert crops and crops[0].scale == (0.16, 1.0)
+    assert any(type(s).__name__ == "RandomHorizontalFlip" for s in t.transforms)
+    resize = [s for s in t.transforms if type(s).__name__ == "Resize"][0]
+    assert resize.size == [256]
+
+
+def test_imagenet_convention() -> None:
+    x = build_transform("imagenet", train=False, size=224)(_image((255, 0, 128)))
+    assert tuple(x.shape) == (3, 224, 224)
+    expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(x[:, 5, 5], expected, atol=1e-5, rtol=0)
+
+
+def test_glyph_transform_shift_only() -> None:
+    img = np.zeros((32, 32), dtype=np.uint8)
+    img[10:20, 12:18] = 255
+    test = build_transform("glyphs", train=False)(img)
+    assert tuple(test.shape) == (1, 32, 32) and float(test.max()) == 1.0
+    torch.testing.assert_close(build_transform("glyphs", train=False)(test), test)
+    train = build_transform("glyphs", train=True)
+    torch.manual_seed(0)
+    for _ in range(20):
+        out = train(test)
+        assert tuple(out.shape) == (1, 32, 32)
+        assert float(out.sum()) == float(test.sum()), "a pure shift keeps the ink (the glyph is away from the edge)"
+        ys, xs = np.nonzero(out[0].numpy())
+        assert 8 <= ys.min() <= 12 and 10 <= xs.min() <= 14
+
+
+def test_unknown_convention() -> None:
+    with pytest.raises(ValueError, match="bninception, imagenet, glyphs"):
+        build_transform("caffe", train=False)
