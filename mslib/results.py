@@ -230,3 +230,34 @@ def load_records(
             continue
         out.append(rec)
     return sorted(out, key=lambda r: (r.get("started", ""), r["run_id"]))
+
+
+METRIC_ORDER = ("R@", "MAP@R", "RP", "NMI")
+
+
+def metrics_table(record: Mapping[str, Any], split: str = "test") -> Any:
+    """One row per metric group of a record (final, selected, official_best_test): metrics ×100 and the iteration."""
+    import pandas as pd
+
+    rows = {}
+    for group, values in record["metrics"].items():
+        scores = values.get(split, {})
+        row: dict[str, Any] = {"iteration": values.get("iteration")}
+        for prefix in METRIC_ORDER:
+            row.update({k: 100 * float(v) for k, v in scores.items() if k.startswith(prefix) and v is not None})
+        rows[group] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def write_table(df: Any, table_id: str, tables_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``results/tables/<table_id>.csv`` (``tab-<chapter>-<slug>``) for a numbered ``{csv-table}``."""
+    if not table_id.startswith("tab-"):
+        raise ValueError(f"table id {table_id!r} must look like 'tab-<chapter>-<slug>'")
+    out = Path(tables_dir) if tables_dir is not None else default_results_dir() / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{table_id}.csv"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        df.to_csv(fh, float_format="%.2f")
+    os.replace(tmp, path)
+    return path

@@ -37,6 +37,7 @@ class TrainConfig:
 
     dataset: str = "glyphs"
     data_root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. glyphs: {"classes": 40}
     backbone: str = "smallcnn"
     pretrained: str | None = None
     pooling: str = "avg"
@@ -152,12 +153,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _datasets(cfg: TrainConfig) -> dict[str, Any]:
+def datasets(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's splits (train, val when ``val_fraction``, test or In-Shop's query/gallery) with their transforms."""
     from mslib.data import load_dataset
     from mslib.data.transforms import build_transform
 
     convention = "glyphs" if cfg.dataset == "glyphs" else BACKBONE_CONVENTION[cfg.backbone]
-    kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed}
+    kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                              **cfg.dataset_options}
     train_tf = build_transform(convention, train=True, size=cfg.image_size)
     test_tf = build_transform(convention, train=False, size=cfg.image_size)
     sets = {"train": load_dataset(cfg.dataset, "train", transform=train_tf, **kwargs)}
@@ -196,23 +199,26 @@ class _Adapted(torch.nn.Module):
         return self.model(adapt_input(x, self.cfg))
 
 
-def _evaluate(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: TrainConfig) -> dict[str, float]:
-    from mslib.evaluate import embed, evaluate_embeddings
+def embed_split(model: torch.nn.Module, dataset: Any, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and labels of one split, in dataset order (input adaptation included)."""
+    from mslib.evaluate import embed
 
     device = torch.device(cfg.device)
+    loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator())
     amp = cfg.amp if device.type == "cuda" and cfg.amp else False
+    return embed(_Adapted(model, cfg), loader, device=device, amp=amp)
 
-    def loader(ds: Any) -> DataLoader:
-        return DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
-                          pin_memory=device.type == "cuda", generator=torch.Generator())
 
-    wrapped = _Adapted(model, cfg)
+def _evaluate(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: TrainConfig) -> dict[str, float]:
+    from mslib.evaluate import evaluate_embeddings
+
     if which == "test" and "gallery" in sets:
-        q, ql = embed(wrapped, loader(sets["query"]), device=device, amp=amp)
-        g, gl = embed(wrapped, loader(sets["gallery"]), device=device, amp=amp)
-        return evaluate_embeddings(q, ql, g, gl, ks=tuple(cfg.ks))
-    emb, labels = embed(wrapped, loader(sets[which]), device=device, amp=amp)
-    return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks))
+        q, ql = embed_split(model, sets["query"], cfg)
+        g, gl = embed_split(model, sets["gallery"], cfg)
+        return evaluate_embeddings(q, ql, g, gl, ks=tuple(cfg.ks), seed=cfg.seed)
+    emb, labels = embed_split(model, sets[which], cfg)
+    return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks), seed=cfg.seed)
 
 
 def fit(
@@ -240,7 +246,7 @@ def fit(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
     seed_everything(cfg.seed)
-    sets = _datasets(cfg)
+    sets = datasets(cfg)
     in_channels = 1 if cfg.backbone == "smallcnn" else 3
     model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
                         in_channels=in_channels).to(device)
@@ -275,7 +281,8 @@ def fit(
             return
         save_checkpoint(ckpt, {
             "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "sampler": sampler.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "sampler": sampler.state_dict(state["iteration"]),
             "rng": _rng_state(), "state": state,
         })
 

@@ -149,3 +149,13 @@ def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> m
                 ax.set_title("query" if c == 0 else f"{c}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def display_image(item: Any) -> Any:
+    """A dataset image as an array ``imshow`` takes: a C×H×W tensor in [0, 1] (glyphs) or a PIL image."""
+    import numpy as np
+
+    if hasattr(item, "convert"):  # PIL
+        return np.asarray(item.convert("RGB").resize((96, 96)))
+    arr = np.asarray(item, dtype=np.float32)
+    return arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr.transpose(1, 2, 0) if arr.ndim == 3 else arr

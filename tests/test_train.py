@@ -13,8 +13,8 @@ from mslib.train import TrainConfig, fit, lr_factor, train_or_load
 
 def tiny(**overrides: object) -> TrainConfig:
     """A seconds-long run on the embedded glyph dataset."""
-    base = dict(iterations=12, p=4, k=3, embedding_dim=16, val_fraction=0.25, eval_every=6, log_every=3,
-                checkpoint_every=4, ks=[1, 2], lr=1e-3)
+    base = dict(dataset_options={"classes": 40, "images_per_class": 12}, iterations=12, p=4, k=3, embedding_dim=16,
+                val_fraction=0.25, eval_every=6, log_every=3, checkpoint_every=4, ks=[1, 2], lr=1e-3)
     return TrainConfig(**{**base, **overrides})
 
 
