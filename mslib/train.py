@@ -345,7 +345,7 @@ def fit(
         state["iteration"] = iteration
         state["images"] += images.shape[0]
         bar.update(1)
-        if iteration % cfg.log_every == 0 or iteration == end:
+        if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
             entry = {"event": "train", "iteration": iteration, "loss": float(loss.detach()),
                      "lr": float(optimizer.param_groups[0]["lr"])}
             state["history"].append(entry)
