@@ -22,7 +22,8 @@ from mslib.mining import ms_pair_mask, triplet_mask
 from mslib.similarity import check_sim, pair_masks
 
 __all__ = [
-    "CLOSED_FORM", "PairWeights", "closed_form_weights", "pair_weights", "plot_agreement", "plot_weight_sweeps",
+    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "plot_agreement",
+    "plot_ms_batch", "plot_ms_hyperparameters", "plot_weight_sweeps",
     "similarity_dependence", "weight_sweep",
 ]
 
@@ -254,3 +255,57 @@ def plot_weight_sweeps(
     axes[0].legend(fontsize=8)
     for ax in axes[1:]:
         ax.set_ylabel(r"$w^-_{ij}$")
+
+
+def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
+    """Loss value, fraction of positive/negative pairs mined, and total positive/negative weight of an MS batch."""
+    pos, neg = pair_masks(labels)
+    eps = hparams.get("epsilon")
+    kept = ms_pair_mask(sim, labels, epsilon=eps) if eps is not None else (pos, neg)
+    w = pair_weights("multi_similarity", sim, labels, **hparams)
+    return {
+        "loss": float(LOSSES["multi_similarity"](sim, labels, **hparams)),
+        "positives mined": float(kept[0].sum() / pos.sum()),
+        "negatives mined": float(kept[1].sum() / neg.sum()),
+        "total w+": float(w.pos.sum()),
+        "total w-": float(w.neg.sum()),
+    }
+
+
+def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
+    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
+    pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
+    w = pair_weights("multi_similarity", sim, labels, **hparams)
+    panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
+              ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
+              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
+    for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("reference j")
+        ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    axes[0].set_ylabel("anchor i")
+
+
+def plot_ms_hyperparameters(
+    axes: Sequence[Any], sim: Tensor, labels: Tensor, base: dict[str, Any], betas: Sequence[float],
+    lams: Sequence[float], epsilons: Sequence[float], values: Sequence[float],
+) -> None:
+    """``w⁻_ij`` against its own ``S_ij`` for several β and λ (no mining), and the mined fractions against ε."""
+    _, neg = pair_masks(labels)
+    j = int(torch.nonzero(neg[0])[0])
+    nomine = {**base, "epsilon": None}
+    for beta in betas:
+        axes[0].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                          **{**nomine, "beta": beta}), label=f"β = {beta:g}")
+    for lam in lams:
+        axes[1].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                          **{**nomine, "lam": lam}), label=f"λ = {lam:g}")
+    fractions = [ms_summary(sim, labels, **{**base, "epsilon": e}) for e in epsilons]
+    axes[2].plot(epsilons, [f["positives mined"] for f in fractions], marker="o", label="positives")
+    axes[2].plot(epsilons, [f["negatives mined"] for f in fractions], marker="x", label="negatives")
+    for ax, xlabel in zip(axes, [r"own similarity $S_{ij}$"] * 2 + [r"mining margin $\epsilon$"], strict=True):
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(r"$w^-_{ij}$")
+    axes[2].set_ylabel("fraction of pairs mined")
