@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mslib.mining import hardest_pairs, ms_pair_mask, restrict
+from mslib.mining import hardest_pairs, mine_ms_pairs, restrict
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks
 
 __all__ = [
@@ -41,10 +41,8 @@ def _fill(x: Tensor) -> Tensor:
 
 def _masked_lse(x: Tensor, mask: Tensor, add_one: bool = False) -> Tensor:
     """Row-wise ``log(Σ_{mask} e^x)`` (``log(1 + Σ ...)`` with ``add_one``); empty rows give ``fill`` (or 0)."""
-    x = torch.where(mask, x, _fill(x))
-    if add_one:
-        x = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
-    return torch.logsumexp(x, dim=1)
+    lse = torch.logsumexp(torch.where(mask, x, _fill(x)), dim=1)
+    return torch.nn.functional.softplus(lse) if add_one else lse  # log(1 + e^lse) = log(1 + Σ e^x)
 
 
 def _masks(sim: Tensor, labels: Tensor, ref_labels: Tensor | None, pairs: Pairs | None) -> Pairs:
@@ -184,10 +182,9 @@ def multi_similarity(
     Presets: ``MS_PRESETS["paper"]``, ``MS_PRESETS["official"]``.
     """
     check_sim(sim, labels, ref_labels)
-    if epsilon is None:
-        pos, neg = pair_masks(labels, ref_labels)
-    else:
-        pos, neg = ms_pair_mask(sim, labels, ref_labels, epsilon=epsilon)
+    pos, neg = pair_masks(labels, ref_labels)
+    if epsilon is not None:
+        pos, neg = mine_ms_pairs(sim, pos, neg, epsilon=epsilon)
     pos_term = _masked_lse(-alpha * (sim - lam), pos, add_one=True) / alpha
     neg_term = _masked_lse(beta * (sim - lam), neg, add_one=True) / beta
     valid = pos.any(dim=1) & neg.any(dim=1)

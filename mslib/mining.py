@@ -25,7 +25,12 @@ def ms_pair_mask(
     ``S_ij − ε < max_{k∈N_i} S_ik``. An anchor with no positive keeps no negative and vice versa.
     """
     check_sim(sim, labels, ref_labels)
-    pos, neg = pair_masks(labels, ref_labels)
+    return mine_ms_pairs(sim, *pair_masks(labels, ref_labels), epsilon=epsilon)
+
+
+@torch.no_grad()
+def mine_ms_pairs(sim: Tensor, pos: Tensor, neg: Tensor, *, epsilon: float) -> tuple[Tensor, Tensor]:
+    """:func:`ms_pair_mask` given the label masks (no input checks)."""
     inf = torch.tensor(float("inf"), dtype=sim.dtype, device=sim.device)
     min_pos = torch.where(pos, sim, inf).amin(dim=1, keepdim=True)
     max_neg = torch.where(neg, sim, -inf).amax(dim=1, keepdim=True)
