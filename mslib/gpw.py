@@ -1,0 +1,311 @@
+"""General Pair Weighting (GPW, Wang et al. 2019, Sec. 3): a pair-based loss is a pair-weighting scheme.
+
+By the chain rule ``∂L/∂θ = Σ_ij (∂L/∂S_ij) (∂S_ij/∂θ)`` (MS paper, Sec. 3), so training with ``L`` is training
+with the weighted sum ``Σ_ij w_ij S_ij`` whose weights ``w_ij = |∂L/∂S_ij|`` are frozen at the current ``S``.
+:func:`pair_weights` finds them by autograd; ``CLOSED_FORM`` holds each loss's derivation (for the MS loss the
+paper's eqs. 13-14) so the book can show that the two agree. Closed forms build ``m×R×R`` tensors where it keeps
+them readable: they are for checking and plotting small batches, not for training.
+Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mslib.losses import LOSSES
+from mslib.mining import ms_pair_mask, triplet_mask
+from mslib.similarity import check_sim, pair_masks
+
+__all__ = [
+    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "plot_agreement",
+    "plot_ms_batch", "plot_ms_hyperparameters", "plot_weight_sweeps",
+    "similarity_dependence", "weight_sweep",
+]
+
+
+class PairWeights(NamedTuple):
+    """``pos``/``neg``: ``|∂L/∂S_ij|`` on positive/negative pairs (0 elsewhere); ``grad``: signed ``∂L/∂S``."""
+
+    pos: Tensor
+    neg: Tensor
+    grad: Tensor
+
+
+def _split(grad: Tensor, labels: Tensor, ref_labels: Tensor | None) -> PairWeights:
+    pos, neg = pair_masks(labels, ref_labels)
+    zero = torch.zeros_like(grad)
+    return PairWeights(torch.where(pos, grad.abs(), zero), torch.where(neg, grad.abs(), zero), grad)
+
+
+def pair_weights(
+    loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None,
+    **hparams: Any,
+) -> PairWeights:
+    """GPW weights by autograd: ``w_ij = |∂L/∂S_ij|`` of ``loss_fn(sim, labels, ref_labels, **hparams)``."""
+    fn = LOSSES[loss_fn] if isinstance(loss_fn, str) else loss_fn
+    s = sim.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(fn(s, labels, ref_labels, **hparams), s)
+    return _split(grad, labels, ref_labels)
+
+
+def _rows(sim: Tensor) -> Tensor:
+    return torch.tensor(float(sim.shape[0]), dtype=sim.dtype)
+
+
+def contrastive_weights(sim, labels, ref_labels=None, *, pos_margin=1.0, neg_margin=0.5, pairs=None):
+    """``w⁺ = [S_ij < pos_margin]/m``, ``w⁻ = [S_ij > neg_margin]/m``: a pair counts fully or not at all."""
+    pos, neg = _masks(labels, ref_labels, pairs)
+    m = _rows(sim)
+    grad = -(pos & (sim < pos_margin)).to(sim.dtype) / m + (neg & (sim > neg_margin)).to(sim.dtype) / m
+    return _split(grad, labels, ref_labels)
+
+
+def _masks(labels, ref_labels, pairs):
+    pos, neg = pair_masks(labels, ref_labels)
+    if pairs is not None:
+        pos, neg = pos & pairs[0].bool(), neg & pairs[1].bool()
+    return pos, neg
+
+
+def triplet_weights(sim, labels, ref_labels=None, *, margin=0.1, mode="all", reduction="nonzero"):
+    """Each active triplet ``(a,p,n)`` adds ``1/T`` to ``w⁻_an`` and to ``w⁺_ap``; ``T`` is set by ``reduction``."""
+    t = triplet_mask(sim, labels, ref_labels, mode=mode, margin=margin)
+    violation = sim[:, None, :] - sim[:, :, None] + margin  # [a, p, n] = S_an − S_ap + margin
+    active = (t & (violation > 0)).to(sim.dtype)
+    count = {"nonzero": active.sum(), "mean": t.sum().to(sim.dtype), "sum": torch.ones((), dtype=sim.dtype)}
+    total = count[reduction].clamp(min=1)
+    grad = (active.sum(dim=1) - active.sum(dim=2)) / total
+    return _split(grad, labels, ref_labels)
+
+
+def lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=None):
+    """``w⁺_ij = [J_ij]_+/Q``; ``w⁻_ik = e^{S_ik} Σ_{j∈P_i} ([J_ij]_+ + [J_ji]_+)/(Q Z_ij)`` (square ``S``)."""
+    pos, neg = _masks(labels, ref_labels, pairs)
+    e = torch.where(neg, sim.exp(), torch.zeros_like(sim))
+    s = e.sum(dim=1)
+    square = sim.shape[0] == sim.shape[1] and (ref_labels is None or ref_labels is labels)
+    z = s[:, None] + s[None, :] if square else s[:, None].expand_as(sim)
+    q = pos.sum().to(sim.dtype).clamp(min=1)
+    r = torch.where(pos, torch.relu(torch.log(z) + margin - sim), torch.zeros_like(sim))
+    back = (r + r.T) if square else r
+    coeff = torch.where(pos, back / z, torch.zeros_like(sim)).sum(dim=1, keepdim=True) / q
+    grad = -r / q + e * coeff
+    return _split(grad, labels, ref_labels)
+
+
+def binomial_deviance_weights(sim, labels, ref_labels=None, *, alpha=2.0, beta=50.0, lam=0.5, pairs=None):
+    """``w⁺ = α σ(α(λ−S_ij)) / (m|P_i|)``, ``w⁻ = β σ(β(S_ij−λ)) / (m|N_i|)``: each pair by its own S only."""
+    pos, neg = _masks(labels, ref_labels, pairs)
+    m, dt = _rows(sim), sim.dtype
+    wp = alpha * torch.sigmoid(alpha * (lam - sim)) / pos.sum(1, keepdim=True).clamp(min=1).to(dt) / m
+    wn = beta * torch.sigmoid(beta * (sim - lam)) / neg.sum(1, keepdim=True).clamp(min=1).to(dt) / m
+    grad = torch.where(neg, wn, torch.zeros_like(sim)) - torch.where(pos, wp, torch.zeros_like(sim))
+    return _split(grad, labels, ref_labels)
+
+
+def npair_weights(sim, labels, ref_labels=None, *, pairs=None):
+    """With ``z_ip = Σ_{n∈N_i} e^{S_in−S_ip}``: ``w⁺_ip = z_ip/((1+z_ip)Q)``,
+    ``w⁻_in = Σ_p e^{S_in−S_ip}/((1+z_ip)Q)``, ``Q`` the number of (anchor, positive) pairs."""
+    pos, neg = _masks(labels, ref_labels, pairs)
+    q = pos.sum().to(sim.dtype).clamp(min=1)
+    ratio = torch.exp(sim[:, None, :] - sim[:, :, None]) * (pos[:, :, None] & neg[:, None, :])  # [i, p, n]
+    z = ratio.sum(dim=2)
+    wp = torch.where(pos, z / (1 + z), torch.zeros_like(sim)) / q
+    wn = (ratio / (1 + z)[:, :, None]).sum(dim=1) / q
+    return _split(wn - wp, labels, ref_labels)
+
+
+def multi_similarity_weights(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon):
+    """The MS paper's weights (Sec. 5.2) over mined pairs ``P̃_i, Ñ_i``, divided by ``m``:
+
+    ``w⁺_ij = 1 / (e^{α(S_ij−λ)} + Σ_{k∈P̃_i} e^{α(S_ij−S_ik)})``,
+    ``w⁻_ij = 1 / (e^{β(λ−S_ij)} + Σ_{k∈Ñ_i} e^{β(S_ik−S_ij)})``.
+    """
+    check_sim(sim, labels, ref_labels)
+    if epsilon is None:
+        pos, neg = pair_masks(labels, ref_labels)
+    else:
+        pos, neg = ms_pair_mask(sim, labels, ref_labels, epsilon=epsilon)
+    valid = (pos.any(1) & neg.any(1))[:, None]
+    m = _rows(sim)
+    diff = sim[:, :, None] - sim[:, None, :]  # [i, j, k] = S_ij − S_ik
+    sum_p = (torch.exp(alpha * diff) * pos[:, None, :]).sum(dim=2)
+    sum_n = (torch.exp(-beta * diff) * neg[:, None, :]).sum(dim=2)
+    wp = 1 / (torch.exp(alpha * (sim - lam)) + sum_p) / m
+    wn = 1 / (torch.exp(beta * (lam - sim)) + sum_n) / m
+    zero = torch.zeros_like(sim)
+    grad = torch.where(neg & valid, wn, zero) - torch.where(pos & valid, wp, zero)
+    return _split(grad, labels, ref_labels)
+
+
+CLOSED_FORM: dict[str, Callable[..., PairWeights]] = {
+    "contrastive": contrastive_weights,
+    "triplet": triplet_weights,
+    "lifted_structure": lifted_structure_weights,
+    "binomial_deviance": binomial_deviance_weights,
+    "npair": npair_weights,
+    "multi_similarity": multi_similarity_weights,
+}
+
+
+def closed_form_weights(
+    name: str, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, **hparams: Any
+) -> PairWeights:
+    """The derived (not autograd) ``PairWeights`` of loss ``name`` (a key of ``mslib.losses.LOSSES``)."""
+    if name not in CLOSED_FORM:
+        raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM)}")
+    check_sim(sim, labels, ref_labels)
+    return CLOSED_FORM[name](sim.detach(), labels, ref_labels, **hparams)
+
+
+def similarity_dependence(
+    name: str, sim: Tensor, labels: Tensor, *, deltas: Sequence[float] = (-0.3, -0.1, 0.1, 0.3),
+    max_probes: int = 3, tol: float = 1e-9, **hparams: Any,
+) -> dict[str, bool]:
+    """Which similarities the **negative**-pair weights ``w⁻_ij`` of loss ``name`` use, found by perturbation.
+
+    - ``S`` (self): some ``w⁻_ij`` changes when every similarity is shifted by the same δ (differences unchanged);
+    - ``N`` (negative-relative): some ``w⁻_ij`` changes when another negative ``S_ik`` of anchor ``i`` changes;
+    - ``P`` (positive-relative): some ``w⁻_ij`` changes when a positive ``S_ik`` of anchor ``i`` changes.
+    Weights are autograd weights (:func:`pair_weights`); "changes" means by more than ``tol`` × the largest weight.
+    """
+    check_sim(sim, labels)
+    sim = sim.detach()
+    base = pair_weights(name, sim, labels, **hparams).neg
+    scale = tol * max(float(base.abs().max()), 1e-300)
+    pos, neg = pair_masks(labels)
+
+    def changed(new: Tensor, row: int | None = None, skip: int | None = None) -> bool:
+        diff = (new - base).abs()
+        if row is not None:
+            diff = diff[row].clone()
+            if skip is not None:
+                diff[skip] = 0
+        return bool(diff.max() > scale)
+
+    out = {"S": any(changed(pair_weights(name, sim + d, labels, **hparams).neg) for d in deltas)}
+    for key, mask in (("N", neg), ("P", pos)):
+        found = False
+        for i in range(sim.shape[0]):
+            for k in torch.nonzero(mask[i]).flatten()[:max_probes].tolist():
+                for d in deltas:
+                    s = sim.clone()
+                    s[i, k] += d
+                    found = changed(pair_weights(name, s, labels, **hparams).neg, i, k)
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                break
+        out[key] = found
+    return out
+
+
+def weight_sweep(
+    name: str, sim: Tensor, labels: Tensor, pair: tuple[int, int], moved: tuple[int, int], values: Sequence[float],
+    **hparams: Any,
+) -> np.ndarray:
+    """``|∂L/∂S|`` at ``pair`` while ``S[moved]`` takes each of ``values`` (``moved == pair``: its own S)."""
+    out = []
+    for v in values:
+        s = sim.detach().clone()
+        s[moved] = v
+        out.append(float(pair_weights(name, s, labels, **hparams).grad[pair].abs()))
+    return np.asarray(out)
+
+
+def plot_agreement(ax: Any, auto: PairWeights, closed: PairWeights, title: str) -> float:
+    """Scatter autograd against closed-form weights (positive and negative pairs); return the max abs difference."""
+    for w_auto, w_closed, label, marker in ((auto.pos, closed.pos, "positive pairs", "o"),
+                                            (auto.neg, closed.neg, "negative pairs", "x")):
+        keep = (w_auto != 0) | (w_closed != 0)
+        ax.scatter(w_closed[keep].numpy(), w_auto[keep].numpy(), s=12, marker=marker, label=label, alpha=0.7)
+    top = float(max(auto.pos.max(), auto.neg.max(), closed.pos.max(), closed.neg.max(), 1e-12))
+    ax.plot([0, top], [0, top], color="0.3", lw=0.8, ls="--")
+    ax.set_xlabel(r"closed-form $w_{ij}$")
+    ax.set_ylabel(r"autograd $|\partial L/\partial S_{ij}|$")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return float((auto.grad - closed.grad).abs().max())
+
+
+def plot_weight_sweeps(
+    axes: Sequence[Any], name: str, sim: Tensor, labels: Tensor, values: Sequence[float], **hparams: Any
+) -> None:
+    """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
+    negative's and a positive's similarity of the same anchor (anchor 0 and its first pairs)."""
+    pos, neg = pair_masks(labels)
+    j_neg, j_pos = int(torch.nonzero(neg[0])[0]), int(torch.nonzero(pos[0])[0])
+    k_neg = int(torch.nonzero(neg[0])[1])
+    vals = np.asarray(values)
+    axes[0].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, j_neg), values, **hparams), label=r"$w^-_{ij}$")
+    axes[0].plot(vals, weight_sweep(name, sim, labels, (0, j_pos), (0, j_pos), values, **hparams), label=r"$w^+_{ij}$")
+    axes[0].set_xlabel(r"own similarity $S_{ij}$")
+    axes[1].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, k_neg), values, **hparams), color="C2")
+    axes[1].set_xlabel(r"another negative's $S_{ik}$")
+    axes[2].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, j_pos), values, **hparams), color="C3")
+    axes[2].set_xlabel(r"a positive's $S_{ik}$")
+    axes[0].set_ylabel(f"{name}\nweight")
+    axes[0].legend(fontsize=8)
+    for ax in axes[1:]:
+        ax.set_ylabel(r"$w^-_{ij}$")
+
+
+def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
+    """Loss value, fraction of positive/negative pairs mined, and total positive/negative weight of an MS batch."""
+    pos, neg = pair_masks(labels)
+    eps = hparams.get("epsilon")
+    kept = ms_pair_mask(sim, labels, epsilon=eps) if eps is not None else (pos, neg)
+    w = pair_weights("multi_similarity", sim, labels, **hparams)
+    return {
+        "loss": float(LOSSES["multi_similarity"](sim, labels, **hparams)),
+        "positives mined": float(kept[0].sum() / pos.sum()),
+        "negatives mined": float(kept[1].sum() / neg.sum()),
+        "total w+": float(w.pos.sum()),
+        "total w-": float(w.neg.sum()),
+    }
+
+
+def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
+    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
+    pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
+    w = pair_weights("multi_similarity", sim, labels, **hparams)
+    panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
+              ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
+              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
+    for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("reference j")
+        ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    axes[0].set_ylabel("anchor i")
+
+
+def plot_ms_hyperparameters(
+    axes: Sequence[Any], sim: Tensor, labels: Tensor, base: dict[str, Any], betas: Sequence[float],
+    lams: Sequence[float], epsilons: Sequence[float], values: Sequence[float],
+) -> None:
+    """``w⁻_ij`` against its own ``S_ij`` for several β and λ (no mining), and the mined fractions against ε."""
+    _, neg = pair_masks(labels)
+    j = int(torch.nonzero(neg[0])[0])
+    nomine = {**base, "epsilon": None}
+    for beta in betas:
+        axes[0].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                          **{**nomine, "beta": beta}), label=f"β = {beta:g}")
+    for lam in lams:
+        axes[1].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                          **{**nomine, "lam": lam}), label=f"λ = {lam:g}")
+    fractions = [ms_summary(sim, labels, **{**base, "epsilon": e}) for e in epsilons]
+    axes[2].plot(epsilons, [f["positives mined"] for f in fractions], marker="o", label="positives")
+    axes[2].plot(epsilons, [f["negatives mined"] for f in fractions], marker="x", label="negatives")
+    for ax, xlabel in zip(axes, [r"own similarity $S_{ij}$"] * 2 + [r"mining margin $\epsilon$"], strict=True):
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(r"$w^-_{ij}$")
+    axes[2].set_ylabel("fraction of pairs mined")

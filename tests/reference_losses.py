@@ -1,0 +1,127 @@
+"""Plain-loop references for the pair-based losses: one Python loop per anchor, pair or triplet, float64.
+
+Written from the papers' formulas, independently of ``mslib.losses`` (no masks, no log-sum-exp tricks), so a
+test comparing the two can fail. Slow: keep batches small (m ≤ 16).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def pairs(labels: Tensor, ref_labels: Tensor | None, i: int) -> tuple[list[int], list[int]]:
+    """Positive and negative reference indices of anchor ``i`` (self excluded by index when square)."""
+    ref = labels if ref_labels is None else ref_labels
+    pos, neg = [], []
+    for j in range(len(ref)):
+        if ref_labels is None and j == i:
+            continue
+        (pos if int(ref[j]) == int(labels[i]) else neg).append(j)
+    return pos, neg
+
+
+def contrastive(sim, labels, ref_labels=None, pos_margin=1.0, neg_margin=0.5):
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        pos, neg = pairs(labels, ref_labels, i)
+        for j in pos:
+            total = total + torch.relu(pos_margin - sim[i, j])
+        for j in neg:
+            total = total + torch.relu(sim[i, j] - neg_margin)
+    return total / sim.shape[0]
+
+
+def triplet(sim, labels, ref_labels=None, margin=0.1, mode="all", reduction="nonzero"):
+    terms = []
+    for a in range(sim.shape[0]):
+        pos, neg = pairs(labels, ref_labels, a)
+        if mode == "hard":
+            if pos and neg:
+                p = min(pos, key=lambda k: float(sim[a, k].detach()))
+                n = max(neg, key=lambda k: float(sim[a, k].detach()))
+                terms.append(torch.relu(sim[a, n] - sim[a, p] + margin))
+            continue
+        for p in pos:
+            for n in neg:
+                gap = float((sim[a, p] - sim[a, n]).detach())
+                if mode == "semihard" and not 0 < gap < margin:
+                    continue
+                terms.append(torch.relu(sim[a, n] - sim[a, p] + margin))
+    total = sum(terms, sim.sum() * 0)
+    if reduction == "sum":
+        return total
+    count = sum(1 for t in terms if float(t.detach()) > 0) if reduction == "nonzero" else len(terms)
+    return total / max(count, 1)
+
+
+def lifted_structure(sim, labels, ref_labels=None, margin=1.0):
+    square = ref_labels is None
+    losses = []
+    for i in range(sim.shape[0]):
+        pos, neg_i = pairs(labels, ref_labels, i)
+        for j in pos:
+            z = sum((torch.exp(sim[i, k]) for k in neg_i), sim.sum() * 0)
+            if square:
+                _, neg_j = pairs(labels, ref_labels, j)
+                z = z + sum((torch.exp(sim[j, k]) for k in neg_j), sim.sum() * 0)
+            if float(z.detach()) == 0:
+                losses.append(sim.sum() * 0)
+                continue
+            losses.append(torch.relu(torch.log(z) + margin - sim[i, j]) ** 2 / 2)
+    return sum(losses, sim.sum() * 0) / max(len(losses), 1)
+
+
+def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.5):
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        pos, neg = pairs(labels, ref_labels, i)
+        if pos:
+            total = total + sum(torch.log(1 + torch.exp(-alpha * (sim[i, j] - lam))) for j in pos) / len(pos)
+        if neg:
+            total = total + sum(torch.log(1 + torch.exp(beta * (sim[i, j] - lam))) for j in neg) / len(neg)
+    return total / sim.shape[0]
+
+
+def npair(sim, labels, ref_labels=None):
+    losses = []
+    for i in range(sim.shape[0]):
+        pos, neg = pairs(labels, ref_labels, i)
+        for p in pos:
+            losses.append(torch.log(1 + sum((torch.exp(sim[i, n] - sim[i, p]) for n in neg), sim.sum() * 0)))
+    return sum(losses, sim.sum() * 0) / max(len(losses), 1)
+
+
+def ms_mined(sim, labels, ref_labels, i, epsilon):
+    """Anchor ``i``'s mined positives and negatives by the paper's rule (all pairs for ``epsilon=None``)."""
+    pos, neg = pairs(labels, ref_labels, i)
+    if epsilon is None:
+        return pos, neg
+    min_pos = min((float(sim[i, k].detach()) for k in pos), default=math.inf)
+    max_neg = max((float(sim[i, k].detach()) for k in neg), default=-math.inf)
+    return ([j for j in pos if float(sim[i, j].detach()) - epsilon < max_neg],
+            [j for j in neg if float(sim[i, j].detach()) + epsilon > min_pos])
+
+
+def multi_similarity(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon):
+    """The official code's loop (paper_facts §2a), with self removed by index instead of by value."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        pos, neg = ms_mined(sim, labels, ref_labels, i, epsilon)
+        if not pos or not neg:
+            continue
+        total = total + 1 / alpha * torch.log(1 + sum(torch.exp(-alpha * (sim[i, k] - lam)) for k in pos))
+        total = total + 1 / beta * torch.log(1 + sum(torch.exp(beta * (sim[i, k] - lam)) for k in neg))
+    return total / sim.shape[0]
+
+
+REFERENCES = {
+    "contrastive": contrastive,
+    "triplet": triplet,
+    "lifted_structure": lifted_structure,
+    "binomial_deviance": binomial_deviance,
+    "npair": npair,
+    "multi_similarity": multi_similarity,
+}

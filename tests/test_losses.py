@@ -1,0 +1,243 @@
+"""mslib.losses against plain loops (tests/reference_losses.py) and pytorch-metric-learning 2.9, in float64.
+
+Tolerances: values and gradients 1e-10 against the loops (same float64 arithmetic, different order of sums);
+1e-9 against PML (it goes through embeddings, distances and reducers of its own).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import distances, miners, reducers
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+from mslib import losses
+from mslib.similarity import clustered_embeddings, cosine
+from tests import reference_losses as ref
+
+CASES = {
+    "contrastive": dict(pos_margin=0.9, neg_margin=0.3),
+    "triplet-all": dict(margin=0.2),
+    "triplet-all-mean": dict(margin=0.2, reduction="mean"),
+    "triplet-semihard": dict(margin=0.3, mode="semihard"),
+    "triplet-hard-sum": dict(margin=0.2, mode="hard", reduction="sum"),
+    "lifted_structure": dict(margin=0.5),
+    "binomial_deviance": dict(alpha=2.0, beta=10.0, lam=0.4),
+    "npair": dict(),
+    "multi_similarity": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=0.1),
+    "multi_similarity-official": losses.MS_PRESETS["official"],
+    "multi_similarity-paper": losses.MS_PRESETS["paper"],
+    "multi_similarity-nomining": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=None),
+}
+
+
+def _name(case: str) -> str:
+    return case.split("-")[0]
+
+
+def _batch(seed: int, n_classes: int = 4, per_class: int = 3, dim: int = 8, spread: float = 2.0):
+    return clustered_embeddings(n_classes, per_class, dim, spread=spread, seed=seed)
+
+
+def _grad(fn, sim, *args, **kw):
+    s = sim.detach().clone().requires_grad_(True)
+    value = fn(s, *args, **kw)
+    (g,) = torch.autograd.grad(value, s)
+    return value.detach(), g
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_square_matches_plain_loops(case: str, seed: int) -> None:
+    x, y = _batch(seed)
+    sim = cosine(x)
+    hp = CASES[case]
+    v, g = _grad(losses.LOSSES[_name(case)], sim, y, **hp)
+    rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y, **hp)
+    assert v.dtype == torch.float64
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+    assert float(v) > 0, "a random batch should give a positive loss (else the test proves little)"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rectangular_matches_plain_loops(case: str) -> None:
+    x, y = _batch(3, n_classes=4, per_class=4)
+    q, r = x[:6], x[4:]  # overlapping query and reference rows, as with a memory bank
+    sim = cosine(q, r)
+    hp = CASES[case]
+    v, g = _grad(losses.LOSSES[_name(case)], sim, y[:6], y[4:], **hp)
+    rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y[:6], y[4:], **hp)
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradcheck(case: str) -> None:
+    x, y = _batch(5, n_classes=3, per_class=3, dim=6)
+    sim = cosine(x).detach().requires_grad_(True)
+    hp = CASES[case]
+    assert torch.autograd.gradcheck(lambda s: losses.LOSSES[_name(case)](s, y, **hp), (sim,), eps=1e-6, atol=1e-7)
+
+
+# --- pytorch-metric-learning 2.9: the constructor calls whose semantics match ours -------------------------------
+
+def _pml_cases(alpha=2.0, beta=10.0, lam=0.4, eps=0.1, m=0.2):
+    cos = distances.CosineSimilarity
+    return {
+        # MS: MultiSimilarityLoss(alpha, beta, base=λ) + MultiSimilarityMiner(ε), default MeanReducer over all rows
+        "ms+miner": (lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=eps),
+                     pml_losses.MultiSimilarityLoss(alpha, beta, base=lam), miners.MultiSimilarityMiner(eps)),
+        "ms": (lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=None),
+               pml_losses.MultiSimilarityLoss(alpha, beta, base=lam), None),
+        # contrastive: cosine distance, SumReducer (sum over pairs); ours divides that sum by m
+        "contrastive": (lambda s, y: losses.contrastive(s, y, pos_margin=0.9, neg_margin=0.3) * len(y),
+                        pml_losses.ContrastiveLoss(pos_margin=0.9, neg_margin=0.3, distance=cos(),
+                                                   reducer=reducers.SumReducer()), None),
+        # triplet: TripletMarginLoss with cosine, default AvgNonZeroReducer == our reduction="nonzero"
+        "triplet-all": (lambda s, y: losses.triplet(s, y, margin=m),
+                        pml_losses.TripletMarginLoss(margin=m, distance=cos()), None),
+        "triplet-semihard": (lambda s, y: losses.triplet(s, y, margin=m, mode="semihard"),
+                             pml_losses.TripletMarginLoss(margin=m, distance=cos()),
+                             miners.TripletMarginMiner(margin=m, type_of_triplets="semihard", distance=cos())),
+        "triplet-hard": (lambda s, y: losses.triplet(s, y, margin=m, mode="hard"),
+                         pml_losses.TripletMarginLoss(margin=m, distance=cos()), miners.BatchHardMiner(distance=cos())),
+        # lifted: LiftedStructureLoss(neg_margin=0, pos_margin=margin) with cosine, default MeanReducer over pos pairs
+        "lifted": (lambda s, y: losses.lifted_structure(s, y, margin=0.5),
+                   pml_losses.LiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()), None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_pml_cases()))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_pytorch_metric_learning(case: str, seed: int) -> None:
+    ours, pml_loss, miner = _pml_cases()[case]
+    x, y = clustered_embeddings(5, 4, 16, spread=2.5, seed=seed)
+    x = (x * 3).requires_grad_(True)  # not unit length: both sides must normalise
+    v = ours(cosine(x), y)
+    (g,) = torch.autograd.grad(v, x)
+    x2 = x.detach().clone().requires_grad_(True)
+    v2 = pml_loss(x2, y, miner(x2, y) if miner is not None else None)
+    (g2,) = torch.autograd.grad(v2, x2)
+    assert float(v.detach()) > 0
+    torch.testing.assert_close(v.detach(), v2.detach(), rtol=0, atol=1e-9)
+    torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+
+
+def test_npair_matches_pml_on_its_pairs() -> None:
+    # NPairsLoss(distance=CosineSimilarity()) picks one (anchor, positive) per label; on that anchor x positive
+    # rectangle (ref_labels = the positives' labels) our npair is Sohn's multi-class N-pair and the same number.
+    x, y = clustered_embeddings(6, 2, 16, spread=2.0, seed=4)
+    x = x.requires_grad_(True)
+    a, p = lmu.convert_to_pos_pairs_with_unique_labels(None, y)
+    v = losses.npair(cosine(x[a], x[p]), y[a], y[p])
+    (g,) = torch.autograd.grad(v, x)
+    x2 = x.detach().clone().requires_grad_(True)
+    v2 = pml_losses.NPairsLoss(distance=distances.CosineSimilarity())(x2, y)
+    (g2,) = torch.autograd.grad(v2, x2)
+    torch.testing.assert_close(v.detach(), v2.detach(), rtol=0, atol=1e-9)
+    torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+
+
+# --- edge cases --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES)
+def test_anchor_without_positive_single_class_and_two_classes(case: str) -> None:
+    name, hp = _name(case), CASES[case]
+    x, _ = clustered_embeddings(3, 3, 8, spread=2.0, seed=7)
+    for y in (torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3]),  # anchor 8 has no positive
+              torch.zeros(9, dtype=torch.long),  # one class: no negatives at all
+              torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1])):  # two classes
+        v, g = _grad(losses.LOSSES[name], cosine(x), y, **hp)
+        rv, rg = _grad(ref.REFERENCES[name], cosine(x), y, **hp)
+        assert torch.isfinite(v) and torch.isfinite(g).all()
+        torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+        torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_near_duplicate_embeddings(case: str) -> None:
+    x, y = _batch(8)
+    x = x.clone()
+    x[1] = x[0] + 1e-9  # near duplicate of an anchor: S ≈ 1 but still a positive pair (by index, not by value)
+    x[2] = x[0]  # exact duplicate
+    sim = cosine(x)
+    v, g = _grad(losses.LOSSES[_name(case)], sim, y, **CASES[case])
+    rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y, **CASES[case])
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+
+
+def test_ms_mining_keeps_nothing_gives_connected_zero() -> None:
+    # classes far apart: every positive above every negative + ε, so mining keeps no pair
+    x, y = clustered_embeddings(4, 3, 32, spread=0.05, seed=0)
+    sim = cosine(x).requires_grad_(True)
+    v = losses.multi_similarity(sim, y, **losses.MS_PRESETS["official"])
+    assert float(v) == 0.0 and v.requires_grad
+    v.backward()
+    assert torch.equal(sim.grad, torch.zeros_like(sim))
+    module = losses.build_loss("multi_similarity", preset="paper")
+    xe = x.clone().requires_grad_(True)
+    out = module(xe, y)
+    out.backward()
+    assert float(out) == 0.0 and torch.equal(xe.grad, torch.zeros_like(xe))
+
+
+# --- bad input and the module interface --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_bad_input_raises_value_error(name: str) -> None:
+    hp = CASES["multi_similarity"] if name == "multi_similarity" else {}
+    x, y = _batch(0)
+    sim = cosine(x)
+    fn = losses.LOSSES[name]
+    bad_nan, bad_inf = sim.clone(), sim.clone()
+    bad_nan[0, 1], bad_inf[2, 3] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fn(bad_nan, y, **hp)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fn(bad_inf, y, **hp)
+    with pytest.raises(ValueError, match="labels has length"):
+        fn(sim, y[:-1], **hp)
+    with pytest.raises(ValueError, match="2-D"):
+        fn(sim[0], y, **hp)
+    with pytest.raises(ValueError, match="rectangular"):
+        fn(sim[:, :-1], y, **hp)
+    with pytest.raises(ValueError, match="ref_labels has length"):
+        fn(sim[:, :-1], y, y, **hp)
+    module = losses.build_loss(name, **hp)
+    xe = x.clone()
+    xe[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="embeddings contains NaN"):
+        module(xe, y)
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        module(x, y[:-1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_module_matches_functional_with_and_without_reference(case: str) -> None:
+    name, hp = _name(case), CASES[case]
+    x, y = _batch(2)
+    module = losses.build_loss(name, **hp)
+    torch.testing.assert_close(module(x * 2, y), losses.LOSSES[name](cosine(x), y, **hp), rtol=0, atol=1e-12)
+    memory, memory_labels = _batch(9)
+    torch.testing.assert_close(module(x, y, memory, memory_labels),
+                               losses.LOSSES[name](cosine(x, memory), y, memory_labels, **hp), rtol=0, atol=1e-12)
+
+
+def test_registry_presets_and_errors() -> None:
+    assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "binomial_deviance", "npair",
+                                  "multi_similarity"}
+    assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
+                                 "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1)}
+    assert losses.build_loss("multi_similarity", preset="official", beta=30).hparams["beta"] == 30
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.build_loss("softmax")
+    with pytest.raises(ValueError, match="unknown preset"):
+        losses.build_loss("multi_similarity", preset="nope")
+    with pytest.raises(ValueError, match="unknown triplet mode"):
+        losses.triplet(cosine(_batch(0)[0]), _batch(0)[1], mode="easy")
+    with pytest.raises(TypeError):
+        losses.multi_similarity(cosine(_batch(0)[0]), _batch(0)[1], alpha=2, beta=50, lam=1)  # epsilon required
