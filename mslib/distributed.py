@@ -1,9 +1,11 @@
 """Multi-GPU training with ``torch.distributed`` (DDP via ``torchrun``): the loss sees the global batch.
 
 Each process embeds its own P×K batch; :func:`gather_embeddings` all-gathers embeddings (differentiably) and
-labels, so the loss is computed on a rectangular similarity matrix of local queries × global references. The
-all-gather's backward sums the gradients every process's loss sends to each embedding, and DDP averages the
-parameter gradients, so the update equals the single-process update on the concatenated batch.
+labels, and every process computes the loss ``L`` of the *global* batch (its square similarity matrix, so the
+self-pairs are the diagonal, excluded by index as in a single process). The all-gather's backward sums the
+``W`` identical gradients ``∂L/∂e_r`` the processes send to each process's embeddings ``e_r``, and DDP divides
+the parameter gradients by ``W``, so the update equals the single-process update on the concatenated batch.
+The ``W``-fold repeated loss costs ``O((W·B)²)`` per process, negligible beside the backbone.
 """
 
 from __future__ import annotations

@@ -260,6 +260,7 @@ def kmeans_labels(embeddings: Any, n_clusters: int, seed: int = 0, niter: int = 
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(f"n_clusters must be between 1 and the number of rows ({x.shape[0]}), got {n_clusters}")
     km = faiss.Kmeans(x.shape[1], int(n_clusters), niter=niter, nredo=nredo, seed=int(seed), verbose=False,
+                      min_points_per_centroid=1,  # small test sets are fine; silence faiss's warning
                       max_points_per_centroid=max(256, x.shape[0]))
     km.train(x)
     _, assign = km.index.search(x, 1)

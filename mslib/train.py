@@ -238,6 +238,7 @@ def fit(
     """
     from tqdm import tqdm
 
+    from mslib import distributed
     from mslib.data import PKSampler
     from mslib.losses import build_loss
     from mslib.models import build_model, freeze_bn_stats
@@ -252,13 +253,18 @@ def fit(
                         in_channels=in_channels).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    net = model  # what the training step calls: the model, or its DDP wrapper under torchrun
+    if distributed.is_distributed():
+        net = torch.nn.parallel.DistributedDataParallel(model)  # single-device module: DDP infers the device
     loss_fn = build_loss(cfg.loss, **cfg.loss_params)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
     use_amp = cfg.amp is not None and device.type == "cuda"
     amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
-    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=cfg.iterations, seed=cfg.seed)
+    # under torchrun each process draws its own P×K batches (seed offset by rank); the loss sees their union
+    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=cfg.iterations,
+                        seed=cfg.seed + 1000 * distributed.rank())
 
     state: dict[str, Any] = {"iteration": 0, "history": [], "evals": [], "best": None, "best_state": None,
                              "train_seconds": 0.0, "images": 0}
@@ -277,7 +283,7 @@ def fit(
         state = saved["state"]
 
     def checkpoint() -> None:
-        if ckpt is None:
+        if ckpt is None or distributed.rank() != 0:
             return
         save_checkpoint(ckpt, {
             "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -287,7 +293,7 @@ def fit(
         })
 
     def log(entry: dict[str, Any]) -> None:
-        if run_path is not None:
+        if run_path is not None and distributed.rank() == 0:
             run_path.mkdir(parents=True, exist_ok=True)
             with open(run_path / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
@@ -324,7 +330,7 @@ def fit(
     batches = iter(loader)
     while iteration < end:
         images, labels = next(batches)
-        model.train()
+        net.train()
         if cfg.freeze_bn:
             freeze_bn_stats(model)
         images = adapt_input(images.to(device, non_blocking=True), cfg)
@@ -332,7 +338,9 @@ def fit(
         if cfg.channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            embeddings = model(images)
+            embeddings = net(images)
+        if distributed.is_distributed():  # the loss of the global batch (see mslib.distributed)
+            embeddings, labels, _ = distributed.gather_embeddings(embeddings, labels)
         loss = loss_fn(embeddings.float(), labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data")
