@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable
@@ -445,7 +446,10 @@ def train_or_load(
         images_per_second=result["timing"]["images_per_second"],
         extra={"history": result["history"], "evals": result["evals"], "timing": result["timing"]}, code=code,
     )
-    results.write_record(record, out_dir)
+    from mslib import distributed
+
+    if distributed.rank() == 0:  # under torchrun every process has the same record; one writes it
+        results.write_record(record, out_dir)
     return record, result
 
 
@@ -473,10 +477,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TrainConfig.from_dict(data or {})
     except (ValueError, TypeError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
+    from mslib.data.errors import DatasetError
+
     distributed.init_from_env()
-    record, _ = train_or_load(cfg, results_dir=args.results_dir, progress=not args.no_progress)
+    try:
+        record, _ = train_or_load(cfg, results_dir=args.results_dir, progress=not args.no_progress)
+    except (DatasetError, RuntimeError) as err:  # missing/corrupt data, no CUDA: the message says what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if distributed.rank() == 0:
         for group, values in record["metrics"].items():
             test = values.get("test", {})

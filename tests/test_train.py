@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,17 @@ def test_train_or_load_reuses_fresh_records_and_recomputes_stale_ones(tmp_path: 
     marker.write_text("version = 2\n")  # the code changed: the old record is stale
     with pytest.raises(AssertionError, match="must be reused"):
         train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mslib", "train", "--results-dir", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_names_a_misspelt_setting_and_a_missing_dataset(tmp_path: Path) -> None:
+    proc = _cli("--set", "iteratons=5", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "iteratons" in proc.stderr
+    proc = _cli("--set", "dataset=cub200", "--set", f"data_root={tmp_path / 'nowhere'}", tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert "python -m mslib data download cub200" in proc.stderr
+    assert not list(tmp_path.glob("*.json")), "a failed run must not leave a record"
