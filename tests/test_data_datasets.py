@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mslib.data import (
     EXPECTED,
@@ -17,85 +16,8 @@ from mslib.data import (
     load_dataset,
 )
 from mslib.data.cli import main as data_main
+from mslib.data.fixtures import MAKERS, make_cars, make_cub, make_inshop, make_sop
 
-
-def _jpeg(path: Path, value: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (12, 10), (value % 256, 40, 200)).save(path, "JPEG")
-
-
-def make_cub(root: Path) -> Path:
-    """CUB_200_2011/{classes,images,image_class_labels}.txt + images/; classes 1,2,3 (train) and 101,102 (test)."""
-    base = root / "CUB_200_2011"
-    per_class = {1: 3, 2: 2, 3: 1, 101: 2, 102: 3}
-    classes, images, labels = [], [], []
-    i = 0
-    for c, n in per_class.items():
-        folder = f"{c:03d}.Bird_{c}"
-        classes.append(f"{c} {folder}")
-        for j in range(n):
-            i += 1
-            rel = f"{folder}/Bird_{c}_{j:04d}_{i}.jpg"
-            _jpeg(base / "images" / rel, i)
-            images.append(f"{i} {rel}")
-            labels.append(f"{i} {c}")
-    for fname, lines in (("classes.txt", classes), ("images.txt", images), ("image_class_labels.txt", labels)):
-        (base / fname).write_text("\n".join(lines) + "\n")
-    return root
-
-
-def make_cars(root: Path) -> Path:
-    """cars_annos.mat written with scipy (struct array ``annotations``) + car_ims/; classes 1,2 and 99,196."""
-    from scipy.io import savemat
-
-    dtype = [("relative_im_path", "O"), ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"),
-             ("class", "O"), ("test", "O")]
-    rows = []
-    for i, c in enumerate([1, 1, 2, 99, 99, 196, 196, 196], start=1):
-        rel = f"car_ims/{i:06d}.jpg"
-        _jpeg(root / rel, i)
-        rows.append((rel, np.array([[1]], dtype=np.uint8), np.array([[1]], dtype=np.uint8),
-                     np.array([[10]], dtype=np.uint8), np.array([[9]], dtype=np.uint8),
-                     np.array([[c]], dtype=np.uint8), np.array([[i % 2]], dtype=np.uint8)))
-    ann = np.array([rows], dtype=dtype)
-    names = np.array([[f"Car {c}" for c in range(1, 197)]], dtype=object)
-    savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": names})
-    return root
-
-
-def make_sop(root: Path) -> Path:
-    """Stanford_Online_Products/Ebay_{train,test}.txt (header line) + <super>_final/ images."""
-    base = root / "Stanford_Online_Products"
-    header = "image_id class_id super_class_id path"
-    train = [(1, 1, "bicycle"), (2, 1, "bicycle"), (3, 2, "bicycle"), (4, 5, "chair"), (5, 5, "chair")]
-    test = [(6, 11319, "chair"), (7, 11319, "chair"), (8, 11320, "sofa"), (9, 22634, "sofa")]
-    for fname, rows in (("Ebay_train.txt", train), ("Ebay_test.txt", test)):
-        lines = [header]
-        for image_id, cls, sup in rows:
-            rel = f"{sup}_final/{cls}_{image_id}.JPG"
-            _jpeg(base / rel, image_id)
-            lines.append(f"{image_id} {cls} {['bicycle', 'chair', 'sofa'].index(sup) + 1} {rel}")
-        (base / fname).write_text("\n".join(lines) + "\n")
-    return root
-
-
-def make_inshop(root: Path) -> Path:
-    """Eval/list_eval_partition.txt (count line + header) + img/ images."""
-    rows = [("id_00000001", "train"), ("id_00000001", "train"), ("id_00000004", "train"),
-            ("id_00000002", "query"), ("id_00000002", "gallery"), ("id_00000007", "query"),
-            ("id_00000007", "gallery"), ("id_00000007", "gallery")]
-    lines = []
-    for i, (item, status) in enumerate(rows):
-        rel = f"img/WOMEN/Dresses/{item}/{i:02d}_1_front.jpg"
-        _jpeg(root / rel, i)
-        lines.append(f"{rel} {item} {status}")
-    (root / "Eval").mkdir(parents=True, exist_ok=True)
-    (root / "Eval" / "list_eval_partition.txt").write_text(
-        f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(lines) + "\n")
-    return root
-
-
-MAKERS = {"cub200": make_cub, "cars196": make_cars, "sop": make_sop, "inshop": make_inshop}
 # (train images, train classes, test images, test classes) of the fixtures above
 FIXTURE_COUNTS = {"cub200": (6, 3, 5, 2), "cars196": (3, 2, 5, 2), "sop": (5, 3, 4, 3)}
 
@@ -224,3 +146,14 @@ def test_mslib_dispatches_data() -> None:
     from mslib.__main__ import main
 
     assert main(["data", "list"]) == 0
+
+
+def test_fixture_helpers(tmp_path: Path) -> None:
+    from mslib.data.fixtures import layout, make_fixture
+
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        make_fixture("mnist", tmp_path)
+    root = make_fixture("cars196", tmp_path / "cars")
+    listing = layout(root, max_lines=3).splitlines()
+    assert listing[:2] == ["cars/", "    car_ims/"]
+    assert "... (5 more)" in listing[-2] and listing[-1] == "    cars_annos.mat"
