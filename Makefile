@@ -19,7 +19,7 @@ help:
 	@echo "make book    set up .venv, run every notebook (default profile), build _build/html"
 	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build"
 	@echo "make notebooks PROFILE=smoke|default|paper NOTEBOOKS='00_setup ...'"
-	@echo "make bench   run the benchmarks in benchmarks/"
+	@echo "make bench   run the benchmarks in benchmarks/ (quick sizes; BENCH_FLAGS= for full sizes)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mslib-book needs Python >= 3.11, got " + sys.version'
@@ -55,9 +55,11 @@ smoke: $(STAMP)
 test: lint pytest smoke
 	$(MAKE) book-only
 
+# BENCH_FLAGS='' runs the full sizes (tens of minutes on a 2-core CPU); results go to benchmarks/results/*.json
+BENCH_FLAGS ?= --quick
 bench: $(STAMP)
-	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do $(PY) $$b; done; \
-	else echo "no benchmarks yet"; fi
+	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do \
+	PYTHONPATH=$(CURDIR) $(PY) $$b $(BENCH_FLAGS); done; else echo "no benchmarks yet"; fi
 
 clean:
 	rm -rf _build executed figures

@@ -23,7 +23,7 @@ from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks
 
 __all__ = [
     "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "contrastive", "lifted_structure",
-    "multi_similarity", "npair", "triplet",
+    "multi_similarity", "multi_similarity_autograd", "npair", "triplet",
 ]
 
 Pairs = tuple[Tensor, Tensor]
@@ -170,6 +170,81 @@ def npair(
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
 
 
+def _same_label_pairs(labels: Tensor, ref_labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Index form of the label masks: ``(rows, cols)`` of every same-label entry (diagonal included when square)
+    and ``(pos_rows, pos_cols)`` of the positive pairs (the diagonal removed by index when square)."""
+    square = ref_labels is None or ref_labels is labels
+    ref = labels if ref_labels is None else ref_labels
+    rows, cols = torch.nonzero(labels[:, None] == ref[None, :], as_tuple=True)
+    if not square:
+        return rows, cols, rows, cols
+    off = rows != cols
+    return rows, cols, rows[off], cols[off]
+
+
+def _softplus_grad(x: Tensor) -> Tensor:
+    """``d softplus(x)/dx = σ(x)``, taken as 1 above 20 as ``torch.nn.functional.softplus``'s own backward does."""
+    return torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
+
+
+class _MultiSimilarity(torch.autograd.Function):
+    """MS loss forward and its closed-form backward (the GPW weights ``w⁺, w⁻`` of the paper, Sec. 5.2).
+
+    One dense ``m×R`` buffer holds ``e^{β(S_ik − max_k S_ik)}`` over the (mined) negatives; positives, a few per row
+    in a P×K batch, are handled as an index list. The row shifts of the log-sum-exp are the mining thresholds
+    themselves (``max`` over negatives, ``min`` over positives): whenever a row keeps any mined pair, its extreme
+    pair is kept too, so the shift is exactly the max that ``torch.logsumexp`` would subtract.
+    """
+
+    @staticmethod
+    def forward(ctx, sim: Tensor, labels: Tensor, ref_labels: Tensor | None, alpha: float, beta: float, lam: float,
+                epsilon: float | None) -> Tensor:
+        m = sim.shape[0]
+        s = sim.detach()
+        rows, cols, prow, pcol = _same_label_pairs(labels, ref_labels)
+        inf = float("inf")
+        # negatives: every entry whose label differs; same-label entries (and the diagonal) are set to -inf
+        e_neg = s.clone()
+        e_neg[rows, cols] = -inf
+        max_neg = e_neg.amax(dim=1, keepdim=True)  # -inf for a row without negatives
+        pos_val = s[prow, pcol]
+        min_pos = torch.full((m,), inf, dtype=s.dtype, device=s.device).scatter_reduce_(
+            0, prow, pos_val, reduce="amin", include_self=True)  # +inf for a row without positives
+        shift_n = torch.where(torch.isfinite(max_neg), max_neg, torch.zeros_like(max_neg))
+        e_neg.sub_(shift_n).mul_(beta).exp_()  # in [0, 1]; exactly 0 off the negatives
+        if epsilon is not None:  # same comparisons as mslib.mining.mine_ms_pairs, so the same pairs are kept
+            e_neg.mul_(s + epsilon > min_pos[:, None])
+            keep_pos = pos_val - epsilon < max_neg[prow, 0]
+        else:
+            keep_pos = torch.ones_like(pos_val, dtype=torch.bool)
+        shift_p = torch.where(torch.isfinite(min_pos), min_pos, torch.zeros_like(min_pos))
+        e_pos = torch.exp(alpha * (shift_p[prow] - pos_val)) * keep_pos  # finite: min_pos <= pos_val
+        sum_n = e_neg.sum(dim=1)
+        sum_p = torch.zeros_like(sum_n).index_add_(0, prow, e_pos)
+        valid = (sum_p > 0) & (sum_n > 0)
+        one = torch.ones_like(sum_n)
+        lse_n = beta * (shift_n[:, 0] - lam) + torch.log(torch.where(valid, sum_n, one))
+        lse_p = alpha * (lam - shift_p) + torch.log(torch.where(valid, sum_p, one))
+        softplus = torch.nn.functional.softplus
+        per = torch.where(valid, softplus(lse_p) / alpha + softplus(lse_n) / beta, torch.zeros_like(sum_n))
+        # d loss / d S_ij = (σ(lse_n)/Σ_n) e_neg_ij / m  on negatives,  −(σ(lse_p)/Σ_p) e_pos_ij / m  on positives
+        zero = torch.zeros_like(sum_n)
+        c_n = torch.where(valid, _softplus_grad(lse_n) / torch.where(valid, sum_n, one), zero) / m
+        c_p = torch.where(valid, _softplus_grad(lse_p) / torch.where(valid, sum_p, one), zero) / m
+        ctx.save_for_backward(e_neg, c_n, prow, pcol, e_pos * c_p[prow])
+        return per.sum() / m
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None, None
+        e_neg, c_n, prow, pcol, w_pos = ctx.saved_tensors
+        grad = e_neg * (c_n * grad_out)[:, None]  # w⁻ (zero off the mined negatives)
+        grad[prow, pcol] = -(w_pos * grad_out)  # −w⁺ on the positives (disjoint from the negatives)
+        return grad, None, None, None, None, None, None
+
+
 def multi_similarity(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float, beta: float, lam: float,
     epsilon: float | None,
@@ -179,8 +254,21 @@ def multi_similarity(
     ``L = (1/m) Σ_i {(1/α) log[1 + Σ_{k∈P̃_i} e^{−α(S_ik − λ)}] + (1/β) log[1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}]}``,
     ``P̃_i, Ñ_i`` the mined pairs (all pairs for ``epsilon=None``). An anchor with no (mined) positive or no
     (mined) negative contributes 0 but counts in ``m``, as in the official code; the result stays in the graph.
-    Presets: ``MS_PRESETS["paper"]``, ``MS_PRESETS["official"]``.
+    Presets: ``MS_PRESETS["paper"]``, ``MS_PRESETS["official"]``. The backward pass is the closed form (the GPW
+    weights, :func:`mslib.gpw.multi_similarity_weights`); it is checked against autograd in
+    ``tests/test_losses_fast.py``. :func:`multi_similarity_autograd` is the plain masked-log-sum-exp version.
     """
+    check_sim(sim, labels, ref_labels)
+    if alpha <= 0 or beta <= 0:
+        return multi_similarity_autograd(sim, labels, ref_labels, alpha=alpha, beta=beta, lam=lam, epsilon=epsilon)
+    return _MultiSimilarity.apply(sim, labels, ref_labels, float(alpha), float(beta), float(lam), epsilon)
+
+
+def multi_similarity_autograd(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float, beta: float, lam: float,
+    epsilon: float | None,
+) -> Tensor:
+    """:func:`multi_similarity` written with autograd-tracked masked log-sum-exp (the reference for the fast path)."""
     check_sim(sim, labels, ref_labels)
     pos, neg = pair_masks(labels, ref_labels)
     if epsilon is not None:

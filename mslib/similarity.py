@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_embeddings", "check_sim", "clustered_embeddings", "cosine", "pair_masks"]
+__all__ = ["check_embeddings", "check_sim", "clustered_embeddings", "cosine", "gram", "pair_masks"]
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -30,12 +30,31 @@ def check_embeddings(x: Tensor, name: str = "embeddings") -> None:
         raise ValueError(f"{name} contains NaN or Inf")
 
 
+class _Gram(torch.autograd.Function):
+    """``x xᵀ`` whose backward is one matrix product, ``(G + Gᵀ) x``, instead of autograd's two (``G x + Gᵀ x``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x  # differentiable ops: double backward still works
+
+
+def gram(x: Tensor) -> Tensor:
+    """``x xᵀ`` (the square similarity of already normalised rows) with a one-GEMM backward."""
+    return _Gram.apply(x)
+
+
 def cosine(x: Tensor, y: Tensor | None = None) -> Tensor:
     """Cosine similarity ``S = x̂ ŷᵀ`` of L2-normalised rows; ``y=None`` gives the square ``x̂ x̂ᵀ``."""
     check_embeddings(x, "x")
     xn = torch.nn.functional.normalize(x, dim=1)
     if y is None:
-        return xn @ xn.T
+        return gram(xn)
     check_embeddings(y, "y")
     if y.shape[1] != x.shape[1]:
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")

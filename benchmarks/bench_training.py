@@ -1,0 +1,104 @@
+"""Images/s of mslib's training step, split into data loading and compute.
+
+Settings: ``paper`` (BN-Inception, 227 px, batch 80 = 16×5, 512-d embedding, MS loss, Adam; random init, fed the
+embedded glyph dataset upscaled to 227 px as ``mslib.train`` does) and ``cpu-default`` (``TrainConfig()``: the small
+CNN on 32 px glyphs, batch 80). The step is ``mslib.train.fit``'s: ``adapt_input``, forward, loss, backward,
+optimizer step. ``data`` is the time to draw the next P×K batch from the same ``DataLoader``/``PKSampler``.
+On CUDA (when present) the paper setting also runs with AMP (bf16) and with AMP + channels_last.
+Iterations: ``--quick`` 2 timed (paper) / 10 (default) after warm-up; full 5 / 30.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, machine_line, parser, print_table, setup, sync, write_json
+
+from mslib.data.sampler import PKSampler
+from mslib.losses import build_loss
+from mslib.models import build_model
+from mslib.train import TrainConfig, adapt_input, build_optimizer, datasets
+
+
+def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    sets = datasets(cfg)
+    model = build_model(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling,
+                        in_channels=1 if cfg.backbone == "smallcnn" else 3).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn, opt = build_loss(cfg.loss, **cfg.loss_params), build_optimizer(model, cfg)
+    use_amp = cfg.amp is not None and device.type == "cuda"
+    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=iters + warmup, seed=cfg.seed)
+    batches = iter(DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
+                              pin_memory=device.type == "cuda"))
+    model.train()
+    data_t, step_t = [], []
+    for i in range(iters + warmup):
+        t0 = time.perf_counter()
+        images, labels = next(batches)
+        t1 = time.perf_counter()
+        images = adapt_input(images.to(device, non_blocking=True), cfg)
+        labels = labels.to(device, non_blocking=True)
+        if cfg.channels_last and device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            emb = model(images)
+        loss = loss_fn(emb.float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync(device)
+        t2 = time.perf_counter()
+        if i >= warmup:
+            data_t.append(t1 - t0)
+            step_t.append(t2 - t1)
+    b = cfg.p * cfg.k
+    d, s = statistics.median(data_t), statistics.median(step_t)
+    return {"batch": b, "iterations": iters, "data_s": d, "compute_s": s, "images_per_s": b / (d + s),
+            "compute_images_per_s": b / s, "data_share": d / (d + s), "compute_s_all": step_t, "data_s_all": data_t}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    devices = setup(args)
+    info = machine()
+    print("machine:", machine_line(info))
+    paper_iters, default_iters = (2, 10) if args.quick else (5, 30)
+    paper = dict(backbone="bninception", image_size=227, embedding_dim=512, pooling="avg", p=16, k=5)
+    records = []
+    for device in devices:
+        settings = [("paper", TrainConfig(**paper, device=str(device)), paper_iters, 1),
+                    ("cpu-default", TrainConfig(device=str(device)), default_iters, 2)]
+        if device.type == "cuda":
+            settings += [("paper + AMP bf16", TrainConfig(**paper, device="cuda", amp="bf16"), 10, 3),
+                         ("paper + AMP + channels_last",
+                          TrainConfig(**paper, device="cuda", amp="bf16", channels_last=True), 10, 3)]
+            settings[0] = ("paper", TrainConfig(**paper, device="cuda"), 10, 3)
+        for name, cfg, iters, warm in settings:
+            px = 32 if cfg.backbone == "smallcnn" else cfg.image_size  # glyphs are fed to the small CNN at 32 px
+            rec = {"setting": name, "device": str(device), "backbone": cfg.backbone, "image_size": px,
+                   **run(cfg, iters, warm)}
+            records.append(rec)
+            print(f"  {name} on {device}: {rec['images_per_s']:.1f} images/s", flush=True)
+    rows = [[r["setting"], r["device"], r["backbone"], r["image_size"], r["batch"], r["iterations"],
+             f"{r['data_s'] * 1e3:.0f}", f"{r['compute_s'] * 1e3:.0f}", f"{r['data_share']:.0%}",
+             f"{r['images_per_s']:.1f}"] for r in records]
+    table = print_table("bench_training: one training step (median over iterations after warm-up)",
+                        ["setting", "device", "backbone", "px", "batch", "iters", "data ms", "compute ms",
+                         "data share", "images/s"], rows)
+    write_json("bench_training", {"benchmark": "bench_training", "quick": args.quick, "machine": info,
+                                  "records": records, "table": table})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
