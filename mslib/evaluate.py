@@ -17,16 +17,23 @@ Conventions (see ``shared/paper_facts.md`` 2c for the official code's evaluation
   crashes on such a class (``IndexError``). Here they are, by default (``lone_queries="exclude"``), left out of every
   average, as pytorch-metric-learning's ``AccuracyCalculator`` does; their number is reported by
   :func:`evaluate_embeddings` as ``"lone_queries"``. ``lone_queries="miss"`` counts them as misses (score 0) instead.
-* **Ties.** Neighbours are ranked in faiss's order (``IndexFlatIP``, exact inner products in float32). Among items
-  with *exactly* equal similarity that order is an implementation detail, so at a tie on the K-th place the result
-  can differ from another tool; the official code counts such ties as hits (a strict ``>`` test). With continuous
-  embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on tie-free data
-  and that tied data gives a value between the pessimistic and the optimistic tie rule.
-* **Memory.** The search runs over blocks of ``block_size`` queries, so the full N x N similarity matrix is never held.
+* **One pass.** Recall@K (for every K), MAP@R and R-Precision come from one blocked pass over the similarities:
+  each block of query rows ``S = q_block @ ref.T`` (``torch.mm``, float32) is scanned while it is in cache, so the
+  cost stays close to that of the GEMM itself, for any K (no per-query heap of K neighbours).
+* **Ties.** A query's *rank* is the number of references strictly more similar than its most similar same-class
+  reference, and it is a hit at K when ``rank < K``: the official code's strict ``>`` rule, under which a negative
+  *exactly* as similar as the best positive does not push it down (the optimistic tie rule). MAP@R and R-Precision
+  read the top R in ``torch.topk`` order, which among exactly equal similarities is an implementation detail. With
+  continuous embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on
+  tie-free data and that tied data gives a value between the pessimistic and the optimistic tie rule. :func:`knn`
+  (used to show retrieval examples) ranks in faiss's order (``IndexFlatIP``, exact inner products in float32).
+* **Memory.** Blocks hold at most ``block_size`` query rows and about ``BLOCK_BYTES`` of similarities (at least 64
+  rows), so the full N x N similarity matrix is never held.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -34,6 +41,9 @@ import numpy as np
 import torch
 
 LONE_POLICIES = ("exclude", "miss")
+BLOCK_BYTES = 32 * 2**20  # float32 similarities per block: small enough to be scanned while in the CPU's cache
+MIN_BLOCK_ROWS = 64  # a GEMM of fewer query rows loses efficiency (so a block exceeds BLOCK_BYTES past 131k refs)
+SPARSE_POSITIVES = 0.25  # gather the same-class similarities when they are at most this share of a block
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -130,16 +140,6 @@ def knn(
     return sims, idx
 
 
-def _relevant_counts(query_labels: np.ndarray, ref_labels: np.ndarray, same_set: bool) -> np.ndarray:
-    """R for each query: the number of reference items of its class (itself excluded when ``same_set``)."""
-    classes, counts = np.unique(ref_labels, return_counts=True)
-    pos = np.searchsorted(classes, query_labels)
-    pos_c = np.minimum(pos, len(classes) - 1)
-    found = classes[pos_c] == query_labels
-    r = np.where(found, counts[pos_c], 0)
-    return r - int(same_set)
-
-
 def _average(per_query: np.ndarray, lone: np.ndarray, lone_queries: str) -> float:
     if lone_queries == "miss":
         return float(np.where(lone, 0.0, per_query).mean())
@@ -148,28 +148,93 @@ def _average(per_query: np.ndarray, lone: np.ndarray, lone_queries: str) -> floa
     return float(per_query[~lone].mean())
 
 
-# ----------------------------------------------------------------------------------------------- metrics
-def _recall_from_hits(nn_labels: np.ndarray, query_labels: np.ndarray, ks: Sequence[int], lone: np.ndarray,
-                      lone_queries: str) -> dict[int, float]:
-    match = nn_labels == query_labels[:, None]
-    first_hit = np.where(match.any(axis=1), match.argmax(axis=1), np.iinfo(np.int64).max)
-    return {k: _average((first_hit < k).astype(np.float64), lone, lone_queries) for k in ks}
+# ----------------------------------------------------------------------------------------------- one-pass scan
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """A zero-copy tensor view of a (possibly read-only) array; the scan never writes to it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(x)
 
 
-def _map_rp_from_neighbours(nn_labels: np.ndarray, query_labels: np.ndarray, r: np.ndarray, lone: np.ndarray,
-                            lone_queries: str) -> tuple[float, float]:
-    """MAP@R and R-Precision (Musgrave et al. 2020, eq. in Sec. 3.2) from the top-max(R) neighbour labels."""
+def _block_rows(n_ref: int, block_size: int) -> int:
+    """Query rows per block: at most ``block_size``, about ``BLOCK_BYTES`` of float32 similarities, at least 64."""
+    return max(1, min(int(block_size), max(MIN_BLOCK_ROWS, BLOCK_BYTES // (4 * n_ref))))
+
+
+def _ap_rp(nn_labels: np.ndarray, query_labels: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query AP@R and R-Precision (Musgrave et al. 2020, Sec. 3.2) from the labels of the top-max(R) neighbours."""
     kmax = nn_labels.shape[1]
     ranks = np.arange(1, kmax + 1)
-    within_r = ranks[None, :] <= r[:, None]
-    rel = (nn_labels == query_labels[:, None]) & within_r
+    rel = (nn_labels == query_labels[:, None]) & (ranks[None, :] <= r[:, None])
     hits = np.cumsum(rel, axis=1)
     r_safe = np.maximum(r, 1).astype(np.float64)
-    ap = (rel * hits / ranks[None, :]).sum(axis=1) / r_safe
-    rp = rel.sum(axis=1) / r_safe
-    return _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
+    return (rel * hits / ranks[None, :]).sum(axis=1) / r_safe, rel.sum(axis=1) / r_safe
 
 
+def _scan(q: np.ndarray, ql: np.ndarray, r: np.ndarray, rl: np.ndarray, same_set: bool, *, ranks: bool,
+          top: bool, block_size: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """One blocked pass over ``S = q @ r.T``: ``(rank, ap, rp, R)`` per query.
+
+    ``rank`` (when ``ranks``) is the number of references strictly more similar than the query's most similar
+    same-class reference (``int64`` max for lone queries): a hit at K is ``rank < K``. ``ap``/``rp`` (when ``top``)
+    are AP@R and R-Precision from the block's ``torch.topk`` of size max(R). ``R`` is the number of same-class
+    references. With ``same_set`` the query's own column is set to -inf by index before anything reads the block.
+    """
+    n_q, n_ref = q.shape[0], r.shape[0]
+    if n_ref - int(same_set) < 1:
+        raise ValueError("the reference set has no item to search (a single-item set cannot be its own reference)")
+    order = np.argsort(rl, kind="stable")
+    classes, first, size = np.unique(rl[order], return_index=True, return_counts=True)
+    pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
+    found = classes[pos] == ql
+    pos_start = first[pos]  # where each query's class starts in ``order``
+    pos_len = np.where(found, size[pos], 0)  # its same-class references (itself included when same_set)
+    counts = pos_len - int(same_set)
+    lone = counts <= 0
+    qt, rt, rlt = _tensor(q), _tensor(r), _tensor(rl)
+    rows = _block_rows(n_ref, block_size)
+    buf = torch.empty(min(rows, n_q), n_ref)
+    above_buf = torch.empty(min(rows, n_q), n_ref, dtype=torch.bool)
+    neg_inf = float("-inf")
+    rank = np.full(n_q, np.iinfo(np.int64).max, dtype=np.int64)
+    ap = np.zeros(n_q) if top else None
+    rp = np.zeros(n_q) if top else None
+    for start in range(0, n_q, rows):
+        stop = min(start + rows, n_q)
+        b = stop - start
+        s = buf[:b]
+        torch.mm(qt[start:stop], rt.T, out=s)
+        if same_set:
+            s[torch.arange(b), torch.arange(start, stop)] = neg_inf
+        if ranks:
+            lens = pos_len[start:stop]
+            total = int(lens.sum())
+            if total <= SPARSE_POSITIVES * b * n_ref:  # gather the few same-class similarities
+                row_of = np.repeat(np.arange(b), lens)
+                offset = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+                cols = order[np.repeat(pos_start[start:stop], lens) + offset]
+                row_t = _tensor(row_of)
+                vals = s[row_t, _tensor(cols)]
+                best = torch.full((b,), neg_inf).scatter_reduce_(0, row_t, vals, "amax")
+            else:  # large classes: a dense same-class mask
+                same_cls = _tensor(ql[start:stop])[:, None] == rlt[None, :]
+                best = torch.where(same_cls, s, neg_inf).amax(dim=1)
+            above = torch.gt(s, best[:, None], out=above_buf[:b])
+            rank[start:stop] = above.view(torch.uint8).sum(dim=1, dtype=torch.int32).numpy()
+        if top:
+            r_blk = counts[start:stop]
+            k = min(max(int(r_blk.max()), 1), n_ref - int(same_set))
+            idx = torch.topk(s, k, dim=1).indices.numpy()
+            ap[start:stop], rp[start:stop] = _ap_rp(rl[idx], ql[start:stop], r_blk)
+    rank[lone] = np.iinfo(np.int64).max
+    return rank, ap, rp, counts
+
+
+def _recalls(rank: np.ndarray, ks: Sequence[int], lone: np.ndarray, lone_queries: str) -> dict[int, float]:
+    return {k: _average((rank < k).astype(np.float64), lone, lone_queries) for k in ks}
+
+
+# ----------------------------------------------------------------------------------------------- metrics
 def recall_at_k(
     query: Any,
     query_labels: Any,
@@ -185,23 +250,22 @@ def recall_at_k(
     ``query``/``ref`` are L2-normalised ``(N, D)`` embeddings (tensor or array); with ``ref=None`` the query set is
     its own reference set, self excluded by index (CUB, Cars, SOP); pass ``ref``/``ref_labels`` for a separate
     gallery (In-Shop). Lone queries (no same-class reference) are excluded from the average by default, or counted
-    as misses with ``lone_queries="miss"``; ties follow faiss's order (see the module docstring).
+    as misses with ``lone_queries="miss"``; ties count as hits (the official strict ``>`` rule, module docstring).
+    One blocked pass serves every K; its cost does not grow with K.
     """
     ks = _check_ks(ks)
     _check_lone(lone_queries)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    _, idx = knn(q, r, max(ks), same_set=same, block_size=block_size)
-    lone = _relevant_counts(ql, rl, same) <= 0
-    return _recall_from_hits(rl[idx], ql, ks, lone, lone_queries)
+    rank, _, _, counts = _scan(q, ql, r, rl, same, ranks=True, top=False, block_size=block_size)
+    return _recalls(rank, ks, counts <= 0, lone_queries)
 
 
 def _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries) -> tuple[float, float]:
     _check_lone(lone_queries)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    counts = _relevant_counts(ql, rl, same)
+    _, ap, rp, counts = _scan(q, ql, r, rl, same, ranks=False, top=True, block_size=block_size)
     lone = counts <= 0
-    _, idx = knn(q, r, max(int(counts.max()), 1), same_set=same, block_size=block_size)
-    return _map_rp_from_neighbours(rl[idx], ql, counts, lone, lone_queries)
+    return _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
 
 
 def map_at_r(
@@ -291,7 +355,7 @@ def evaluate_embeddings(
     block_size: int = 8192,
     lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
-    """Every metric from one neighbour search: ``{"R@1", ..., "MAP@R", "RP", "NMI", "queries", "lone_queries"}``.
+    """Every metric from one blocked pass: ``{"R@1", ..., "MAP@R", "RP", "NMI", "queries", "lone_queries"}``.
 
     Metrics are plain Python floats in ``[0, 1]``. NMI clusters the query set (as pytorch-metric-learning does).
     ``"lone_queries"`` counts queries with no same-class reference (see the module docstring).
@@ -299,14 +363,10 @@ def evaluate_embeddings(
     ks = _check_ks(ks)
     _check_lone(lone_queries)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    counts = _relevant_counts(ql, rl, same)
+    rank, ap, rp, counts = _scan(q, ql, r, rl, same, ranks=True, top=True, block_size=block_size)
     lone = counts <= 0
-    _, idx = knn(q, r, max(max(ks), int(counts.max()), 1), same_set=same, block_size=block_size)
-    nn_labels = rl[idx]
-    out: dict[str, float | int] = {f"R@{k}": v for k, v in
-                                   _recall_from_hits(nn_labels[:, :max(ks)], ql, ks, lone, lone_queries).items()}
-    m, rp = _map_rp_from_neighbours(nn_labels[:, :max(int(counts.max()), 1)], ql, counts, lone, lone_queries)
-    out["MAP@R"], out["RP"] = m, rp
+    out: dict[str, float | int] = {f"R@{k}": v for k, v in _recalls(rank, ks, lone, lone_queries).items()}
+    out["MAP@R"], out["RP"] = _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
     if with_nmi:
         out["NMI"] = nmi(q, ql, seed=seed)
     out["queries"] = int(q.shape[0])
