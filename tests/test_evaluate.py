@@ -198,6 +198,133 @@ def test_against_pytorch_metric_learning_query_gallery():
     assert ours["lone_queries"] == int(np.isin(yq, [13, 14]).sum())
 
 
+# ------------------------------------------------------------------ one-pass scan: any K, blocks, both paths
+def test_large_k_recall_matches_bruteforce():
+    """K from 1 to beyond the reference set (the SOP-style Recall@1000 of a small set), single set and gallery."""
+    sizes = [2, 3, 5, 8, 13, 1, 1] * 6
+    x, y = clustered(len(sizes), sizes, spread=1.2, seed=11)
+    n = len(y)
+    ks = (1, 10, 50, 100, n - 2, n - 1, n, n + 50)
+    for policy in ("exclude", "miss"):
+        got = ev.recall_at_k(x, y, ks=ks, lone_queries=policy)
+        want = brute_recall(x, y, x, y, ks, same_set=True, lone_policy=policy)
+        for k in ks:
+            assert got[k] == pytest.approx(want[k], abs=1e-12)
+    got = ev.recall_at_k(x[:90], y[:90], x[90:], y[90:], ks=ks)
+    want = brute_recall(x[:90], y[:90], x[90:], y[90:], ks, same_set=False)
+    for k in ks:
+        assert got[k] == pytest.approx(want[k], abs=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 97, 10_000])
+def test_block_boundaries_match_bruteforce(block_size):
+    """N = 151 is a multiple of none of the block sizes; self exclusion must use the block's row offset."""
+    sizes = [4, 6, 9, 1, 3] * 6 + [13]
+    x, y = clustered(len(sizes), sizes, spread=1.0, seed=12)
+    assert len(y) == 151
+    ks = (1, 2, 4, 8, 32)
+    out = ev.evaluate_embeddings(x, y, ks=ks, with_nmi=False, block_size=block_size)
+    want = brute_recall(x, y, x, y, ks, same_set=True)
+    want_map, want_rp = brute_map_rp(x, y, x, y, same_set=True)
+    for k in ks:
+        assert out[f"R@{k}"] == pytest.approx(want[k], abs=1e-12)
+    assert out["MAP@R"] == pytest.approx(want_map, abs=1e-12)
+    assert out["RP"] == pytest.approx(want_rp, abs=1e-12)
+
+
+def test_block_rows_follow_the_byte_budget(monkeypatch):
+    """Blocks sized by BLOCK_BYTES (not block_size) give the same numbers; rows never exceed block_size."""
+    x, y = clustered(20, 7, seed=13)
+    ks = (1, 2, 4, 8, 100)
+    want = ev.evaluate_embeddings(x, y, ks=ks, with_nmi=False)
+    assert ev._block_rows(60502, 8192) == ev.BLOCK_BYTES // (4 * 60502)
+    assert ev._block_rows(10**9, 8192) == ev.MIN_BLOCK_ROWS and ev._block_rows(10**9, 5) == 5
+    monkeypatch.setattr(ev, "BLOCK_BYTES", 4 * len(y) * 9)  # 9 rows per block
+    monkeypatch.setattr(ev, "MIN_BLOCK_ROWS", 1)
+    assert ev._block_rows(len(y), 8192) == 9
+    assert ev.evaluate_embeddings(x, y, ks=ks, with_nmi=False) == want
+
+
+@pytest.mark.parametrize("sparse_share", [0.0, 1.0])
+def test_dense_and_sparse_positive_paths_match_bruteforce(monkeypatch, sparse_share):
+    """The best same-class similarity by a dense class mask (0.0) or by gathering the positives (1.0)."""
+    monkeypatch.setattr(ev, "SPARSE_POSITIVES", sparse_share)
+    sizes = [5] * 12 + [1, 1, 30]
+    x, y = clustered(len(sizes), sizes, spread=1.1, seed=14)
+    ks = (1, 2, 4, 8, 16)
+    for policy in ("exclude", "miss"):
+        got = ev.recall_at_k(x, y, ks=ks, block_size=17, lone_queries=policy)
+        want = brute_recall(x, y, x, y, ks, same_set=True, lone_policy=policy)
+        for k in ks:
+            assert got[k] == pytest.approx(want[k], abs=1e-12)
+    xg, yg = x[:40], y[:40]  # a gallery without some query classes
+    got = ev.recall_at_k(x[40:], y[40:], xg, yg, ks=ks, block_size=17)
+    want = brute_recall(x[40:], y[40:], xg, yg, ks, same_set=False)
+    for k in ks:
+        assert got[k] == pytest.approx(want[k], abs=1e-12)
+
+
+def test_self_excluded_by_index_when_tied_with_a_duplicate(monkeypatch):
+    """An exact duplicate of query 0 in another row is a neighbour (tied with the excluded self at 1.0) in every
+    metric: as a positive (rows 0, 1) it is a hit at rank 1; as a negative (rows 2, 3) it ranks above the positives."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(10, 8))
+    x[1] = x[0]
+    x[3] = x[2]
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    y = np.array([0, 0, 1, 2, 1, 2, 3, 3, 4, 4])
+    for block_size in (1, 3, 100):
+        for sparse_share in (0.0, 1.0):
+            monkeypatch.setattr(ev, "SPARSE_POSITIVES", sparse_share)
+            out = ev.evaluate_embeddings(x, y, ks=(1, 2), with_nmi=False, block_size=block_size)
+            rank, ap, rp, counts = ev._scan(x, y, x, y, True, ranks=True, top=True, block_size=block_size)
+            assert rank[0] == 0 and rank[1] == 0 and ap[0] == ap[1] == 1.0 and rp[0] == rp[1] == 1.0
+            assert rank[2] >= 1 and rank[3] >= 1  # the other-class duplicate comes first
+            want = brute_recall(x, y, x, y, (1, 2), same_set=True)
+            want_map, want_rp = brute_map_rp(x, y, x, y, same_set=True)
+            assert out["R@1"] == pytest.approx(want[1]) and out["R@2"] == pytest.approx(want[2])
+            assert out["MAP@R"] == pytest.approx(want_map) and out["RP"] == pytest.approx(want_rp)
+            np.testing.assert_array_equal(counts, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+
+
+def test_ties_follow_the_official_strict_rule():
+    """Recall@K counts a tie with the best positive as a hit (the official ``>`` test), exactly."""
+    rng = np.random.default_rng(3)
+    n, dim = 50, 3
+    x = np.eye(dim, dtype=np.float32)[rng.integers(0, dim, size=n)]
+    y = rng.integers(0, 5, size=n)
+    ks = (1, 2, 4, 8)
+    sim = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(sim, -np.inf)
+    for block_size in (4, 1000):
+        got = ev.recall_at_k(x, y, ks=ks, block_size=block_size)
+        for k in ks:
+            hits = []
+            for i in range(n):
+                pos = [j for j in range(n) if j != i and y[j] == y[i]]
+                if pos:
+                    hits.append(sum(sim[i, j] > max(sim[i, pos]) for j in range(n) if j != i) < k)
+            assert got[k] == pytest.approx(np.mean(hits), abs=1e-12)
+
+
+def test_map_rp_query_gallery_and_blocks_match_bruteforce():
+    xq, yq = clustered(14, 5, spread=1.0, seed=15)
+    xg, yg = clustered(14, [3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 1, 1], spread=1.0, seed=15)
+    want_map, want_rp = brute_map_rp(xq, yq, xg, yg, same_set=False)
+    for block_size in (3, 8192):
+        assert ev.map_at_r(xq, yq, xg, yg, block_size) == pytest.approx(want_map, abs=1e-12)
+        assert ev.r_precision(xq, yq, xg, yg, block_size) == pytest.approx(want_rp, abs=1e-12)
+
+
+def test_read_only_and_torch_inputs():
+    x, y = clustered(8, 4, seed=16)
+    want = ev.evaluate_embeddings(x, y, with_nmi=False)
+    x_ro = x.copy()
+    x_ro.setflags(write=False)
+    assert ev.evaluate_embeddings(x_ro, y, with_nmi=False) == want
+    assert ev.evaluate_embeddings(torch.from_numpy(x), torch.from_numpy(y), with_nmi=False) == want
+
+
 # ------------------------------------------------------------------ NMI
 def test_nmi_score_hand_computed_contingency():
     # Contingency [[2,1,0],[0,1,2]]: H(U)=ln2, H(V)=ln3, I = 2/3 ln2 -> NMI = (2/3 ln2) / ((ln2+ln3)/2)
