@@ -27,8 +27,8 @@ Conventions (see ``shared/paper_facts.md`` 2c for the official code's evaluation
   continuous embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on
   tie-free data and that tied data gives a value between the pessimistic and the optimistic tie rule. :func:`knn`
   (used to show retrieval examples) ranks in faiss's order (``IndexFlatIP``, exact inner products in float32).
-* **Memory.** Blocks hold at most ``block_size`` query rows and about ``BLOCK_BYTES`` of similarities (at least 64
-  rows), so the full N x N similarity matrix is never held.
+* **Memory.** Blocks hold at most ``block_size`` query rows and about ``BLOCK_BYTES`` of similarities (but at least
+  ``MIN_BLOCK_ROWS`` rows: 62 MiB for SOP's 60,502 references), so the full N x N similarity matrix is never held.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 LONE_POLICIES = ("exclude", "miss")
-BLOCK_BYTES = 32 * 2**20  # float32 similarities per block: small enough to be scanned while in the CPU's cache
-MIN_BLOCK_ROWS = 64  # a GEMM of fewer query rows loses efficiency (so a block exceeds BLOCK_BYTES past 131k refs)
+BLOCK_BYTES = 16 * 2**20  # float32 similarities per block: small enough to be scanned while (mostly) in cache
+MIN_BLOCK_ROWS = 256  # fewer query rows per torch.mm lose GEMM efficiency (a block exceeds BLOCK_BYTES past 16k refs)
 SPARSE_POSITIVES = 0.25  # gather the same-class similarities when they are at most this share of a block
 
 
@@ -157,7 +157,7 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
 
 
 def _block_rows(n_ref: int, block_size: int) -> int:
-    """Query rows per block: at most ``block_size``, about ``BLOCK_BYTES`` of float32 similarities, at least 64."""
+    """Query rows per block: at most ``block_size``; about ``BLOCK_BYTES`` of similarities, or ``MIN_BLOCK_ROWS``."""
     return max(1, min(int(block_size), max(MIN_BLOCK_ROWS, BLOCK_BYTES // (4 * n_ref))))
 
 
