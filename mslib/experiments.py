@@ -21,8 +21,8 @@ from mslib.losses import LOSSES, binomial_deviance, contrastive, lifted_structur
 from mslib.mining import ms_pair_mask
 from mslib.train import TrainConfig
 
-__all__ = ["LOSS_SETTINGS", "METRICS", "ci95", "config_differences", "format_summary", "run_grid", "summarise",
-           "with_ms_mining"]
+__all__ = ["LOSS_SETTINGS", "METRICS", "ci95", "config_differences", "format_summary", "provenance_line",
+           "run_grid", "summarise", "with_ms_mining"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
@@ -171,3 +171,21 @@ def config_differences(cfg: TrainConfig, reference: Mapping[str, Any], keys: Seq
     """Human-readable ``key: ours vs reference`` for each of ``keys`` where ``cfg`` differs from ``reference``."""
     ours = cfg.to_dict()
     return [f"{k}: {ours[k]} here vs {reference[k]}" for k in keys if str(ours[k]) != str(reference[k])]
+
+
+def provenance_line(records: Sequence[Mapping[str, Any]]) -> str:
+    """One line behind a table: runs, seeds, code hash, commit, torch, hardware, training time, reuse."""
+    if not records:
+        return "no run records"
+    seeds = sorted({int(r["seed"]) for r in records})
+    codes = sorted({str(r.get("code_hash")) for r in records})
+    commits = sorted({str(r.get("git_commit", "unknown"))[:12] for r in records})
+    torch_v = sorted({str(r.get("versions", {}).get("torch")) for r in records})
+    hw = records[0].get("hardware", {})
+    where = hw.get("gpu") or f"{hw.get('processor', '?')} CPU, {hw.get('torch_threads', '?')} threads"
+    wall = math.fsum(float(r.get("wall_time_s") or 0.0) for r in records)
+    reused = sum(bool(r.get("reused")) for r in records)
+    return (f"{len(records)} runs (seeds {', '.join(map(str, seeds))}; {reused} loaded from records, "
+            f"{len(records) - reused} trained now) · code {', '.join(codes)} · commit {', '.join(commits)} · "
+            f"torch {', '.join(torch_v)} · {where} · {wall / 60:.1f} min of run time in total · "
+            f"records: results/<run_id>.json")

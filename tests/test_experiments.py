@@ -184,3 +184,37 @@ def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     recs = run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)
     assert recs[0]["params"]["iterations"] == 3 and 0.0 <= recs[0]["metrics"]["final"]["test"]["R@1"] <= 1.0
     assert run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)[0]["reused"]
+
+
+def test_provenance_line_counts_runs_and_reuse(sweep) -> None:
+    from mslib.experiments import provenance_line
+
+    run, _, _ = sweep
+    run(CountingFit())
+    line = provenance_line(run(CountingFit()))
+    assert line.startswith("4 runs (seeds 0, 1; 4 loaded from records, 0 trained now)")
+    assert provenance_line([]) == "no run records"
+
+
+def test_plot_with_ci_draws_error_bars_only_where_there_is_an_interval() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mslib import viz
+
+    recs = [_record("a", 0, 0.5), _record("a", 1, 0.6), _record("b", 0, 0.7)]
+    summary = summarise(recs, metrics=["R@1"])
+    fig = viz.plot_with_ci(summary, "R@1")
+    from matplotlib.container import BarContainer
+
+    bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))
+    assert [round(b.get_height(), 6) for b in bars] == [55.0, 70.0]
+    segments = bars.errorbar.lines[2][0].get_segments()
+    lengths = [abs(s[1][1] - s[0][1]) for s in segments]
+    assert lengths[0] == pytest.approx(2 * summary.loc["a", "R@1 ci"]) and lengths[1] == 0.0
+    numeric = summarise([_record(2.0, 0, 0.5), _record(8.0, 0, 0.6)], metrics=["R@1"])
+    fig = viz.plot_with_ci(numeric, "R@1", kind="line", marks={2.0: "paper"}, logx=True)
+    assert list(fig.axes[0].lines[0].get_xdata()) == [2.0, 8.0]
+    with pytest.raises(ValueError, match="kind"):
+        viz.plot_with_ci(numeric, "R@1", kind="pie")
+    viz.plt.close("all")
