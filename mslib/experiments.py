@@ -21,8 +21,8 @@ from mslib.losses import LOSSES, binomial_deviance, contrastive, lifted_structur
 from mslib.mining import ms_pair_mask
 from mslib.train import TrainConfig
 
-__all__ = ["LOSS_SETTINGS", "METRICS", "ci95", "config_differences", "format_summary", "provenance_line",
-           "run_grid", "summarise", "with_ms_mining"]
+__all__ = ["LOSS_SETTINGS", "METRICS", "ci95", "config_differences", "format_summary", "images_processed",
+           "paper_runs_table", "provenance_line", "run_grid", "summarise", "with_ms_mining"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
@@ -189,3 +189,47 @@ def provenance_line(records: Sequence[Mapping[str, Any]]) -> str:
             f"{len(records) - reused} trained now) · code {', '.join(codes)} · commit {', '.join(commits)} · "
             f"torch {', '.join(torch_v)} · {where} · {wall / 60:.1f} min of run time in total · "
             f"records: results/<run_id>.json")
+
+
+def images_processed(cfg: TrainConfig, test_images: int) -> tuple[int, int]:
+    """``(test evaluations, images processed)`` by a run of ``cfg``: training batches plus test evaluations.
+
+    Evaluations: the final one, plus (with ``official_test_selection``) one before training and one every
+    ``eval_every`` iterations, as :func:`mslib.train.fit` does. A basis for time estimates, not a measurement.
+    """
+    evaluations = 1
+    if cfg.official_test_selection and cfg.eval_every:
+        evaluations += 1 + (cfg.iterations - 1) // cfg.eval_every
+    return evaluations, cfg.iterations * cfg.p * cfg.k + evaluations * test_images
+
+
+def paper_runs_table(records: Sequence[Mapping[str, Any]], current: Iterable[str], *,
+                     show_stale: bool = False) -> Any:
+    """Paper-profile runs (dataset not ``glyphs``) of ``records`` beside the paper's R@1 for the same dataset and
+    dimension; only records whose code hash is in ``current`` unless ``show_stale``. One "not run yet" row if none."""
+    import pandas as pd
+
+    from mslib.paper import paper_row
+
+    current = set(current)
+    out = {}
+    for r in records:
+        params, metrics = r["params"], r["metrics"]
+        fresh = r.get("code_hash") in current
+        if params.get("dataset") == "glyphs" or not (fresh or show_stale):
+            continue
+        final = metrics.get("final", {}).get("test", {})
+        best = metrics.get("official_best_test", {}).get("test", {})
+        row = paper_row(params["dataset"], params["embedding_dim"])
+        out[r["run_id"]] = {
+            "dataset": params["dataset"], "dim": params["embedding_dim"], "iterations": params["iterations"],
+            **{f"{m} (final)": round(100 * final[m], 1) for m in METRICS if final.get(m) is not None},
+            "R@1 (official protocol: best on test)": round(100 * best["R@1"], 1) if "R@1" in best else "–",
+            "paper R@1": f"{row.metrics['R@1']} {row.tag}" if row else "not published",
+            "status": "current code" if fresh else "stale (older code)",
+            "commit": str(r.get("git_commit", "unknown"))[:12],
+            "wall (min)": round(float(r.get("wall_time_s") or 0.0) / 60, 1),
+        }
+    if not out:
+        return pd.DataFrame({"status": ["not run yet"]}, index=pd.Index(["–"], name="run id"))
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("run id")

@@ -218,3 +218,36 @@ def test_plot_with_ci_draws_error_bars_only_where_there_is_an_interval() -> None
     with pytest.raises(ValueError, match="kind"):
         viz.plot_with_ci(numeric, "R@1", kind="pie")
     viz.plt.close("all")
+
+
+def test_images_processed_counts_the_official_evaluations() -> None:
+    from mslib.experiments import images_processed
+
+    cfg = TrainConfig(iterations=3000, p=16, k=5, eval_every=200, official_test_selection=True)
+    # before training, after 200, 400, ..., 2800 (fit skips the periodic one at the last iteration), and the final
+    assert images_processed(cfg, 5924) == (16, 3000 * 80 + 16 * 5924)
+    assert images_processed(TrainConfig(iterations=600), 100) == (1, 600 * 80 + 100)
+
+
+def _paper_record(run_id: str, dataset: str, code: str, r1: float) -> dict:
+    return {"run_id": run_id, "code_hash": code, "git_commit": "0123456789abcdef", "wall_time_s": 600.0,
+            "params": {"dataset": dataset, "embedding_dim": 512, "iterations": 3000},
+            "metrics": {"final": {"iteration": 3000, "test": {"R@1": r1}},
+                        "official_best_test": {"iteration": 2400, "test": {"R@1": r1 + 0.01}}}}
+
+
+def test_paper_runs_table_fills_from_fresh_records_only() -> None:
+    from mslib.experiments import paper_runs_table
+
+    glyph = {**_record("a", 0, 0.9), "run_id": "g", "code_hash": "new",
+             "params": {"dataset": "glyphs", "embedding_dim": 64, "iterations": 600}}
+    empty = paper_runs_table([glyph], current={"new"})
+    assert list(empty["status"]) == ["not run yet"]
+    recs = [_paper_record("r1", "cub200", "new", 0.651), _paper_record("r2", "cars196", "old", 0.83),
+            glyph]
+    table = paper_runs_table(recs, current={"new"})
+    assert list(table.index) == ["r1"]
+    assert table.loc["r1", "R@1 (final)"] == 65.1 and table.loc["r1", "paper R@1"] == "65.7 [P]"
+    assert table.loc["r1", "R@1 (official protocol: best on test)"] == 66.1
+    stale = paper_runs_table(recs, current={"new"}, show_stale=True)
+    assert stale.loc["r2", "status"] == "stale (older code)" and stale.loc["r2", "paper R@1"] == "84.1 [S2]"
