@@ -11,7 +11,15 @@ import torch
 from scipy import stats
 
 from mslib import train
-from mslib.experiments import LOSS_SETTINGS, ci95, format_summary, run_grid, summarise, with_ms_mining
+from mslib.experiments import (
+    LOSS_SETTINGS,
+    ci95,
+    format_summary,
+    mined_losses,
+    run_grid,
+    summarise,
+    with_ms_mining,
+)
 from mslib.losses import LOSSES, binomial_deviance, build_loss, lifted_structure
 from mslib.similarity import cosine, pair_masks
 from mslib.train import TrainConfig
@@ -80,14 +88,20 @@ def test_ms_mined_loss_uses_exactly_the_mined_pairs(fn) -> None:
     assert with_ms_mining(fn)(sim, labels, epsilon=10.0).item() == pytest.approx(fn(sim, labels).item(), rel=1e-12)
 
 
-def test_ms_mined_losses_are_registered_and_buildable() -> None:
-    for name in ("binomial_deviance_ms_mined", "lifted_structure_ms_mined", "contrastive_ms_mined"):
-        assert name in LOSSES
-        loss = build_loss(name, epsilon=0.1)
-        emb = torch.randn(12, 4, requires_grad=True)
-        value = loss(emb, torch.arange(3).repeat_interleave(4))
-        value.backward()
-        assert torch.isfinite(value) and emb.grad is not None
+def test_ms_mined_losses_are_buildable_inside_the_block_only() -> None:
+    names = ("binomial_deviance_ms_mined", "lifted_structure_ms_mined", "contrastive_ms_mined")
+    before = dict(LOSSES)
+    assert not set(names) & set(LOSSES), "importing mslib.experiments must not change the loss registry"
+    with mined_losses():
+        for name in names:
+            loss = build_loss(name, epsilon=0.1)
+            emb = torch.randn(12, 4, requires_grad=True)
+            value = loss(emb, torch.arange(3).repeat_interleave(4))
+            value.backward()
+            assert torch.isfinite(value) and emb.grad is not None
+    assert LOSSES == before
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss(names[0])
     for label, (name, params) in LOSS_SETTINGS.items():
         assert name in LOSSES, label
         build_loss(name, **params)
