@@ -196,6 +196,8 @@ def plot_with_ci(
                         ha="right", fontsize=7, color="dimgrey")
     else:
         raise ValueError(f"kind must be 'bar' or 'line', not {kind!r}")
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a percentage: an interval past 0 or 100 is clipped in view only
     ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
     fig.tight_layout()
     return fig
