@@ -159,3 +159,45 @@ def display_image(item: Any) -> Any:
         return np.asarray(item.convert("RGB").resize((96, 96)))
     arr = np.asarray(item, dtype=np.float32)
     return arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr.transpose(1, 2, 0) if arr.ndim == 3 else arr
+
+
+def plot_with_ci(
+    summary: Any, metric: str = "R@1", *, ax: Any = None, kind: str = "bar", xlabel: str = "",
+    marks: dict[Any, str] | None = None, logx: bool = False,
+) -> matplotlib.figure.Figure:
+    """``summary`` (from :func:`mslib.experiments.summarise`): mean ``metric`` per row with its 95% CI as error bars.
+
+    ``kind="bar"``: one bar per row (categorical); ``"line"``: rows are numeric x values. A row with one seed has
+    no error bar. ``marks`` labels x values (e.g. ``{50: "paper", 40: "official"}``) with a vertical line.
+    """
+    import numpy as np
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+    else:
+        fig = ax.figure
+    mean = summary[metric].to_numpy(dtype=float)
+    err = np.nan_to_num(summary[f"{metric} ci"].to_numpy(dtype=float), nan=0.0)
+    if kind == "bar":
+        pos = np.arange(len(summary))
+        ax.bar(pos, mean, yerr=err, capsize=4, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][0])
+        ax.set_xticks(pos, [str(i) for i in summary.index], rotation=30, ha="right")
+        low = np.nanmin(mean - err)
+        ax.set_ylim(max(0.0, low - 0.15 * (np.nanmax(mean + err) - low + 1e-9) - 1), None)
+    elif kind == "line":
+        xs = np.asarray(summary.index, dtype=float)
+        ax.errorbar(xs, mean, yerr=err, fmt="-o", ms=4, capsize=4)
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        for x, label in (marks or {}).items():
+            ax.axvline(float(x), color="grey", ls=":", lw=1)
+            ax.annotate(label, (float(x), 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top",
+                        ha="right", fontsize=7, color="dimgrey")
+    else:
+        raise ValueError(f"kind must be 'bar' or 'line', not {kind!r}")
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a percentage: an interval past 0 or 100 is clipped in view only
+    ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
+    fig.tight_layout()
+    return fig

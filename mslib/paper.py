@@ -1,0 +1,131 @@
+"""The MS paper's published numbers, as data, each with its source tag from ``shared/paper_facts.md``.
+
+Tags (copied, never upgraded): ``[P]`` primary (the authors' repositories or the paper page), ``[S]`` one secondary
+source, ``[S2]`` two or more agreeing secondary sources, ``[UNCONFIRMED]`` no source confirms it. Values the facts
+file marks ``?`` are absent here (never filled in). Recall@K values are percentages as printed by the paper.
+The Reality Check's numbers (Musgrave et al. 2020) are kept apart in :data:`REALITY_CHECK`: another protocol.
+Chapter: *Results: Recall@K tables*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PAPER_RESULTS", "REALITY_CHECK", "PAPER_SETTING", "PaperResult", "paper_row", "paper_table"]
+
+TAGS = ("[P]", "[S]", "[S2]", "[UNCONFIRMED]")
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """One published row: a method's metrics on a dataset at an embedding size, with where the numbers come from."""
+
+    method: str
+    dataset: str  # cub200 | cars196 | sop | inshop
+    dim: int | None  # embedding size (None: not stated by the source)
+    metrics: dict[str, float]
+    tag: str
+    source: str
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tag not in TAGS:
+            raise ValueError(f"{self.method}/{self.dataset}: tag {self.tag!r} is not one of {TAGS}")
+
+
+def _r(ks: tuple[int, ...], values: tuple[float, ...]) -> dict[str, float]:
+    return {f"R@{k}": v for k, v in zip(ks, values, strict=True)}
+
+
+_CUB_KS = (1, 2, 4, 8, 16, 32)
+_SOP_KS = (1, 10, 100, 1000)
+_INSHOP_KS = (1, 10, 20, 30)
+
+# paper_facts.md §1a (CUB-200-2011 / Cars-196) and §1b (SOP / In-Shop): the MS paper's tables
+PAPER_RESULTS: tuple[PaperResult, ...] = (
+    PaperResult("MS", "cub200", 512, _r(_CUB_KS, (65.7, 77.0, 86.3, 91.2, 95.0, 97.3)), "[P]",
+                "official code README (research-ms-loss)"),
+    PaperResult("MS", "cub200", 64, _r(_CUB_KS, (57.4, 69.8, 80.0, 87.8, 93.2, 96.4)), "[P]",
+                "official code README (research-ms-loss)"),
+    PaperResult("MS", "cars196", 512, _r(_CUB_KS[:4], (84.1, 90.4, 94.0, 96.5)), "[S2]",
+                "two third-party copies of the paper's table", note="R@16/32 not confirmed"),
+    PaperResult("MS", "sop", 512, _r(_SOP_KS[:3], (78.2, 90.5, 96.0)), "[S2]",
+                "two third-party copies of the paper's table", note="R@1000 not confirmed"),
+    PaperResult("MS", "inshop", 512, _r(_INSHOP_KS, (89.7, 97.9, 98.5, 98.8)), "[S2]",
+                "two third-party copies of the paper's table",
+                note="the abstract's In-Shop R@1 88.0 is probably a smaller model (dimension unconfirmed)"),
+    PaperResult("HTL", "cub200", 512, _r(_CUB_KS, (57.1, 68.8, 78.7, 86.5, 92.5, 95.5)), "[P]",
+                "official code / first author's README"),
+    PaperResult("HTL", "cars196", 512, _r(_CUB_KS, (81.4, 88.0, 92.7, 95.7, 97.4, 99.0)), "[P]",
+                "official code / first author's README"),
+    PaperResult("A-BIER", "cub200", 512, _r(_CUB_KS, (57.5, 68.7, 78.3, 86.2, 91.9, 95.5)), "[P]",
+                "official code / first author's README"),
+    PaperResult("A-BIER", "cars196", 512, _r(_CUB_KS, (82.0, 89.0, 93.2, 96.1, 97.8, 98.7)), "[P]",
+                "official code / first author's README"),
+    PaperResult("Clustering", "cub200", 64, _r(_CUB_KS[:4], (48.2, 61.4, 71.8, 81.9)), "[P]",
+                "official code / first author's README"),
+    PaperResult("Clustering", "cars196", 64, _r(_CUB_KS[:4], (58.1, 70.6, 80.3, 87.8)), "[P]",
+                "first author's README"),
+    PaperResult("ProxyNCA", "cub200", 64, _r(_CUB_KS[:4], (49.2, 61.9, 67.9, 72.4)), "[P]",
+                "official code / first author's README"),
+    PaperResult("ProxyNCA", "cars196", 64, _r(_CUB_KS[:4], (73.2, 82.4, 86.4, 87.8)), "[P]",
+                "official code / first author's README"),
+    PaperResult("Smart Mining", "cub200", 64, _r(_CUB_KS[:4], (49.8, 62.3, 74.1, 83.3)), "[P]",
+                "official code / first author's README"),
+    PaperResult("Smart Mining", "cars196", 64, _r(_CUB_KS[:4], (64.7, 76.2, 84.2, 90.2)), "[P]",
+                "official code / first author's README"),
+    PaperResult("HTL", "sop", None, _r(_SOP_KS, (74.8, 88.3, 94.8, 98.4)), "[P]", "first author's README"),
+    PaperResult("HTL", "inshop", None, _r(_INSHOP_KS, (80.9, 94.3, 95.8, 97.2)), "[P]", "first author's README"),
+    PaperResult("A-BIER", "sop", None, _r(_SOP_KS, (74.2, 86.9, 94.0, 97.8)), "[P]", "first author's README"),
+    PaperResult("A-BIER", "inshop", None, _r(_INSHOP_KS, (83.1, 95.1, 96.9, 97.5)), "[P]",
+                "first author's README"),
+)
+
+# paper_facts.md §3a: Reality Check (Musgrave et al. 2020), P@1 (= R@1), R-Precision, MAP@R; 4 x 128-d models
+# ("128": their mean; "512": concatenated). Another protocol (batch 32, RMSprop 1e-6, validation-based stopping).
+REALITY_CHECK: tuple[PaperResult, ...] = tuple(
+    PaperResult(method, dataset, dim, {"R@1": p1, "RP": rp, "MAP@R": mapr}, "[S2]",
+                "Reality Check tables, as copied by two third-party sources")
+    for method, dataset, dim, p1, rp, mapr in (
+        ("Contrastive", "cub200", 512, 68.13, 37.24, 26.53), ("Contrastive", "cub200", 128, 59.73, 31.98, 21.18),
+        ("Contrastive", "cars196", 512, 81.87, 35.11, 24.89), ("Contrastive", "cars196", 128, 69.80, 27.78, 17.24),
+        ("Triplet", "cub200", 512, 64.24, 34.55, 23.69), ("Triplet", "cub200", 128, 55.76, 29.55, 18.75),
+        ("Triplet", "cars196", 512, 79.13, 33.71, 23.02), ("Triplet", "cars196", 128, 65.68, 26.67, 15.82),
+        ("MS", "cub200", 512, 65.04, 35.40, 24.70), ("MS", "cub200", 128, 57.60, 30.84, 20.15),
+        ("MS", "cars196", 512, 85.14, 38.09, 28.07), ("MS", "cars196", 128, 73.77, 29.92, 19.32),
+        ("MS+Miner", "cub200", 512, 67.73, 37.37, 26.52), ("MS+Miner", "cub200", 128, 59.41, 31.93, 21.01),
+        ("MS+Miner", "cars196", 512, 83.67, 37.08, 27.01), ("MS+Miner", "cars196", 128, 71.80, 29.44, 18.86),
+    )
+)
+
+# The setting behind the paper's CUB number (official recipe, paper_facts.md §2b); what a run is compared against.
+PAPER_SETTING: dict[str, Any] = {
+    "dataset": "cub200 / cars196 / sop / inshop", "backbone": "bninception", "pretrained": "ImageNet",
+    "embedding_dim": "64 / 512", "iterations": 3000, "batch": "80 = 16 x 5 (CUB recipe)",
+}
+
+
+def paper_row(dataset: str, dim: int | None, method: str = "MS") -> PaperResult | None:
+    """The paper's row for ``method`` on ``dataset`` at embedding size ``dim``, or ``None`` (not published/known)."""
+    for row in PAPER_RESULTS:
+        if row.dataset == dataset and row.dim == dim and row.method == method:
+            return row
+    return None
+
+
+def paper_table(dataset: str, dim: int | None = None, *, rows: tuple[PaperResult, ...] = PAPER_RESULTS) -> Any:
+    """The published rows for ``dataset`` (optionally one ``dim``) as a DataFrame: metrics, dim, tag and source."""
+    import pandas as pd
+
+    chosen = [r for r in rows if r.dataset == dataset and (dim is None or r.dim == dim)]
+    records = []
+    for r in chosen:
+        name = f"{r.method}^{r.dim}" if r.dim else r.method
+        records.append({"method": name, **r.metrics, "tag": r.tag, "source": r.source})
+    if not records:
+        return pd.DataFrame(columns=["method", "tag", "source"]).set_index("method")
+    df = pd.DataFrame.from_records(records).set_index("method")
+    metric_cols = [c for c in df.columns if c not in ("tag", "source")]
+    return df[metric_cols + ["tag", "source"]]

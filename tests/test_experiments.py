@@ -1,0 +1,267 @@
+"""mslib.experiments: Student-t intervals, summaries, MS-mined losses, and resumable, staleness-aware sweeps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from mslib import train
+from mslib.experiments import (
+    LOSS_SETTINGS,
+    ci95,
+    format_summary,
+    mined_losses,
+    run_grid,
+    summarise,
+    with_ms_mining,
+)
+from mslib.losses import LOSSES, binomial_deviance, build_loss, lifted_structure
+from mslib.similarity import cosine, pair_masks
+from mslib.train import TrainConfig
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_ci95_matches_scipy_t_interval(n: int) -> None:
+    values = np.random.default_rng(n).normal(80, 2, size=n)
+    lo, hi = stats.t.interval(0.95, df=n - 1, loc=values.mean(), scale=stats.sem(values))
+    mean, half = ci95(list(values))
+    assert mean == pytest.approx(values.mean(), rel=1e-12)
+    assert half == pytest.approx((hi - lo) / 2, rel=1e-10)
+
+
+def test_ci95_of_one_value_has_no_interval_and_of_none_is_an_error() -> None:
+    mean, half = ci95([71.5])
+    assert mean == 71.5 and math.isnan(half)
+    with pytest.raises(ValueError):
+        ci95([])
+
+
+def _record(label: str, seed: int, r1: float, mapr: float = 0.3) -> dict:
+    return {"label": label, "seed": seed, "params": {"loss": label, "seed": seed},
+            "metrics": {"final": {"iteration": 10, "test": {"R@1": r1, "MAP@R": mapr}}}}
+
+
+def test_summarise_means_intervals_and_order() -> None:
+    recs = [_record("b", 0, 0.80), _record("a", 0, 0.50), _record("b", 1, 0.90), _record("b", 2, 0.85)]
+    table = summarise(recs, metrics=["R@1", "MAP@R"])
+    assert list(table.index) == ["b", "a"]
+    assert table.loc["b", "R@1"] == pytest.approx(85.0)
+    lo, hi = stats.t.interval(0.95, df=2, loc=85.0, scale=stats.sem([80.0, 90.0, 85.0]))
+    assert table.loc["b", "R@1 ci"] == pytest.approx((hi - lo) / 2)
+    assert table.loc["a", "n"] == 1 and math.isnan(table.loc["a", "R@1 ci"])
+    shown = format_summary(table, metrics=["R@1"])
+    assert shown.loc["a", "R@1"] == "50.0 (n=1, no CI)"
+    assert shown.loc["b", "R@1"] == f"85.0 ± {(hi - lo) / 2:.1f}"
+    by_param = summarise(recs, by="loss", metrics=["R@1"])
+    assert list(by_param.index) == ["b", "a"]
+
+
+def test_summarise_refuses_a_run_counted_twice() -> None:
+    with pytest.raises(ValueError, match="same seed"):
+        summarise([_record("a", 0, 0.5), _record("a", 0, 0.6)])
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(24, 8, generator=g, dtype=torch.float64)
+    return cosine(x), torch.arange(6).repeat_interleave(4)
+
+
+@pytest.mark.parametrize("fn", [binomial_deviance, lifted_structure])
+def test_ms_mined_loss_uses_exactly_the_mined_pairs(fn) -> None:
+    sim, labels = _batch()
+    # the mining rule written out independently: keep negative if S + eps > min positive, positive if S - eps < max neg
+    pos, neg = pair_masks(labels)
+    min_pos = torch.where(pos, sim, torch.inf).amin(1, keepdim=True)
+    max_neg = torch.where(neg, sim, -torch.inf).amax(1, keepdim=True)
+    want = (pos & (sim - 0.1 < max_neg), neg & (sim + 0.1 > min_pos))
+    assert not torch.equal(want[1], neg), "the batch must make mining drop some negatives"
+    mined = with_ms_mining(fn)(sim, labels, epsilon=0.1)
+    assert mined.item() == pytest.approx(fn(sim, labels, pairs=want).item(), rel=1e-12)
+    assert mined.item() != pytest.approx(fn(sim, labels).item(), rel=1e-6)
+    # a huge margin keeps every pair: the unmined loss
+    assert with_ms_mining(fn)(sim, labels, epsilon=10.0).item() == pytest.approx(fn(sim, labels).item(), rel=1e-12)
+
+
+def test_ms_mined_losses_are_buildable_inside_the_block_only() -> None:
+    names = ("binomial_deviance_ms_mined", "lifted_structure_ms_mined", "contrastive_ms_mined")
+    before = dict(LOSSES)
+    assert not set(names) & set(LOSSES), "importing mslib.experiments must not change the loss registry"
+    with mined_losses():
+        for name in names:
+            loss = build_loss(name, epsilon=0.1)
+            emb = torch.randn(12, 4, requires_grad=True)
+            value = loss(emb, torch.arange(3).repeat_interleave(4))
+            value.backward()
+            assert torch.isfinite(value) and emb.grad is not None
+    assert LOSSES == before
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss(names[0])
+    for label, (name, params) in LOSS_SETTINGS.items():
+        assert name in LOSSES, label
+        build_loss(name, **params)
+
+
+# ------------------------------------------------------------------------------------ resumable sweeps
+class CountingFit:
+    """Stands in for mslib.train.fit: records which (loss, seed) ran; can fail on the n-th call."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, cfg: TrainConfig, **kwargs) -> dict:
+        if self.fail_on is not None and len(self.calls) + 1 == self.fail_on:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls.append((cfg.loss, cfg.seed))
+        r1 = 0.5 + 0.01 * cfg.seed + (0.1 if cfg.loss == "multi_similarity" else 0.0)
+        return {"metrics": {"final": {"iteration": cfg.iterations, "test": {"R@1": r1}}}, "history": [],
+                "evals": [], "timing": {"train_seconds": 1.0, "images_per_second": 80.0}}
+
+
+CONFIGS = {"ms": TrainConfig(loss="multi_similarity", iterations=5),
+           "contrastive": TrainConfig(loss="contrastive", loss_params={}, iterations=5)}
+
+
+@pytest.fixture()
+def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    code = tmp_path / "chapter.py"
+    code.write_text("# version 1\n")
+    results = tmp_path / "results"
+
+    def run(fake: CountingFit) -> list[dict]:
+        monkeypatch.setattr(train, "fit", fake)
+        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results)
+
+    return run, code, results
+
+
+def test_rerun_reuses_every_record(sweep) -> None:
+    run, _, results = sweep
+    first = CountingFit()
+    recs = run(first)
+    assert sorted(first.calls) == sorted([("multi_similarity", 0), ("multi_similarity", 1), ("contrastive", 0),
+                                          ("contrastive", 1)])
+    assert not any(r["reused"] for r in recs) and len(list(results.glob("*.json"))) == 4
+    second = CountingFit()
+    again = run(second)
+    assert second.calls == [] and all(r["reused"] for r in again)
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in recs]
+    table = summarise(again, metrics=["R@1"])
+    assert table.loc["ms", "R@1"] == pytest.approx(60.5) and table.loc["contrastive", "n"] == 2
+
+
+def test_deleting_one_record_recomputes_only_that_run(sweep) -> None:
+    run, _, results = sweep
+    recs = run(CountingFit())
+    victim = next(r for r in recs if r["label"] == "contrastive" and r["seed"] == 1)
+    (results / f"{victim['run_id']}.json").unlink()
+    fake = CountingFit()
+    again = run(fake)
+    assert fake.calls == [("contrastive", 1)]
+    assert [r["reused"] for r in again] == [r["run_id"] != victim["run_id"] for r in again]
+
+
+def test_interrupted_sweep_resumes_with_the_missing_runs(sweep) -> None:
+    run, _, _ = sweep
+    with pytest.raises(KeyboardInterrupt):
+        run(CountingFit(fail_on=3))
+    fake = CountingFit()
+    recs = run(fake)
+    assert fake.calls == [("contrastive", 0), ("contrastive", 1)]
+    assert [r["reused"] for r in recs] == [True, True, False, False]
+
+
+def test_changed_code_makes_every_record_stale(sweep) -> None:
+    run, code, _ = sweep
+    old = run(CountingFit())
+    code.write_text("# version 2\n")
+    fake = CountingFit()
+    new = run(fake)
+    assert len(fake.calls) == 4 and not any(r["reused"] for r in new)
+    assert {r["code_hash"] for r in new}.isdisjoint({r["code_hash"] for r in old})
+
+
+def test_run_grid_needs_a_seed() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        run_grid(CONFIGS, seeds=[])
+
+
+def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
+    cfg = TrainConfig(dataset_options={"classes": 16, "images_per_class": 8}, iterations=3, p=4, k=2,
+                      embedding_dim=8, ks=[1, 2], log_every=1)
+    recs = run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)
+    assert recs[0]["params"]["iterations"] == 3 and 0.0 <= recs[0]["metrics"]["final"]["test"]["R@1"] <= 1.0
+    assert run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)[0]["reused"]
+
+
+def test_provenance_line_counts_runs_and_reuse(sweep) -> None:
+    from mslib.experiments import provenance_line
+
+    run, _, _ = sweep
+    run(CountingFit())
+    line = provenance_line(run(CountingFit()))
+    assert line.startswith("4 runs (seeds 0, 1; 4 loaded from records, 0 trained now)")
+    assert provenance_line([]) == "no run records"
+
+
+def test_plot_with_ci_draws_error_bars_only_where_there_is_an_interval() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mslib import viz
+
+    recs = [_record("a", 0, 0.5), _record("a", 1, 0.6), _record("b", 0, 0.7)]
+    summary = summarise(recs, metrics=["R@1"])
+    fig = viz.plot_with_ci(summary, "R@1")
+    from matplotlib.container import BarContainer
+
+    bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))
+    assert [round(b.get_height(), 6) for b in bars] == [55.0, 70.0]
+    segments = bars.errorbar.lines[2][0].get_segments()
+    lengths = [abs(s[1][1] - s[0][1]) for s in segments]
+    assert lengths[0] == pytest.approx(2 * summary.loc["a", "R@1 ci"]) and lengths[1] == 0.0
+    numeric = summarise([_record(2.0, 0, 0.5), _record(8.0, 0, 0.6)], metrics=["R@1"])
+    fig = viz.plot_with_ci(numeric, "R@1", kind="line", marks={2.0: "paper"}, logx=True)
+    assert list(fig.axes[0].lines[0].get_xdata()) == [2.0, 8.0]
+    with pytest.raises(ValueError, match="kind"):
+        viz.plot_with_ci(numeric, "R@1", kind="pie")
+    viz.plt.close("all")
+
+
+def test_images_processed_counts_the_official_evaluations() -> None:
+    from mslib.experiments import images_processed
+
+    cfg = TrainConfig(iterations=3000, p=16, k=5, eval_every=200, official_test_selection=True)
+    # before training, after 200, 400, ..., 2800 (fit skips the periodic one at the last iteration), and the final
+    assert images_processed(cfg, 5924) == (16, 3000 * 80 + 16 * 5924)
+    assert images_processed(TrainConfig(iterations=600), 100) == (1, 600 * 80 + 100)
+
+
+def _paper_record(run_id: str, dataset: str, code: str, r1: float) -> dict:
+    return {"run_id": run_id, "code_hash": code, "git_commit": "0123456789abcdef", "wall_time_s": 600.0,
+            "params": {"dataset": dataset, "embedding_dim": 512, "iterations": 3000},
+            "metrics": {"final": {"iteration": 3000, "test": {"R@1": r1}},
+                        "official_best_test": {"iteration": 2400, "test": {"R@1": r1 + 0.01}}}}
+
+
+def test_paper_runs_table_fills_from_fresh_records_only() -> None:
+    from mslib.experiments import paper_runs_table
+
+    glyph = {**_record("a", 0, 0.9), "run_id": "g", "code_hash": "new",
+             "params": {"dataset": "glyphs", "embedding_dim": 64, "iterations": 600}}
+    empty = paper_runs_table([glyph], current={"new"})
+    assert list(empty["status"]) == ["not run yet"]
+    recs = [_paper_record("r1", "cub200", "new", 0.651), _paper_record("r2", "cars196", "old", 0.83),
+            glyph]
+    table = paper_runs_table(recs, current={"new"})
+    assert list(table.index) == ["r1"]
+    assert table.loc["r1", "R@1 (final)"] == 65.1 and table.loc["r1", "paper R@1"] == "65.7 [P]"
+    assert table.loc["r1", "R@1 (official protocol: best on test)"] == 66.1
+    stale = paper_runs_table(recs, current={"new"}, show_stale=True)
+    assert stale.loc["r2", "status"] == "stale (older code)" and stale.loc["r2", "paper R@1"] == "84.1 [S2]"
