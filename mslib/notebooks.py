@@ -90,7 +90,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 def _type_ok(value: Any, type_name: str) -> bool:
     """Does ``value`` fit the declared annotation (``int``, ``float | None``, ...)? Unknown annotations pass."""
-    options = [t.strip() for t in type_name.replace("Optional[", "").rstrip("]").split("|")]
+    optional = type_name.startswith("Optional[")
+    options = [t.strip() for t in type_name.removeprefix("Optional[").removesuffix("]").split("|")]
+    if optional:
+        options.append("None")
     if value is None:
         return "None" in options or type_name == "None"
     checks = [_TYPES[o] for o in options if o in _TYPES]

@@ -69,6 +69,17 @@ def test_one_parameters_cell_of_literal_assignments(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(path: Path) -> None:
+    """papermill parses annotations with a narrow pattern (no ``str | None``): an assignment it cannot read is
+    not a parameter for it, and ``-p name value`` would be rejected by the runner."""
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(path)))
+    missing = [name for name in _parameter_names(path) if name not in declared]
+    assert not missing, f"papermill cannot parse parameter(s) {missing}; drop the annotation or use a simple type"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_listed_in_toc(path: Path) -> None:
     toc = (ROOT / "_toc.yml").read_text()
     files = set()

@@ -94,7 +94,8 @@ def test_unknown_notebook_and_profile(project: Path) -> None:
     ("value", "type_name", "ok"),
     [(3, "int", True), (3.5, "int", False), (True, "int", False), (3, "float", True), ("a", "float", False),
      (None, "float | None", True), (None, "int", False), ([1, 2], "list", True), ("x", "str", True),
-     (False, "bool", True), (1, "bool", False), (object(), "SomeClass", True)],
+     (False, "bool", True), (1, "bool", False), (object(), "SomeClass", True), (None, "Optional[str]", True),
+     ("a", "Optional[str]", True), (3, "Optional[str]", False), ("x", "None", True)],
 )
 def test_type_checks(value: object, type_name: str, ok: bool) -> None:
     declared = {"p": {"name": "p", "inferred_type_name": type_name, "default": "0", "help": ""}}

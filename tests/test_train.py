@@ -127,3 +127,13 @@ def test_cli_names_a_misspelt_setting_and_a_missing_dataset(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert "python -m mslib data download cub200" in proc.stderr
     assert not list(tmp_path.glob("*.json")), "a failed run must not leave a record"
+
+
+def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
+    """params/paper/05_training.yaml (papermill) and configs/cub200_ms512.yaml (CLI) must be the same run."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    profile = yaml.safe_load((root / "params" / "paper" / "05_training.yaml").read_text())
+    config = TrainConfig.from_yaml(root / "configs" / "cub200_ms512.yaml").to_dict()
+    assert {k: config[k] for k in profile} == profile
