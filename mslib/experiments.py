@@ -3,63 +3,25 @@
 :func:`run_grid` trains (or loads) every ``config × seed`` through :func:`mslib.train.train_or_load`, so an
 interrupted sweep picks up the runs already recorded and a stale record (other parameters or code) is recomputed.
 :func:`summarise` turns the records into a table of means with a Student-t 95% confidence interval over seeds.
-:data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters; losses with the MS paper's pair mining
-(``<loss>_ms_mined``, :data:`MINED_LOSSES`) can be named in a ``TrainConfig`` inside :func:`mined_losses`
-and :func:`run_grid`; ``python -m mslib train`` does not know them.
+:data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters. "Mining only" ablations need nothing
+here: ``loss_params={"ms_mining": ε, ...}`` restricts any loss with mined pairs (see :func:`mslib.losses.build_loss`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from mslib.losses import LOSSES, binomial_deviance, contrastive, lifted_structure
-from mslib.mining import ms_pair_mask
 from mslib.train import TrainConfig
 
-__all__ = ["LOSS_SETTINGS", "METRICS", "MINED_LOSSES", "ci95", "config_differences", "format_summary",
-           "images_processed", "mined_losses", "paper_runs_table", "provenance_line", "run_grid", "summarise",
-           "with_ms_mining"]
+__all__ = ["LOSS_SETTINGS", "METRICS", "ci95", "config_differences", "format_summary", "images_processed",
+           "paper_runs_table", "provenance_line", "run_grid", "summarise"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
-
-def with_ms_mining(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """``fn`` restricted to the pairs MS mining keeps (paper Sec. 5.1, margin ``epsilon``): "mining only" ablations."""
-
-    def mined(sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, epsilon: float = 0.1,
-              **hparams: Any) -> Tensor:
-        pairs = ms_pair_mask(sim, labels, ref_labels, epsilon=epsilon)
-        return fn(sim, labels, ref_labels, pairs=pairs, **hparams)
-
-    mined.__name__ = f"{fn.__name__}_ms_mined"
-    mined.__doc__ = f"{fn.__name__} on the MS-mined pairs only (``epsilon``: the mining margin)."
-    return mined
-
-
-#: "Mining only" variants, buildable by name inside :func:`mined_losses` (and so inside :func:`run_grid`).
-MINED_LOSSES: dict[str, Callable[..., Tensor]] = {
-    f"{fn.__name__}_ms_mined": with_ms_mining(fn) for fn in (binomial_deviance, lifted_structure, contrastive)
-}
-
-
-@contextmanager
-def mined_losses() -> Iterator[None]:
-    """Inside the block, :data:`MINED_LOSSES` are in :data:`mslib.losses.LOSSES` (so ``TrainConfig.loss`` can name
-    them); the registry is restored afterwards, so ``mslib.losses`` itself is never changed for other code."""
-    added = [name for name in MINED_LOSSES if name not in LOSSES]
-    LOSSES.update({name: MINED_LOSSES[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            LOSSES.pop(name, None)
 
 # The loss comparison: one identical setting (TrainConfig defaults), only loss and loss_params change.
 # Hyperparameters: the mslib.losses defaults (those of shared/embedded_dataset.md's measured runs for contrastive,
@@ -86,7 +48,7 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """Train or load every ``configs[label]`` with each seed; return the records, each with ``label`` and ``reused``.
 
-    Runs go one by one through :func:`mslib.train.train_or_load` (inside :func:`mined_losses`): a run whose record
+    Runs go one by one through :func:`mslib.train.train_or_load`: a run whose record
     is up to date is loaded, not retrained, so rerunning an interrupted sweep computes only the missing runs (and an
     interrupted run resumes from its checkpoint). Configs equal after seeding (e.g. a baseline shared by two
     sweeps) train once.
@@ -98,16 +60,15 @@ def run_grid(
     if not seeds:
         raise ValueError("run_grid needs at least one seed")
     out = []
-    with mined_losses():
-        for label, cfg in configs.items():
-            for seed in seeds:
-                record, result = train.train_or_load(dataclasses.replace(cfg, seed=int(seed)),
-                                                     code_paths=list(code_paths or []), results_dir=results_dir,
-                                                     progress=progress)
-                reused = result is None
-                out.append({**record, "label": label, "reused": reused})
-                if on_run is not None:
-                    on_run(label, int(seed), reused)
+    for label, cfg in configs.items():
+        for seed in seeds:
+            record, result = train.train_or_load(dataclasses.replace(cfg, seed=int(seed)),
+                                                 code_paths=list(code_paths or []), results_dir=results_dir,
+                                                 progress=progress)
+            reused = result is None
+            out.append({**record, "label": label, "reused": reused})
+            if on_run is not None:
+                on_run(label, int(seed), reused)
     return out
 
 

@@ -12,13 +12,14 @@ ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mslib.mining import hardest_pairs, mine_ms_pairs, restrict
+from mslib.mining import hardest_pairs, mine_ms_pairs, ms_pair_mask, restrict
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks
 
 __all__ = [
@@ -294,12 +295,13 @@ class PairLoss(torch.nn.Module):
     """``forward(embeddings, labels, ref_embeddings=None, ref_labels=None)``: cosine similarities, then the loss.
 
     With ``ref_embeddings`` (a cross-batch memory, or embeddings all-gathered across GPUs) ``sim`` is
-    query × reference and ``ref_labels`` is required; the diagonal is then not excluded.
+    query × reference and ``ref_labels`` is required; the diagonal is then not excluded. With ``ms_mining=ε`` the
+    loss sees only the pairs the MS paper's mining rule keeps (Sec. 5.1): the "mining only" ablations.
     """
 
-    def __init__(self, name: str, fn: Callable[..., Tensor], **hparams: Any) -> None:
+    def __init__(self, name: str, fn: Callable[..., Tensor], ms_mining: float | None = None, **hparams: Any) -> None:
         super().__init__()
-        self.name, self.fn, self.hparams = name, fn, hparams
+        self.name, self.fn, self.ms_mining, self.hparams = name, fn, ms_mining, hparams
 
     def forward(
         self, embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None = None,
@@ -311,16 +313,27 @@ class PairLoss(torch.nn.Module):
         if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
             raise ValueError(f"labels must be 1-D of length {embeddings.shape[0]}, got shape {tuple(labels.shape)}")
         if ref_embeddings is None:
-            return self.fn(cosine(embeddings), labels, **self.hparams)
-        check_embeddings(ref_embeddings, "ref_embeddings")
-        return self.fn(cosine(embeddings, ref_embeddings), labels, ref_labels, **self.hparams)
+            sim = cosine(embeddings)
+        else:
+            check_embeddings(ref_embeddings, "ref_embeddings")
+            sim = cosine(embeddings, ref_embeddings)
+        if self.ms_mining is None:
+            return self.fn(sim, labels, ref_labels, **self.hparams)
+        check_sim(sim, labels, ref_labels)
+        pairs = ms_pair_mask(sim, labels, ref_labels, epsilon=self.ms_mining)
+        return self.fn(sim, labels, ref_labels, pairs=pairs, **self.hparams)
 
     def extra_repr(self) -> str:
-        return f"{self.name}, " + ", ".join(f"{k}={v}" for k, v in self.hparams.items())
+        mining = [] if self.ms_mining is None else [f"ms_mining={self.ms_mining}"]
+        return ", ".join([self.name, *mining, *(f"{k}={v}" for k, v in self.hparams.items())])
 
 
-def build_loss(name: str, **hparams: Any) -> torch.nn.Module:
-    """The module for ``LOSSES[name]``; ``multi_similarity`` also accepts ``preset="paper"|"official"``."""
+def build_loss(name: str, *, ms_mining: float | None = None, **hparams: Any) -> torch.nn.Module:
+    """The module for ``LOSSES[name]``; ``multi_similarity`` also accepts ``preset="paper"|"official"``.
+
+    ``ms_mining=ε`` restricts a loss with a ``pairs`` argument to the MS-mined pairs (MS itself mines through its
+    own ``epsilon``).
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     if "preset" in hparams:
@@ -330,4 +343,7 @@ def build_loss(name: str, **hparams: Any) -> torch.nn.Module:
         if preset not in MS_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(MS_PRESETS)}")
         hparams = {**MS_PRESETS[preset], **hparams}
-    return PairLoss(name, LOSSES[name], **hparams)
+    if ms_mining is not None and "pairs" not in inspect.signature(LOSSES[name]).parameters:
+        hint = " (multi_similarity mines through its own epsilon)" if name == "multi_similarity" else ""
+        raise ValueError(f"{name} takes no mined pairs, so ms_mining does not apply{hint}")
+    return PairLoss(name, LOSSES[name], ms_mining=ms_mining, **hparams)

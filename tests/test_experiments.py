@@ -1,4 +1,4 @@
-"""mslib.experiments: Student-t intervals, summaries, MS-mined losses, and resumable, staleness-aware sweeps."""
+"""mslib.experiments: Student-t intervals, summaries, and resumable, staleness-aware sweeps."""
 
 from __future__ import annotations
 
@@ -7,21 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from mslib import train
-from mslib.experiments import (
-    LOSS_SETTINGS,
-    ci95,
-    format_summary,
-    mined_losses,
-    run_grid,
-    summarise,
-    with_ms_mining,
-)
-from mslib.losses import LOSSES, binomial_deviance, build_loss, lifted_structure
-from mslib.similarity import cosine, pair_masks
+from mslib.experiments import LOSS_SETTINGS, ci95, format_summary, run_grid, summarise
+from mslib.losses import LOSSES, build_loss
 from mslib.train import TrainConfig
 
 
@@ -66,42 +56,7 @@ def test_summarise_refuses_a_run_counted_twice() -> None:
         summarise([_record("a", 0, 0.5), _record("a", 0, 0.6)])
 
 
-def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(24, 8, generator=g, dtype=torch.float64)
-    return cosine(x), torch.arange(6).repeat_interleave(4)
-
-
-@pytest.mark.parametrize("fn", [binomial_deviance, lifted_structure])
-def test_ms_mined_loss_uses_exactly_the_mined_pairs(fn) -> None:
-    sim, labels = _batch()
-    # the mining rule written out independently: keep negative if S + eps > min positive, positive if S - eps < max neg
-    pos, neg = pair_masks(labels)
-    min_pos = torch.where(pos, sim, torch.inf).amin(1, keepdim=True)
-    max_neg = torch.where(neg, sim, -torch.inf).amax(1, keepdim=True)
-    want = (pos & (sim - 0.1 < max_neg), neg & (sim + 0.1 > min_pos))
-    assert not torch.equal(want[1], neg), "the batch must make mining drop some negatives"
-    mined = with_ms_mining(fn)(sim, labels, epsilon=0.1)
-    assert mined.item() == pytest.approx(fn(sim, labels, pairs=want).item(), rel=1e-12)
-    assert mined.item() != pytest.approx(fn(sim, labels).item(), rel=1e-6)
-    # a huge margin keeps every pair: the unmined loss
-    assert with_ms_mining(fn)(sim, labels, epsilon=10.0).item() == pytest.approx(fn(sim, labels).item(), rel=1e-12)
-
-
-def test_ms_mined_losses_are_buildable_inside_the_block_only() -> None:
-    names = ("binomial_deviance_ms_mined", "lifted_structure_ms_mined", "contrastive_ms_mined")
-    before = dict(LOSSES)
-    assert not set(names) & set(LOSSES), "importing mslib.experiments must not change the loss registry"
-    with mined_losses():
-        for name in names:
-            loss = build_loss(name, epsilon=0.1)
-            emb = torch.randn(12, 4, requires_grad=True)
-            value = loss(emb, torch.arange(3).repeat_interleave(4))
-            value.backward()
-            assert torch.isfinite(value) and emb.grad is not None
-    assert LOSSES == before
-    with pytest.raises(ValueError, match="unknown loss"):
-        build_loss(names[0])
+def test_loss_settings_build() -> None:
     for label, (name, params) in LOSS_SETTINGS.items():
         assert name in LOSSES, label
         build_loss(name, **params)

@@ -241,3 +241,32 @@ def test_registry_presets_and_errors() -> None:
         losses.triplet(cosine(_batch(0)[0]), _batch(0)[1], mode="easy")
     with pytest.raises(TypeError):
         losses.multi_similarity(cosine(_batch(0)[0]), _batch(0)[1], alpha=2, beta=50, lam=1)  # epsilon required
+
+
+# ------------------------------------------------------------------------------------ "mining only" (ms_mining)
+@pytest.mark.parametrize("name", ["binomial_deviance", "lifted_structure", "contrastive"])
+def test_ms_mining_option_uses_exactly_the_mined_pairs(name: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 8, generator=g, dtype=torch.float64)
+    labels = torch.arange(6).repeat_interleave(4)
+    sim = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(x, dim=1).T
+    # the mining rule written out independently: keep negative if S + eps > min positive, positive if S - eps < max neg
+    same = labels[:, None] == labels[None, :]
+    pos, neg = same & ~torch.eye(24, dtype=torch.bool), ~same
+    min_pos = torch.where(pos, sim, torch.inf).amin(1, keepdim=True)
+    max_neg = torch.where(neg, sim, -torch.inf).amax(1, keepdim=True)
+    want = (pos & (sim - 0.1 < max_neg), neg & (sim + 0.1 > min_pos))
+    assert not torch.equal(want[1], neg), "the batch must make mining drop some negatives"
+    fn = losses.LOSSES[name]
+    mined = losses.build_loss(name, ms_mining=0.1)(x, labels)
+    assert mined.item() == pytest.approx(fn(sim, labels, pairs=want).item(), rel=1e-12)
+    assert mined.item() != pytest.approx(fn(sim, labels).item(), rel=1e-6)
+    # a huge margin keeps every pair: the unmined loss
+    assert losses.build_loss(name, ms_mining=10.0)(x, labels).item() == pytest.approx(fn(sim, labels).item(), rel=1e-12)
+
+
+def test_ms_mining_option_is_refused_where_it_cannot_apply() -> None:
+    with pytest.raises(ValueError, match="own epsilon"):
+        losses.build_loss("multi_similarity", preset="official", ms_mining=0.1)
+    with pytest.raises(ValueError, match="triplet takes no mined pairs"):
+        losses.build_loss("triplet", ms_mining=0.1)
