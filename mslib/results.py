@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mslib import __version__
-from mslib.paths import project_root
+from mslib.paths import atomic_write_text, project_root
 from mslib.paths import results_dir as default_results_dir
 from mslib.provenance import git_commit, hardware, notebook_context, stable_hash, versions
 
@@ -169,19 +168,8 @@ def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike | Non
     rid = record.get("run_id")
     if not isinstance(rid, str) or not rid or "/" in rid:
         raise ValueError("record has no valid 'run_id' (build it with run_record)")
-    out = _dir(results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{rid}.json"
     text = json.dumps(_plain(record, "record"), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(_dir(results_dir) / f"{rid}.json", text)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -254,10 +242,4 @@ def write_table(df: Any, table_id: str, tables_dir: str | os.PathLike | None = N
     if not table_id.startswith("tab-"):
         raise ValueError(f"table id {table_id!r} must look like 'tab-<chapter>-<slug>'")
     out = Path(tables_dir) if tables_dir is not None else default_results_dir() / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{table_id}.csv"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        df.to_csv(fh, float_format="%.2f")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out / f"{table_id}.csv", df.to_csv(float_format="%.2f"))

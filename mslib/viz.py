@@ -8,9 +8,7 @@ A figure's id (``fig-<chapter>-<slug>``) is its public identity: the glue key, t
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import matplotlib.figure
 import matplotlib.pyplot as plt
 
 from mslib import __version__
-from mslib.paths import figures_dir
+from mslib.paths import atomic_write_text, figures_dir
 from mslib.provenance import git_commit, notebook_context, stable_hash
 
 FIG_ID = re.compile(r"^fig-[a-z0-9]+(-[a-z0-9]+)+$")
@@ -31,13 +29,6 @@ def set_style() -> None:
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "figure.dpi": 100, "savefig.bbox": "tight"})
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def save_figure(
@@ -76,7 +67,7 @@ def save_figure(
     entries = json.loads(manifest.read_text()) if manifest.exists() else []
     entries = [e for e in entries if e.get("id") != fig_id] + [entry]
     entries.sort(key=lambda e: e["id"])
-    _atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
+    atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
     return entry
 
 
