@@ -78,6 +78,11 @@ def _default_code_paths() -> list[Path]:
     return sorted((Path(__file__).resolve().parent).glob("*.py"))
 
 
+def library_code_paths() -> list[Path]:
+    """Every source file of the ``mslib`` package (subpackages such as ``mslib.data`` included)."""
+    return sorted((Path(__file__).resolve().parent).rglob("*.py"))
+
+
 def code_hash(paths: Iterable[str | os.PathLike] | None = None) -> str:
     """sha256 (16 hex digits) of the code behind a run: ``mslib/*.py`` (default) plus any notebooks or files given.
 

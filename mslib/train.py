@@ -422,7 +422,7 @@ def train_or_load(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Return ``(record, result)`` for ``cfg``: reuse an up-to-date run record, or train and write one.
 
-    A record is reused only when its parameters and the hash of the code that made it (``mslib/*.py`` plus
+    A record is reused only when its parameters and the hash of the code that made it (every ``mslib`` source file plus
     ``code_paths``, e.g. the calling notebook) match, so a stale record is recomputed, never shown. The run's
     checkpoint lives in ``results/runs/<run_id>/`` so an interrupted run resumes, and ``need_model`` returns the
     trained model (from that checkpoint, without retraining, when it is still there).
@@ -430,7 +430,7 @@ def train_or_load(
     from mslib import results
     from mslib.paths import results_dir as default_results_dir
 
-    paths = [*sorted((Path(__file__).resolve().parent).rglob("*.py")), *(code_paths or [])]
+    paths = [*results.library_code_paths(), *(code_paths or [])]
     code = results.code_hash(paths)
     params = cfg.to_dict()
     out_dir = Path(results_dir) if results_dir is not None else default_results_dir()
