@@ -7,12 +7,12 @@ the clustering score many DML papers report (k-means with k = number of classes)
 
 All metrics are fractions in ``[0, 1]`` (the book multiplies by 100 when it prints the paper's percentages).
 
-Conventions (see ``shared/paper_facts.md`` 2c for the official code's evaluation):
+Conventions (see ``book/sources.md#src-official-eval`` for the official code's evaluation):
 
 * **Self-exclusion by index.** When ``ref`` is ``None`` the query set is the reference set, and each query's own row
   is removed from its neighbours *by index*. The official code removes it by value (the second-largest same-class
   similarity), which also drops exact duplicates; here an exact duplicate in another image is a legitimate neighbour.
-  On data without duplicates both rules give the same numbers (checked in ``paper_facts.md`` 2c).
+  On data without duplicates both rules give the same numbers (``book/sources.md#src-official-eval``).
 * **Lone queries.** A query whose class has no other item in the reference set can never be a hit. The official code
   crashes on such a class (``IndexError``). Here they are, by default (``lone_queries="exclude"``), left out of every
   average, as pytorch-metric-learning's ``AccuracyCalculator`` does; their number is reported by

@@ -1,9 +1,10 @@
 """Backbones and the embedding head of the MS-loss recipe.
 
 The paper (Wang et al., CVPR 2019) uses BN-Inception pretrained on ImageNet with a linear embedding layer
-on top; the official code (``paper_facts.md`` 2b) builds it as: BN-Inception features -> global **max** pooling ->
-``Linear(1024, 512)`` (kaiming-normal fan-out, bias 0) -> L2 normalisation, and freezes the BN running statistics
-every iteration (which the paper does not state; Musgrave et al. 2020 list it among the undisclosed details).
+on top; the official code (``book/sources.md#src-official-recipe``) builds it as: BN-Inception features -> global
+**max** pooling -> ``Linear(1024, 512)`` (kaiming-normal fan-out, bias 0) -> L2 normalisation, and freezes the BN
+running statistics every iteration (which the paper does not state; Musgrave et al. 2020 list it among the
+undisclosed details).
 
 * :class:`BNInception` is state-dict compatible with Cadene's ``bn_inception-52deb4733.pth`` (the
   ``pretrainedmodels`` package's ``bninception.py``): same module names, shapes, pooling (``ceil_mode``) and branch
@@ -248,7 +249,7 @@ def freeze_bn_stats(model: nn.Module) -> nn.Module:
     """Put every BatchNorm layer in eval mode, so its running mean/var stop updating; affine γ/β still train.
 
     ``model.train()`` undoes it, so call this after every ``model.train()``: the official code runs
-    ``model.apply(set_bn_eval)`` every iteration (``paper_facts.md`` 2b). The paper does not state it.
+    ``model.apply(set_bn_eval)`` every iteration (``book/sources.md#src-official-recipe``). The paper does not state it.
     """
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

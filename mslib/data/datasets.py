@@ -1,6 +1,7 @@
 """The datasets: Glyphs-208 (embedded) and the paper's four benchmarks, read from their real on-disk layouts.
 
-Zero-shot splits (``shared/paper_facts.md`` §5): the first half of the classes train, the second half test.
+Zero-shot splits (``book/sources.md#src-datasets``): the first half of the classes train, the second half
+test.
 Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they can be
 compared). ``val_fraction > 0`` carves a class-disjoint validation split out of the training classes (seeded);
 ``"train"`` then excludes those classes.

@@ -38,7 +38,7 @@ class RemoteFile:
     extract: bool = False
 
 
-#: Official sources and MD5s (``shared/paper_facts.md`` §5).
+#: Official sources and MD5s (``book/sources.md#src-datasets``).
 SOURCES: dict[str, tuple[RemoteFile, ...]] = {
     "cub200": (RemoteFile(
         "CUB_200_2011.tgz",

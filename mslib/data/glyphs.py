@@ -2,9 +2,10 @@
 
 Classes are characters; instances are renderings of the character in the 23 TTF faces bundled with matplotlib,
 with seeded augmentation. The recipe (fonts, character list, rendering, augmentation, split) is the one in
-``shared/embedded_dataset.md``; :data:`RECIPE_VERSION` changes whenever it changes. Generation is deterministic
-for a seed and a set of library versions; the sha256 of the image array is stored with the cache so that runs
-on different machines can be compared (a Pillow/FreeType or matplotlib font update changes pixels, not the task).
+``book/sources.md#src-glyphs``; :data:`RECIPE_VERSION` changes whenever it changes. Generation is
+deterministic for a seed and a set of library versions; the sha256 of the image array is stored with the cache so
+that runs on different machines can be compared (a Pillow/FreeType or matplotlib font update changes pixels, not
+the task).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 - ``"bninception"``: the official MS code / Cadene BN-Inception convention: BGR, 0–255 range, minus the mean
   [104, 117, 128] (B, G, R), std 1. Train: Resize(256) → RandomResizedCrop(227, scale=(0.16, 1)) → HFlip;
-  test: Resize(256) → CenterCrop(227) (``shared/paper_facts.md`` §2b).
+  test: Resize(256) → CenterCrop(227) (``book/sources.md#src-official-recipe``).
 - ``"imagenet"``: torchvision's RGB, [0, 1], ImageNet mean/std; the same crops (Resize 256 at size 224).
 - ``"glyphs"``: a ``1×32×32`` float tensor in [0, 1]; training adds a random ±2 px shift only (edge padding).
 """
