@@ -20,12 +20,14 @@ from mslib.data.errors import (
     CountMismatchError,
     DatasetError,
     DatasetNotFoundError,
+    DuplicateEntryError,
+    SplitMismatchError,
     UnreadableImageError,
 )
 from mslib.data.sampler import PKSampler
 
 __all__ = [
     "DATASETS", "EXPECTED", "SPLITS", "ChecksumError", "CountMismatchError", "DatasetError",
-    "DatasetNotFoundError", "GlyphDataset", "ImageListDataset", "PKSampler", "UnreadableImageError",
-    "dataset_root", "load_dataset",
+    "DatasetNotFoundError", "DuplicateEntryError", "GlyphDataset", "ImageListDataset", "PKSampler",
+    "SplitMismatchError", "UnreadableImageError", "dataset_root", "load_dataset",
 ]

@@ -1,17 +1,26 @@
 """The datasets: Glyphs-208 (embedded) and the paper's four benchmarks, read from their real on-disk layouts.
 
 Zero-shot splits (``book/sources.md#src-datasets``): the first half of the classes train, the second half
-test.
-Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they can be
-compared). ``val_fraction > 0`` carves a class-disjoint validation split out of the training classes (seeded);
-``"train"`` then excludes those classes.
+test. Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they
+can be compared). ``val_fraction > 0`` carves a class-disjoint validation split out of the training classes
+(seeded); ``"train"`` then excludes those classes.
 
 On-disk layouts under ``data/<name>/`` (or ``root``):
 
-- ``cub200``: ``CUB_200_2011/{images.txt, image_class_labels.txt, classes.txt, images/<class>/<file>.jpg}``
-- ``cars196``: ``cars_annos.mat`` and ``car_ims/<file>.jpg``
-- ``sop``: ``Stanford_Online_Products/{Ebay_train.txt, Ebay_test.txt, <super_class>_final/<file>.JPG}``
-- ``inshop``: ``Eval/list_eval_partition.txt`` and ``img/<...>.jpg``
+- ``cub200``: ``CUB_200_2011/{images.txt, image_class_labels.txt, images/<class>/<file>.jpg}``; the split is by
+  class id, so every image of ``images.txt`` is used (``train_test_split.txt`` is the classification split and
+  is not read).
+- ``cars196``: ``cars_annos.mat`` (``annotations`` and the class-name table ``class_names``) and
+  ``car_ims/<file>.jpg``; split by class id, every annotation used (its ``test`` field is not read).
+- ``sop``: ``Stanford_Online_Products/{Ebay_train.txt, Ebay_test.txt, <super_class>_final/<file>.JPG}``;
+  ``Ebay_info.txt``, the index of all images, is checked against the two split files when present.
+- ``inshop``: ``Eval/list_eval_partition.txt`` (or ``list_eval_partition.txt`` at the root) and the images as
+  ``img/<...>.jpg`` or, nested as in the official archive, ``Img/img/<...>.jpg``.
+
+Reading checks what would otherwise load silently: an image (or id) listed twice in a list file (both line
+numbers are named), an image or a class in two zero-shot splits, split files that disagree with the dataset's
+own index, a class-name table whose length disagrees with the class ids. Reading never writes: an error leaves
+every file as it was.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from mslib.data.errors import (
     CountMismatchError,
     DatasetError,
     DatasetNotFoundError,
+    DuplicateEntryError,
+    SplitMismatchError,
     UnreadableImageError,
-    fetch_hint,
+    fetch_advice,
 )
 from mslib.paths import data_dir
 
@@ -65,20 +76,111 @@ def dataset_root(name: str, root: str | Path | None = None) -> Path:
     """``root`` or ``data/<name>/``; raises :class:`DatasetNotFoundError` (with the fetch command) if absent."""
     path = Path(root) if root is not None else data_dir() / name
     if not path.is_dir():
-        raise DatasetNotFoundError(f"{name}: dataset root {path} does not exist; fetch it with `{fetch_hint(name)}`"
-                                   " or pass root=<folder holding the extracted archive>")
+        raise DatasetNotFoundError(f"{name}: dataset root {path} does not exist; {fetch_advice(name)}, or pass "
+                                   "root=<folder holding the extracted archive>")
     return path
 
 
 def _need(name: str, path: Path) -> Path:
     if not path.is_file():
-        raise DatasetNotFoundError(f"{name}: {path} not found; fetch the dataset with `{fetch_hint(name)}`")
+        raise DatasetNotFoundError(f"{name}: {path} not found; {fetch_advice(name)}")
     return path
 
 
 def _remap(raw: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
     classes = np.unique(raw) if classes is None else classes
     return np.searchsorted(classes, raw).astype(np.int64)
+
+
+# -- list files: rows with their line numbers, and the checks that name both lines of a problem ------------------
+
+Row = tuple[int, list[str]]  # (1-based line number, whitespace-separated fields)
+Group = tuple[str, Path, list[Row]]  # (split, list file, its rows)
+
+
+def _shown(items: Sequence[str], n: int = 5) -> str:
+    return "; ".join(items[:n]) + (f"; ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _rows(name: str, path: Path, fields: Sequence[str], *, header_lines: int = 0) -> tuple[list[str], list[Row]]:
+    """The first ``header_lines`` lines of ``path`` and its other non-blank lines split into ``len(fields)`` fields."""
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
+        parts = line.split()
+        if parts and len(parts) != len(fields):
+            raise DatasetError(f"{name}: {path} line {number} has {len(parts)} field(s), expected {len(fields)} "
+                               f"({' '.join(fields)}): {line.strip()!r}")
+        if parts:
+            rows.append((number, parts))
+    return lines[:header_lines], rows
+
+
+def _int_column(name: str, path: Path, rows: list[Row], column: int, field: str) -> np.ndarray:
+    """Field ``column`` of every row as an int64 array; a non-integer names its line."""
+    for number, parts in rows:
+        if not parts[column].isdigit():
+            raise DatasetError(f"{name}: {path} line {number}: {field} {parts[column]!r} is not a non-negative integer")
+    return np.array([int(parts[column]) for _, parts in rows], dtype=np.int64)
+
+
+def _check_unique(name: str, path: Path, rows: list[Row], column: int, what: str) -> None:
+    """Raise :class:`DuplicateEntryError` naming both line numbers of every ``what`` (field ``column``) listed twice."""
+    first: dict[str, int] = {}
+    repeats = []
+    for number, parts in rows:
+        key = parts[column]
+        if key in first:
+            repeats.append(f"{what} {key} on lines {first[key]} and {number}")
+        else:
+            first[key] = number
+    if repeats:
+        raise DuplicateEntryError(f"{name}: {path} lists {len(repeats)} {what}(s) twice: {_shown(repeats)}. Each must "
+                                  f"appear once: the file is corrupt or was edited; {fetch_advice(name)}")
+
+
+def _check_disjoint(name: str, groups: Sequence[Group], column: int, what: str) -> None:
+    """Raise :class:`SplitMismatchError` if a ``what`` (field ``column``) occurs in two of the zero-shot splits."""
+    first: dict[str, tuple[str, Path, int]] = {}
+    clashes = []
+    for split, path, rows in groups:
+        here: dict[str, int] = {}
+        for number, parts in rows:
+            here.setdefault(parts[column], number)
+        for key, number in here.items():
+            if key in first:
+                split0, path0, number0 = first[key]
+                clashes.append(f"{what} {key} in {split0} ({path0.name} line {number0}) and in {split} "
+                               f"({path.name} line {number})")
+            else:
+                first[key] = (split, path, number)
+    if clashes:
+        folder = groups[0][1].parent
+        raise SplitMismatchError(f"{name}: {len(clashes)} {what}(s) in two splits (list files in {folder}): "
+                                 f"{_shown(clashes)}. The zero-shot splits are disjoint: the list files are corrupt "
+                                 f"or were edited; {fetch_advice(name)}")
+
+
+def _check_index(name: str, index: Path, index_rows: list[Row], groups: Sequence[Group], column: int) -> None:
+    """The split files against the dataset's own index: each entry (field ``column``) in one split, same fields."""
+    by_key = {parts[column]: (number, parts) for number, parts in index_rows}
+    problems, used = [], set()
+    for _, path, rows in groups:
+        for number, parts in rows:
+            key = parts[column]
+            used.add(key)
+            if key not in by_key:
+                problems.append(f"{path.name} line {number} ({key}) is not in {index.name}")
+            elif by_key[key][1] != parts:
+                problems.append(f"{path.name} line {number} reads {' '.join(parts)!r} but {index.name} line "
+                                f"{by_key[key][0]} reads {' '.join(by_key[key][1])!r}")
+    neither = " nor ".join(path.name for _, path, _ in groups)
+    problems += [f"{index.name} line {number} ({key}) is in neither {neither}"
+                 for key, (number, _) in by_key.items() if key not in used]
+    if problems:
+        raise SplitMismatchError(f"{name}: the split files disagree with the dataset's index {index} "
+                                 f"({len(problems)} entries): {_shown(problems)}. Every indexed image belongs to "
+                                 f"exactly one split: the files are corrupt or were edited; {fetch_advice(name)}")
 
 
 # -- readers: each returns {base split: (relative image paths, raw class ids)} and the image folder ---------------
@@ -97,65 +199,149 @@ def _split_by_class(paths: list[str], raw: np.ndarray, first_test: int) -> Recor
 def read_cub200(root: Path) -> tuple[Records, Path]:
     """CUB-200-2011: ``images.txt`` (``id path``) + ``image_class_labels.txt`` (``id class``); classes 1–100 train."""
     base = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
-    images = dict(line.split(maxsplit=1) for line in _need("cub200", base / "images.txt").read_text().splitlines()
-                  if line.strip())
-    labels = dict(line.split() for line in _need("cub200", base / "image_class_labels.txt").read_text().splitlines()
-                  if line.strip())
-    if images.keys() != labels.keys():
-        raise DatasetError(f"cub200: {base / 'images.txt'} and image_class_labels.txt list different image ids")
+    images_path = _need("cub200", base / "images.txt")
+    labels_path = _need("cub200", base / "image_class_labels.txt")
+    _, image_rows = _rows("cub200", images_path, ("image_id", "path"))
+    _, label_rows = _rows("cub200", labels_path, ("image_id", "class_id"))
+    _check_unique("cub200", images_path, image_rows, 0, "image_id")
+    _check_unique("cub200", images_path, image_rows, 1, "image path")
+    _check_unique("cub200", labels_path, label_rows, 0, "image_id")
+    _int_column("cub200", images_path, image_rows, 0, "image_id")
+    classes = dict(zip((p[0] for _, p in label_rows),
+                       _int_column("cub200", labels_path, label_rows, 1, "class_id").tolist(), strict=True))
+    images = {parts[0]: parts[1] for _, parts in image_rows}
+    unmatched = ([f"image_id {p[0]} ({images_path.name} line {n})" for n, p in image_rows if p[0] not in classes]
+                 + [f"image_id {p[0]} ({labels_path.name} line {n})" for n, p in label_rows if p[0] not in images])
+    if unmatched:
+        raise SplitMismatchError(f"cub200: {images_path} and {labels_path} list different image ids, each id must be "
+                                 f"in both: {_shown(unmatched)}; {fetch_advice('cub200')}")
     ids = sorted(images, key=int)
-    return _split_by_class([images[i].strip() for i in ids], np.array([int(labels[i]) for i in ids]), 101), \
-        base / "images"
+    return _split_by_class([images[i] for i in ids], np.array([classes[i] for i in ids]), 101), base / "images"
+
+
+def _check_class_table(path: Path, raw: np.ndarray, names: np.ndarray) -> None:
+    """Cars196: the class ids of the annotations are exactly ``1..len(class_names)`` at the ends."""
+    if len(raw) and (raw.min() < 1 or raw.max() != len(names)):
+        raise SplitMismatchError(
+            f"cars196: {path}: the class-name table class_names has {len(names)} entries but the annotations use "
+            f"class ids {raw.min()}..{raw.max()}; they must run from 1 to the table's length. The file is corrupt or "
+            f"not the published cars_annos.mat; {fetch_advice('cars196')}")
 
 
 def read_cars196(root: Path) -> tuple[Records, Path]:
-    """Cars196: ``cars_annos.mat`` (``annotations``: ``relative_im_path``, ``class`` 1–196); classes 1–98 train."""
+    """Cars196: ``cars_annos.mat`` (``annotations``: ``relative_im_path``, ``class`` 1–196; ``class_names``).
+
+    Classes 1–98 train; the class ids must match the class-name table (:func:`_check_class_table`).
+    """
     from scipy.io import loadmat
 
     path = _need("cars196", root / "cars_annos.mat")
     try:
-        ann = loadmat(str(path), squeeze_me=True)["annotations"]
+        mat = loadmat(str(path), squeeze_me=True)
+        ann = np.atleast_1d(mat["annotations"])
+        names = np.atleast_1d(mat["class_names"])
     except (ValueError, KeyError, OSError) as err:
-        raise DatasetError(f"cars196: cannot read {path} ({err}); re-fetch it with `{fetch_hint('cars196')}`") from err
-    ann = np.atleast_1d(ann)
+        raise DatasetError(f"cars196: cannot read {path} ({type(err).__name__}: {err}); it must hold the struct "
+                           f"array 'annotations' and the cell array 'class_names'; {fetch_advice('cars196')}") from err
     paths = [str(p) for p in ann["relative_im_path"]]
-    raw = np.array([int(c) for c in ann["class"]])
+    first: dict[str, int] = {}
+    repeats = []
+    for i, rel in enumerate(paths, start=1):
+        if rel in first:
+            repeats.append(f"{rel} in annotations {first[rel]} and {i}")
+        first.setdefault(rel, i)
+    if repeats:
+        raise DuplicateEntryError(f"cars196: {path} lists {len(repeats)} image(s) twice (annotations counted from "
+                                  f"1): {_shown(repeats)}; {fetch_advice('cars196')}")
+    raw = np.array([int(c) for c in ann["class"]], dtype=np.int64)
+    _check_class_table(path, raw, names)
     return _split_by_class(paths, raw, 99), root
 
 
+SOP_FIELDS = ("image_id", "class_id", "super_class_id", "path")
+
+
+def _sop_list(path: Path) -> list[Row]:
+    """Rows of one of SOP's ``Ebay_*.txt`` files (header checked; images and image ids unique)."""
+    header, rows = _rows("sop", path, SOP_FIELDS, header_lines=1)
+    if not header or header[0].split() != list(SOP_FIELDS):
+        raise DatasetError(f"sop: {path} does not start with the header '{' '.join(SOP_FIELDS)}'")
+    _check_unique("sop", path, rows, 3, "image path")
+    _check_unique("sop", path, rows, 0, "image_id")
+    return rows
+
+
 def read_sop(root: Path) -> tuple[Records, Path]:
-    """SOP: ``Ebay_{train,test}.txt``, one header line then ``image_id class_id super_class_id path``."""
+    """SOP: ``Ebay_{train,test}.txt``, one header line then ``image_id class_id super_class_id path``.
+
+    The two splits share no image and no class; with ``Ebay_info.txt`` (all 120,053 images) present, every image
+    it lists is in exactly one split with the same fields.
+    """
     base = root / "Stanford_Online_Products" if (root / "Stanford_Online_Products").is_dir() else root
-    out: Records = {}
-    for split in ("train", "test"):
-        path = _need("sop", base / f"Ebay_{split}.txt")
-        lines = path.read_text().splitlines()
-        if not lines or lines[0].split()[:2] != ["image_id", "class_id"]:
-            raise DatasetError(f"sop: {path} does not start with the header 'image_id class_id super_class_id path'")
-        rows = [line.split() for line in lines[1:] if line.strip()]
-        out[split] = ([r[3] for r in rows], np.array([int(r[1]) for r in rows]))
+    groups = [(split, path, _sop_list(path)) for split in ("train", "test")
+              for path in [_need("sop", base / f"Ebay_{split}.txt")]]
+    _check_disjoint("sop", groups, 3, "image")
+    _check_disjoint("sop", groups, 1, "class_id")
+    index = base / "Ebay_info.txt"
+    if index.is_file():
+        _check_index("sop", index, _sop_list(index), groups, 3)
+    out: Records = {split: ([parts[3] for _, parts in rows], _int_column("sop", path, rows, 1, "class_id"))
+                    for split, path, rows in groups}
     return out, base
 
 
+INSHOP_FIELDS = ("image_name", "item_id", "evaluation_status")
+INSHOP_STATUS = ("train", "query", "gallery")
+
+
+def inshop_partition_candidates(root: Path) -> tuple[Path, ...]:
+    """Where In-Shop's ``list_eval_partition.txt`` is looked for, in order."""
+    return root / "Eval" / "list_eval_partition.txt", root / "list_eval_partition.txt"
+
+
+def inshop_image_candidates(root: Path) -> tuple[Path, ...]:
+    """Folders that may hold In-Shop's ``img/``: the root, or ``Img/`` as in the official archive's nesting."""
+    return root, root / "Img"
+
+
+def _inshop_image_folder(root: Path, rows: list[Row]) -> Path:
+    top = Path(rows[0][1][0]).parts[0] if rows else "img"
+    candidates = inshop_image_candidates(root)
+    for folder in candidates:
+        if (folder / top).is_dir():
+            return folder
+    raise DatasetNotFoundError(f"inshop: no image folder: looked for {' and '.join(str(c / top) for c in candidates)} "
+                               f"(Img/img.zip unzipped at the root or inside Img/); {fetch_advice('inshop')}")
+
+
 def read_inshop(root: Path) -> tuple[Records, Path]:
-    """In-Shop: ``list_eval_partition.txt``: a count line, a header line, then ``image_name item_id status``."""
-    path = root / "Eval" / "list_eval_partition.txt"
-    if not path.is_file():
-        path = root / "list_eval_partition.txt"
-    _need("inshop", path)
-    lines = path.read_text().splitlines()
-    if len(lines) < 2 or not lines[0].strip().isdigit() or lines[1].split()[:2] != ["image_name", "item_id"]:
-        raise DatasetError(f"inshop: {path} must start with a count line and the header "
-                           "'image_name item_id evaluation_status'")
-    rows = [line.split() for line in lines[2:] if line.strip()]
-    if int(lines[0]) != len(rows):
-        raise CountMismatchError(f"inshop: {path} announces {int(lines[0])} images but lists {len(rows)}; "
-                                 f"the file is truncated: re-fetch it (`{fetch_hint('inshop')}`)")
-    out: Records = {}
-    for split in ("train", "query", "gallery"):
-        sel = [r for r in rows if r[2] == split]
-        out[split] = ([r[0] for r in sel], np.array([int(r[1].split("_")[-1]) for r in sel]))
-    return out, root
+    """In-Shop: ``list_eval_partition.txt``: a count line, a header line, then ``image_name item_id status``.
+
+    Every image has one status (train, query or gallery); training items are disjoint from query/gallery items.
+    """
+    candidates = inshop_partition_candidates(root)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise DatasetNotFoundError(f"inshop: list_eval_partition.txt not found; looked for "
+                                   f"{' and '.join(map(str, candidates))}; {fetch_advice('inshop')}")
+    header, rows = _rows("inshop", path, INSHOP_FIELDS, header_lines=2)
+    if len(header) < 2 or not header[0].strip().isdigit() or header[1].split() != list(INSHOP_FIELDS):
+        raise DatasetError(f"inshop: {path} must start with a count line and the header '{' '.join(INSHOP_FIELDS)}'")
+    if int(header[0]) != len(rows):
+        raise CountMismatchError(f"inshop: {path} announces {int(header[0])} images but lists {len(rows)}; "
+                                 f"the file is truncated or was edited; {fetch_advice('inshop')}")
+    bad = [f"line {n}: {p[2]!r}" for n, p in rows if p[2] not in INSHOP_STATUS]
+    bad += [f"line {n}: item_id {p[1]!r}" for n, p in rows if not (p[1].startswith("id_") and p[1][3:].isdigit())]
+    if bad:
+        raise DatasetError(f"inshop: {path}: evaluation_status must be one of {', '.join(INSHOP_STATUS)} and item_id "
+                           f"'id_<digits>': {_shown(bad)}")
+    _check_unique("inshop", path, rows, 0, "image")
+    by_status = {s: [r for r in rows if r[1][2] == s] for s in INSHOP_STATUS}
+    _check_disjoint("inshop", [("train", path, by_status["train"]),
+                               ("query/gallery", path, by_status["query"] + by_status["gallery"])], 1, "item_id")
+    out: Records = {s: ([p[0] for _, p in sel], np.array([int(p[1][3:]) for _, p in sel], dtype=np.int64))
+                    for s, sel in by_status.items()}
+    return out, _inshop_image_folder(root, rows)
 
 
 READERS: dict[str, Callable[[Path], tuple[Records, Path]]] = {
@@ -173,7 +359,7 @@ def check_split_counts(name: str, records: Records) -> None:
                 f"{name} {split}: expected {n_images:,} images"
                 + (f" of {n_classes:,} classes" if n_classes is not None else "")
                 + f", found {len(paths):,} images of {found_classes:,} classes. The download is incomplete or not the "
-                f"published archive: re-run `{fetch_hint(name)}` (or pass check_counts=False / --no-count-check "
+                f"published archive: {fetch_advice(name)} (or pass check_counts=False / --no-count-check "
                 "for a deliberate subset)"
             )
 
@@ -244,9 +430,8 @@ class ImageListDataset(Dataset):
 
         path = self.image_path(index)
         if not path.is_file():
-            raise DatasetNotFoundError(f"{self.name}: image {path} is missing; re-fetch with "
-                                       f"`{fetch_hint(self.name)}` (or verify with `python -m mslib data verify "
-                                       f"{self.name}`)")
+            raise DatasetNotFoundError(f"{self.name}: image {path} is missing; {fetch_advice(self.name)} (or "
+                                       f"check the whole copy with `python -m mslib data verify {self.name}`)")
         try:
             with Image.open(path) as img:
                 return img.convert("RGB")
@@ -382,9 +567,9 @@ def verify_dataset(name: str, root: str | Path | None = None, *, check_counts: b
                     unreadable.append(path)
     if missing:
         raise DatasetNotFoundError(f"{name}: {len(missing)} image file(s) missing, e.g. "
-                                   + ", ".join(map(str, missing[:5])) + f"; re-fetch with `{fetch_hint(name)}`")
+                                   + ", ".join(map(str, missing[:5])) + f"; {fetch_advice(name)}")
     if unreadable:
         raise UnreadableImageError(f"{name}: {len(unreadable)} image(s) cannot be decoded: "
                                    + ", ".join(map(str, unreadable[:5]))
-                                   + f"; re-fetch with `{fetch_hint(name)}` or load with skip_unreadable=True")
+                                   + f"; {fetch_advice(name)}, or load with skip_unreadable=True")
     return summary

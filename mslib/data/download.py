@@ -64,9 +64,11 @@ MANUAL: dict[str, str] = {
     ),
     "inshop": (
         "In-Shop Clothes Retrieval (DeepFashion) is distributed through Google Drive only, so it cannot be fetched "
-        "automatically. From the DeepFashion In-Shop folder (Drive folder 0B7EVK8r0v71pVDZFQXRsMDZCX1E) download:\n"
+        "automatically and nothing was downloaded. From the DeepFashion In-Shop folder (Drive folder "
+        "0B7EVK8r0v71pVDZFQXRsMDZCX1E) download:\n"
         "  1. Img/img.zip (file id 0B7EVK8r0v71pS2YxRE1QTFZzekU) and unzip it into {root}/ so that "
-        "{root}/img/WOMEN/... exists;\n"
+        "{root}/img/WOMEN/... exists (unzipped inside {root}/Img/, as in the archive's own folders, works "
+        "too);\n"
         "  2. Eval/list_eval_partition.txt (file id 0B7EVK8r0v71pYVBqLXpRVjhHeWM) into {root}/Eval/.\n"
         "No checksum is published for these files; `python -m mslib data verify inshop` then checks the layout, the "
         "published counts (25,882 train / 14,218 query / 12,612 gallery) and that every image decodes."

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: Datasets with no automatic download (Google Drive only): ``python -m mslib data download NAME`` prints the
+#: manual steps instead of fetching anything.
+MANUAL_ONLY = frozenset({"inshop"})
+
 
 class DatasetError(RuntimeError):
     """Base class: a dataset on disk is missing, incomplete or corrupt."""
@@ -15,6 +19,14 @@ class CountMismatchError(DatasetError):
     """A split has a different number of images or classes than the published dataset."""
 
 
+class DuplicateEntryError(DatasetError):
+    """A list file names the same image (or id) on two lines."""
+
+
+class SplitMismatchError(DatasetError):
+    """The split files disagree with each other or with the dataset's own index (or class-name table)."""
+
+
 class ChecksumError(DatasetError):
     """A downloaded file's checksum differs from the expected one (truncated or corrupt)."""
 
@@ -24,5 +36,13 @@ class UnreadableImageError(DatasetError):
 
 
 def fetch_hint(name: str) -> str:
-    """The command that fetches dataset ``name``."""
+    """The command that fetches dataset ``name`` (for :data:`MANUAL_ONLY` datasets it prints the manual steps)."""
     return f"python -m mslib data download {name}"
+
+
+def fetch_advice(name: str) -> str:
+    """What to do to (re-)fetch ``name``: the download command, or the manual route where there is no download."""
+    if name in MANUAL_ONLY:
+        return (f"{name} cannot be downloaded automatically: fetch its files by hand (`{fetch_hint(name)}` prints "
+                "the steps; it downloads nothing)")
+    return f"fetch it (again) with `{fetch_hint(name)}`"

@@ -18,10 +18,14 @@ def _jpeg(path: Path, value: int) -> None:
 
 
 def make_cub(root: Path) -> Path:
-    """CUB_200_2011/{classes,images,image_class_labels}.txt + images/; classes 1,2,3 (train) and 101,102 (test)."""
+    """CUB_200_2011/{classes,images,image_class_labels,train_test_split}.txt + images/; classes 1,2,3 and 101,102.
+
+    ``train_test_split.txt`` (``id is_training_image``) is the classification split, which the zero-shot reader
+    ignores; here it marks every other image.
+    """
     base = root / "CUB_200_2011"
     per_class = {1: 3, 2: 2, 3: 1, 101: 2, 102: 3}
-    classes, images, labels = [], [], []
+    classes, images, labels, split = [], [], [], []
     i = 0
     for c, n in per_class.items():
         folder = f"{c:03d}.Bird_{c}"
@@ -32,13 +36,19 @@ def make_cub(root: Path) -> Path:
             _jpeg(base / "images" / rel, i)
             images.append(f"{i} {rel}")
             labels.append(f"{i} {c}")
-    for fname, lines in (("classes.txt", classes), ("images.txt", images), ("image_class_labels.txt", labels)):
+            split.append(f"{i} {i % 2}")
+    for fname, lines in (("classes.txt", classes), ("images.txt", images), ("image_class_labels.txt", labels),
+                         ("train_test_split.txt", split)):
         (base / fname).write_text("\n".join(lines) + "\n")
     return root
 
 
-def make_cars(root: Path) -> Path:
-    """cars_annos.mat written with scipy (struct array ``annotations``) + car_ims/; classes 1,2 and 99,196."""
+def make_cars(root: Path, *, class_names: int = 196) -> Path:
+    """cars_annos.mat written with scipy (struct array ``annotations``, cell array ``class_names``) + car_ims/.
+
+    Classes 1,2 (train) and 99,196 (test). ``class_names`` sets the length of the class-name table (the real
+    file's is 196; another length makes a table that disagrees with the class ids).
+    """
     from scipy.io import savemat
 
     dtype = [("relative_im_path", "O"), ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"),
@@ -51,18 +61,21 @@ def make_cars(root: Path) -> Path:
                      np.array([[10]], dtype=np.uint8), np.array([[9]], dtype=np.uint8),
                      np.array([[c]], dtype=np.uint8), np.array([[i % 2]], dtype=np.uint8)))
     ann = np.array([rows], dtype=dtype)
-    names = np.array([[f"Car {c}" for c in range(1, 197)]], dtype=object)
+    names = np.array([[f"Car {c}" for c in range(1, class_names + 1)]], dtype=object)
     savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": names})
     return root
 
 
 def make_sop(root: Path) -> Path:
-    """Stanford_Online_Products/Ebay_{train,test}.txt (header line) + <super>_final/ images."""
+    """Stanford_Online_Products/Ebay_{info,train,test}.txt (header line) + <super>_final/ images.
+
+    ``Ebay_info.txt`` lists every image (train then test), as the real index does.
+    """
     base = root / "Stanford_Online_Products"
     header = "image_id class_id super_class_id path"
     train = [(1, 1, "bicycle"), (2, 1, "bicycle"), (3, 2, "bicycle"), (4, 5, "chair"), (5, 5, "chair")]
     test = [(6, 11319, "chair"), (7, 11319, "chair"), (8, 11320, "sofa"), (9, 22634, "sofa")]
-    for fname, rows in (("Ebay_train.txt", train), ("Ebay_test.txt", test)):
+    for fname, rows in (("Ebay_info.txt", train + test), ("Ebay_train.txt", train), ("Ebay_test.txt", test)):
         lines = [header]
         for image_id, cls, sup in rows:
             rel = f"{sup}_final/{cls}_{image_id}.JPG"
@@ -72,16 +85,20 @@ def make_sop(root: Path) -> Path:
     return root
 
 
-def make_inshop(root: Path) -> Path:
-    """Eval/list_eval_partition.txt (count line + header) + img/ images."""
+def make_inshop(root: Path, *, nested: bool = False) -> Path:
+    """Eval/list_eval_partition.txt (count line, header, padded name column) + img/ images.
+
+    ``nested=True`` puts the images under ``Img/img/`` as the official archive's folders do; the partition file
+    names them ``img/...`` either way.
+    """
     rows = [("id_00000001", "train"), ("id_00000001", "train"), ("id_00000004", "train"),
             ("id_00000002", "query"), ("id_00000002", "gallery"), ("id_00000007", "query"),
             ("id_00000007", "gallery"), ("id_00000007", "gallery")]
     lines = []
     for i, (item, status) in enumerate(rows):
         rel = f"img/WOMEN/Dresses/{item}/{i:02d}_1_front.jpg"
-        _jpeg(root / rel, i)
-        lines.append(f"{rel} {item} {status}")
+        _jpeg(root / ("Img" if nested else "") / rel, i)
+        lines.append(f"{rel:<60}{item} {status}")
     (root / "Eval").mkdir(parents=True, exist_ok=True)
     (root / "Eval" / "list_eval_partition.txt").write_text(
         f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(lines) + "\n")
@@ -91,13 +108,16 @@ def make_inshop(root: Path) -> Path:
 MAKERS = {"cub200": make_cub, "cars196": make_cars, "sop": make_sop, "inshop": make_inshop}
 
 
-def make_fixture(name: str, root: str | Path) -> Path:
-    """Write the miniature ``name`` archive layout under ``root`` (created if needed); return ``root``."""
+def make_fixture(name: str, root: str | Path, **options: object) -> Path:
+    """Write the miniature ``name`` archive layout under ``root`` (created if needed); return ``root``.
+
+    ``options`` go to the maker (``make_cars(class_names=...)``, ``make_inshop(nested=...)``).
+    """
     if name not in MAKERS:
         raise ValueError(f"unknown dataset {name!r}; fixtures exist for {', '.join(MAKERS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return MAKERS[name](root)
+    return MAKERS[name](root, **options)
 
 
 def layout(root: str | Path, max_lines: int = 12) -> str:
