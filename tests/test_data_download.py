@@ -138,3 +138,18 @@ def test_download_dataset_end_to_end_and_manual(tmp_path: Path) -> None:
     assert (root / "CUB_200_2011" / "images.txt").exists() and not (root / "CUB_200_2011.tgz").exists()
     with pytest.raises(DatasetError, match=r"list_eval_partition\.txt"):
         download_dataset("inshop", tmp_path / "inshop")
+
+
+def test_manual_only_datasets_are_exactly_those_without_a_source(tmp_path: Path) -> None:
+    """Error messages advise a download command only where one downloads something (In-Shop: steps only)."""
+    from mslib.data import DATASETS
+    from mslib.data.download import MANUAL, SOURCES
+    from mslib.data.errors import MANUAL_ONLY, fetch_advice
+
+    assert set(MANUAL_ONLY) == set(DATASETS) - set(SOURCES) - {"glyphs"} == {"inshop"}
+    assert MANUAL_ONLY <= set(MANUAL)
+    for name in set(DATASETS) - {"glyphs"}:
+        assert ("cannot be downloaded automatically" in fetch_advice(name)) == (name in MANUAL_ONLY)
+    with pytest.raises(DatasetError, match="nothing was downloaded") as info:
+        download_dataset("inshop", tmp_path / "inshop")
+    assert "Img/" in str(info.value) and not (tmp_path / "inshop").exists()

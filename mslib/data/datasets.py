@@ -224,8 +224,8 @@ def _check_class_table(path: Path, raw: np.ndarray, names: np.ndarray) -> None:
     if len(raw) and (raw.min() < 1 or raw.max() != len(names)):
         raise SplitMismatchError(
             f"cars196: {path}: the class-name table class_names has {len(names)} entries but the annotations use "
-            f"class ids {raw.min()}..{raw.max()}; they must run from 1 to the table's length. The file is corrupt or "
-            f"not the published cars_annos.mat; {fetch_advice('cars196')}")
+            f"class ids {raw.min()}..{raw.max()}; every id must lie in 1..{len(names)} and the largest must be "
+            f"{len(names)}. The file is corrupt or not the published cars_annos.mat; {fetch_advice('cars196')}")
 
 
 def read_cars196(root: Path) -> tuple[Records, Path]:
