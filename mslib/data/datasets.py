@@ -278,8 +278,8 @@ def read_sop(root: Path) -> tuple[Records, Path]:
     it lists is in exactly one split with the same fields.
     """
     base = root / "Stanford_Online_Products" if (root / "Stanford_Online_Products").is_dir() else root
-    groups = [(split, path, _sop_list(path)) for split in ("train", "test")
-              for path in [_need("sop", base / f"Ebay_{split}.txt")]]
+    paths = {split: _need("sop", base / f"Ebay_{split}.txt") for split in ("train", "test")}
+    groups = [(split, path, _sop_list(path)) for split, path in paths.items()]
     _check_disjoint("sop", groups, 3, "image")
     _check_disjoint("sop", groups, 1, "class_id")
     index = base / "Ebay_info.txt"
