@@ -1,8 +1,10 @@
-"""The MS paper's published numbers, as data, each with its source tag from ``shared/paper_facts.md``.
+"""The MS paper's published numbers, as data, each with its source tag from the book's *Sources* page.
 
-Tags (copied, never upgraded): ``[P]`` primary (the authors' repositories or the paper page), ``[S]`` one secondary
-source, ``[S2]`` two or more agreeing secondary sources, ``[UNCONFIRMED]`` no source confirms it. Values the facts
-file marks ``?`` are absent here (never filled in). Recall@K values are percentages as printed by the paper.
+Every value here is a row of ``book/sources.md`` (``tests/test_paper.py`` checks them against the page).
+Tags (copied, never upgraded; the page explains them): ``[P]`` primary (the authors' repositories or the paper
+page), ``[S]`` one secondary source, ``[S2]`` two or more agreeing secondary sources, ``[UNCONFIRMED]`` no source
+confirms it. Values the page shows as "–" are absent here (never filled in). Recall@K values are percentages as
+printed by the paper.
 The Reality Check's numbers (Musgrave et al. 2020) are kept apart in :data:`REALITY_CHECK`: another protocol.
 Chapter: *Results: Recall@K tables*.
 """
@@ -45,7 +47,7 @@ _CUB_KS = (1, 2, 4, 8, 16, 32)
 _SOP_KS = (1, 10, 100, 1000)
 _INSHOP_KS = (1, 10, 20, 30)
 
-# paper_facts.md §1a (CUB-200-2011 / Cars-196) and §1b (SOP / In-Shop): the MS paper's tables
+# The MS paper's tables: book/sources.md#src-results-cub-cars and book/sources.md#src-results-sop-inshop
 PAPER_RESULTS: tuple[PaperResult, ...] = (
     PaperResult("MS", "cub200", 512, _r(_CUB_KS, (65.7, 77.0, 86.3, 91.2, 95.0, 97.3)), "[P]",
                 "official code README (research-ms-loss)"),
@@ -85,8 +87,9 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
                 "first author's README"),
 )
 
-# paper_facts.md §3a: Reality Check (Musgrave et al. 2020), P@1 (= R@1), R-Precision, MAP@R; 4 x 128-d models
-# ("128": their mean; "512": concatenated). Another protocol (batch 32, RMSprop 1e-6, validation-based stopping).
+# book/sources.md#src-reality-check: Reality Check (Musgrave et al. 2020), P@1 (= R@1), R-Precision, MAP@R;
+# 4 x 128-d models ("128": their mean; "512": the four concatenated).
+# Another protocol (batch 32, RMSprop 1e-6, validation-based stopping).
 REALITY_CHECK: tuple[PaperResult, ...] = tuple(
     PaperResult(method, dataset, dim, {"R@1": p1, "RP": rp, "MAP@R": mapr}, "[S2]",
                 "Reality Check tables, as copied by two third-party sources")
@@ -104,8 +107,8 @@ REALITY_CHECK: tuple[PaperResult, ...] = tuple(
 
 # The paper's Table 1: which similarities (S self, N negative-relative, P positive-relative) each loss's pair
 # weighting uses, as a secondary reading of the paper reports it ([S]; no source here shows the checkmarks
-# themselves). Lifted structure is the generalised per-anchor form the paper's GPW section analyses; MS uses S and N
-# through its weighting and P through its mining.
+# themselves; book/sources.md#src-table1). Lifted structure is the generalised per-anchor form the paper's GPW
+# section analyses; MS uses S and N through its weighting and P through its mining.
 PAPER_TABLE1_TAG = "[S]"
 PAPER_TABLE1_SOURCE = "a reading note of the paper (Zheng, 2022), consistent with other reading notes"
 PAPER_TABLE1: dict[str, dict[str, bool]] = {
@@ -116,7 +119,7 @@ PAPER_TABLE1: dict[str, dict[str, bool]] = {
     "multi_similarity": {"S": True, "N": True, "P": True},
 }
 
-# The setting behind the paper's CUB number (official recipe, paper_facts.md §2b); what a run is compared against.
+# The setting behind the paper's CUB number (book/sources.md#src-official-recipe); what a run is compared against.
 PAPER_SETTING: dict[str, Any] = {
     "dataset": "cub200 / cars196 / sop / inshop", "backbone": "bninception", "pretrained": "ImageNet",
     "embedding_dim": "64 / 512", "iterations": 3000, "batch": "80 = 16 x 5 (CUB recipe)",
