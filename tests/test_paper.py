@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 
 from mslib.paper import (
+    DEVIATIONS,
     PAPER_RESULTS,
     PAPER_TABLE1,
     PAPER_TABLE1_TAG,
     REALITY_CHECK,
     TAGS,
+    Deviation,
     PaperResult,
+    deviations_table,
     paper_row,
     paper_table,
 )
@@ -150,3 +153,27 @@ def test_paper_table_shape_and_labels() -> None:
 def test_bad_tag_is_rejected() -> None:
     with pytest.raises(ValueError, match="tag"):
         PaperResult("MS", "cub200", 512, {"R@1": 1.0}, "[X]", "nowhere")
+
+
+SETTINGS = {"freeze_bn": True, "amp": "bf16", "channels_last": True}
+
+
+@pytest.mark.parametrize("row", DEVIATIONS, ids=lambda r: r.topic)
+def test_every_number_of_a_deviation_is_in_its_sources(row: Deviation) -> None:
+    official = deviations_table(SETTINGS, (row,)).loc[row.topic, "official code"]
+    assert "{" not in official and row.sources
+    cited = " ".join(_section(label) for label in row.sources)
+    page_numbers = set(re.findall(r"\d+(?:\.\d+)?", cited))
+    for number in re.findall(r"\d+(?:\.\d+)?", official):
+        assert number in page_numbers, f"{row.topic}: {number} is in no section of {row.sources}"
+
+
+def test_deviations_table_fills_settings_and_names_a_missing_one() -> None:
+    df = deviations_table(SETTINGS)
+    assert list(df.columns) == ["official code", "this book", "sources"] and len(df) == len(DEVIATIONS)
+    assert "amp: bf16" in df.loc["Numerical precision", "this book"]
+    assert "beta = 40" in df.loc["Hyperparameters", "official code"]
+    assert "beta = 50" in df.loc["Hyperparameters", "official code"]
+    assert not df.map(lambda v: "{" in v and "{ref}" not in v).any().any()
+    with pytest.raises(KeyError, match="amp"):
+        deviations_table({"freeze_bn": True, "channels_last": True})
