@@ -120,3 +120,17 @@ def test_every_source_link_names_a_label() -> None:
                 if label not in LABELS:
                     bad.append(f"{path.relative_to(ROOT).as_posix()}:{where}: {label}")
     assert not bad, "links to a Sources label that does not exist:\n" + "\n".join(bad)
+
+
+def test_the_glyph_recipe_on_the_page_is_the_one_in_code() -> None:
+    """The Sources page's class list and font packages are mslib.data.glyphs' frozen ones, in the same order."""
+    from mslib.data import glyphs
+
+    section = SOURCES.read_text(encoding="utf-8").split("(src-glyphs)=", 1)[1]
+    assert "Latin capitals A–Z (26)" in section and glyphs._GROUPS[0] == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    positions = [section.find(f"`{group}`") for group in glyphs._GROUPS[1:]]
+    assert -1 not in positions, [g for g, p in zip(glyphs._GROUPS[1:], positions, strict=True) if p == -1]
+    assert positions == sorted(positions), "the page lists the classes in another order than the code"
+    assert "**Images per class:** 50" in section and f"seed {glyphs.SPLIT_SEED}" in section
+    assert all(f"`{package}`" in section for package in glyphs.EXTENDED_PACKAGES)
+    assert f"({len(glyphs.MATPLOTLIB_FACES)} faces)" in section
