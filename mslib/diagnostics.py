@@ -1,9 +1,9 @@
 """Where cosine similarities ``S_ij`` fall before any training: random directions against untrained networks.
 
-The MS loss compares every ``S_ij`` with the threshold ``λ`` (paper: 1, official code: 0.5; Wang et al. 2019,
-eq. of the MS loss). Independent random unit vectors in ``d`` dimensions have ``S ≈ N(0, 1/d)``, but an untrained
-network is not a random direction generator: ReLU features are non-negative and share a common component, so its
-embeddings start close together. Chapter *Setup* measures both with the functions below.
+The MS loss compares every ``S_ij`` with the threshold ``λ`` (paper: 1, official code: 0.5;
+``book/sources.md#src-paper``). Independent random unit vectors in ``d`` dimensions have ``S ≈ N(0, 1/d)``, but
+an untrained network is not a random direction generator: ReLU features are non-negative and share a common
+component, so its embeddings start close together. Chapter *Setup* measures both with the functions below.
 """
 
 from __future__ import annotations
