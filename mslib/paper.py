@@ -1,8 +1,10 @@
-"""The MS paper's published numbers, as data, each with its source tag from ``shared/paper_facts.md``.
+"""The MS paper's published numbers, as data, each with its source tag from the book's *Sources* page.
 
-Tags (copied, never upgraded): ``[P]`` primary (the authors' repositories or the paper page), ``[S]`` one secondary
-source, ``[S2]`` two or more agreeing secondary sources, ``[UNCONFIRMED]`` no source confirms it. Values the facts
-file marks ``?`` are absent here (never filled in). Recall@K values are percentages as printed by the paper.
+Every value here is a row of ``book/sources.md`` (``tests/test_paper.py`` checks them against the page).
+Tags (copied, never upgraded; the page explains them): ``[P]`` primary (the authors' repositories or the paper
+page), ``[S]`` one secondary source, ``[S2]`` two or more agreeing secondary sources, ``[UNCONFIRMED]`` no source
+confirms it. Values the page shows as "–" are absent here (never filled in). Recall@K values are percentages as
+printed by the paper.
 The Reality Check's numbers (Musgrave et al. 2020) are kept apart in :data:`REALITY_CHECK`: another protocol.
 Chapter: *Results: Recall@K tables*.
 """
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "PAPER_SETTING", "PaperResult", "paper_row", "paper_table",
+    "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "PAPER_SETTING", "Deviation", "PaperResult",
+    "deviations_table", "paper_row", "paper_table",
 ]
 
 TAGS = ("[P]", "[S]", "[S2]", "[UNCONFIRMED]")
@@ -45,7 +48,7 @@ _CUB_KS = (1, 2, 4, 8, 16, 32)
 _SOP_KS = (1, 10, 100, 1000)
 _INSHOP_KS = (1, 10, 20, 30)
 
-# paper_facts.md §1a (CUB-200-2011 / Cars-196) and §1b (SOP / In-Shop): the MS paper's tables
+# The MS paper's tables: book/sources.md#src-results-cub-cars and book/sources.md#src-results-sop-inshop
 PAPER_RESULTS: tuple[PaperResult, ...] = (
     PaperResult("MS", "cub200", 512, _r(_CUB_KS, (65.7, 77.0, 86.3, 91.2, 95.0, 97.3)), "[P]",
                 "official code README (research-ms-loss)"),
@@ -85,8 +88,9 @@ PAPER_RESULTS: tuple[PaperResult, ...] = (
                 "first author's README"),
 )
 
-# paper_facts.md §3a: Reality Check (Musgrave et al. 2020), P@1 (= R@1), R-Precision, MAP@R; 4 x 128-d models
-# ("128": their mean; "512": concatenated). Another protocol (batch 32, RMSprop 1e-6, validation-based stopping).
+# book/sources.md#src-reality-check: Reality Check (Musgrave et al. 2020), P@1 (= R@1), R-Precision, MAP@R;
+# 4 x 128-d models ("128": their mean; "512": the four concatenated).
+# Another protocol (batch 32, RMSprop 1e-6, validation-based stopping).
 REALITY_CHECK: tuple[PaperResult, ...] = tuple(
     PaperResult(method, dataset, dim, {"R@1": p1, "RP": rp, "MAP@R": mapr}, "[S2]",
                 "Reality Check tables, as copied by two third-party sources")
@@ -104,8 +108,8 @@ REALITY_CHECK: tuple[PaperResult, ...] = tuple(
 
 # The paper's Table 1: which similarities (S self, N negative-relative, P positive-relative) each loss's pair
 # weighting uses, as a secondary reading of the paper reports it ([S]; no source here shows the checkmarks
-# themselves). Lifted structure is the generalised per-anchor form the paper's GPW section analyses; MS uses S and N
-# through its weighting and P through its mining.
+# themselves; book/sources.md#src-table1). Lifted structure is the generalised per-anchor form the paper's GPW
+# section analyses; MS uses S and N through its weighting and P through its mining.
 PAPER_TABLE1_TAG = "[S]"
 PAPER_TABLE1_SOURCE = "a reading note of the paper (Zheng, 2022), consistent with other reading notes"
 PAPER_TABLE1: dict[str, dict[str, bool]] = {
@@ -116,7 +120,7 @@ PAPER_TABLE1: dict[str, dict[str, bool]] = {
     "multi_similarity": {"S": True, "N": True, "P": True},
 }
 
-# The setting behind the paper's CUB number (official recipe, paper_facts.md §2b); what a run is compared against.
+# The setting behind the paper's CUB number (book/sources.md#src-official-recipe); what a run is compared against.
 PAPER_SETTING: dict[str, Any] = {
     "dataset": "cub200 / cars196 / sop / inshop", "backbone": "bninception", "pretrained": "ImageNet",
     "embedding_dim": "64 / 512", "iterations": 3000, "batch": "80 = 16 x 5 (CUB recipe)",
@@ -145,3 +149,95 @@ def paper_table(dataset: str, dim: int | None = None, *, rows: tuple[PaperResult
     df = pd.DataFrame.from_records(records).set_index("method")
     metric_cols = [c for c in df.columns if c not in ("tag", "source")]
     return df[metric_cols + ["tag", "source"]]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way the official code (or the paper) and this book differ, with the Sources labels that document it.
+
+    ``book`` may hold ``{placeholders}`` filled by :func:`deviations_table` from the paper configs' settings, so the
+    settings it names are read from ``configs/``, not typed. Chapter: *Reproducing the paper*.
+    """
+
+    topic: str
+    official: str
+    book: str
+    sources: tuple[str, ...]
+
+
+# book/sources.md#src-deviations and the sections each row names. Every number in `official` appears in one of
+# its source sections (tests/test_paper.py checks it). Append a row to extend the chapter's table.
+DEVIATIONS: tuple[Deviation, ...] = (
+    Deviation("Model selection",
+              "R@1 is computed on the test set every 200 iterations and the best value is reported; the final model "
+              "is never evaluated.",
+              "The final model's test numbers are the headline. A class-disjoint validation split (val_fraction) can "
+              "select a model instead, as the Reality Check recommends; the official protocol's number is available "
+              "(official_test_selection) and always labelled best on test.",
+              ("src-official-eval", "src-reality-check")),
+    Deviation("BatchNorm",
+              "Running statistics are frozen every iteration (the affine parameters still train). The code's comment "
+              "credits this with about +2% R@1 on CUB and no effect on the other datasets; the paper does not "
+              "mention it.",
+              "freeze_bn: {freeze_bn} in the paper configs, as the code runs, documented as a deviation; off in the "
+              "CPU chapters.",
+              ("src-official-recipe",)),
+    Deviation("Numerical precision",
+              "fp32 throughout (the code pins torch 1.1.0 and uses no autocast).",
+              "The paper configs set amp: {amp} (autocast for the network's forward pass; the loss is computed in "
+              "fp32) and channels_last: {channels_last}, for speed on a GPU. Neither is part of the official recipe.",
+              ("src-official-recipe",)),
+    Deviation("Training transform",
+              "RandomResizedCrop(227, scale 0.16-1) after Resize(256), where the paper describes a resize and a "
+              "random crop.",
+              "The paper configs use the code's transform (it produced the published number); "
+              "mslib.data.transforms documents it.",
+              ("src-official-recipe", "src-paper")),
+    Deviation("Hyperparameters",
+              "alpha = {official_alpha:g}, beta = {official_beta:g}, lambda = {official_lam:g} (hard-coded), "
+              "epsilon = {official_epsilon:g} (hard-coded), against the paper's alpha = {paper_alpha:g}, "
+              "beta = {paper_beta:g}, lambda = {paper_lam:g}, epsilon = {paper_epsilon:g}.",
+              "Both are named presets (MS_PRESETS official and paper); the configs use official, and the ablation "
+              "chapter marks both.",
+              ("src-paper", "src-official-loss")),
+    Deviation("Self-pairs",
+              "Removed by value: the loss drops positives with S >= 1 - 1e-5, and the evaluation takes the "
+              "second-largest positive similarity as the threshold, so exact duplicates are dropped too.",
+              "Self-pairs are excluded by index (the diagonal), in the loss and in Recall@K; on data without "
+              "duplicate images both rules give the same numbers.",
+              ("src-official-loss", "src-official-eval")),
+    Deviation("Seeding and learning rates",
+              "The random seed, momentum, bias learning-rate factor and backbone learning-rate multiplier are "
+              "never read: runs are not seeded, and backbone and head share one learning rate.",
+              "Every run is seeded and resumable; one learning rate for all parameters, as the code effectively "
+              "runs.",
+              ("src-official-recipe",)),
+    Deviation("Datasets",
+              "CUB only: no Cars, SOP or In-Shop configs or loaders; the query/gallery evaluation path is unused.",
+              "Loaders for all four datasets; In-Shop evaluates queries against the gallery. The Cars, SOP and "
+              "In-Shop configs follow the CUB recipe with lengths that are this book's assumptions (SOP with the "
+              "batch of 1000 quoted from the paper's appendix); they are not the authors' recipes.",
+              ("src-official-recipe", "src-official-eval", "src-paper")),
+)
+
+
+def deviations_table(settings: dict[str, Any], rows: tuple[Deviation, ...] = DEVIATIONS) -> Any:
+    """The deviation rows as a DataFrame (topic, official code, this book, sources), placeholders filled.
+
+    ``settings`` holds the paper configs' values the rows name (``freeze_bn``, ``amp``, ``channels_last``); the MS
+    hyperparameters come from :data:`mslib.losses.MS_PRESETS`. A missing setting raises ``KeyError`` naming it.
+    """
+    import pandas as pd
+
+    from mslib.losses import MS_PRESETS
+
+    values = {f"{preset}_{k}": v for preset, hp in MS_PRESETS.items() for k, v in hp.items()} | dict(settings)
+    records = []
+    for row in rows:
+        try:
+            official, book = row.official.format(**values), row.book.format(**values)
+        except KeyError as err:
+            raise KeyError(f"deviation {row.topic!r} needs the setting {err.args[0]!r}") from None
+        records.append({"topic": row.topic, "official code": official, "this book": book,
+                        "sources": ", ".join(row.sources)})
+    return pd.DataFrame.from_records(records).set_index("topic")

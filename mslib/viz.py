@@ -192,3 +192,31 @@ def plot_with_ci(
     ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
     fig.tight_layout()
     return fig
+
+
+def plot_similarity_panels(
+    panels: dict[str, dict[str, Any]], thresholds: dict[str, float] | None = None, *, bins: int = 80
+) -> matplotlib.figure.Figure:
+    """One panel per title: histograms (density) of the similarity samples ``{label: values}`` it holds.
+
+    ``thresholds`` (e.g. ``{"λ official": 0.5}``) are drawn as labelled vertical lines in every panel. Chapter
+    *Setup* uses it for random directions against untrained networks (:mod:`mslib.diagnostics`).
+    """
+    import numpy as np
+
+    if not panels or any(not groups for groups in panels.values()):
+        raise ValueError("every panel needs at least one group of similarities")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2), squeeze=False)
+    for ax, (title, groups) in zip(axes[0], panels.items(), strict=True):
+        for label, values in groups.items():
+            ax.hist(np.asarray(values, dtype=float), bins=bins, range=(-1, 1), density=True, alpha=0.55, label=label)
+        for name, x in (thresholds or {}).items():
+            ax.axvline(x, color="dimgrey", ls=":", lw=1)
+            ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                        fontsize=7, color="dimgrey")
+        ax.set(title=title, xlabel=r"cosine similarity $S_{ij}$", xlim=(-1, 1.02))
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("density (log scale)")
+    fig.tight_layout()
+    return fig

@@ -1,23 +1,136 @@
-"""mslib.paper: the published numbers are the ones shared/paper_facts.md gives, with their tags, and nothing else."""
+"""mslib.paper holds exactly the published numbers of the book's *Sources* page (book/sources.md), with their tags.
+
+The page is part of the repository, so this test never skips: a missing page, section, table or row fails it.
+Tables are parsed from the Markdown itself (one table per ``###`` heading inside a ``(src-...)=`` section).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pytest
 
-from mslib.paper import PAPER_RESULTS, REALITY_CHECK, paper_row, paper_table
+from mslib.paper import (
+    DEVIATIONS,
+    PAPER_RESULTS,
+    PAPER_TABLE1,
+    PAPER_TABLE1_TAG,
+    REALITY_CHECK,
+    TAGS,
+    Deviation,
+    PaperResult,
+    deviations_table,
+    paper_row,
+    paper_table,
+)
 
-FACTS = Path(__file__).resolve().parent.parent.parent / "shared" / "paper_facts.md"
-FACTS_ALT = Path("/work/shared/paper_facts.md")
+SOURCES = Path(__file__).resolve().parent.parent / "book" / "sources.md"
+RESULT_HEADINGS = {"cub200": "CUB-200-2011 (paper)", "cars196": "Cars-196 (paper)",
+                   "sop": "Stanford Online Products (paper)", "inshop": "In-Shop (paper)"}
+RC_HEADINGS = {"cub200": "CUB-200-2011 (Reality Check)", "cars196": "Cars-196 (Reality Check)"}
+RC_COLUMNS = {"R@1": "P@1", "RP": "RP", "MAP@R": "MAP@R"}
 
 
-def _facts() -> str:
-    for path in (FACTS, FACTS_ALT):
-        if path.is_file():
-            return path.read_text()
-    pytest.skip("shared/paper_facts.md is not available in this checkout")
+def _page() -> str:
+    assert SOURCES.is_file(), "book/sources.md is missing: the published numbers have no source"
+    return SOURCES.read_text(encoding="utf-8")
+
+
+def _section(label: str) -> str:
+    """The text of one ``(label)=`` section, up to the next label."""
+    parts = re.split(r"^\((src-[a-z0-9-]+)\)=\s*$", _page(), flags=re.M)
+    sections = dict(zip(parts[1::2], parts[2::2], strict=True))
+    assert label in sections, f"book/sources.md has no ({label})= section; it has {sorted(sections)}"
+    return sections[label]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """Markdown tables keyed by the nearest ``###`` heading above them ('' before any heading)."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading, lines = "", text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("### "):
+            heading = lines[i][4:].strip()
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-| ]+\|$", lines[i + 1].strip()):
+            header = _cells(lines[i])
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(dict(zip(header, _cells(lines[i]), strict=True)))
+                i += 1
+            assert heading not in tables, f"two tables under the heading {heading!r}"
+            tables[heading] = rows
+            continue
+        i += 1
+    return tables
+
+
+def _table(label: str, heading: str) -> list[dict[str, str]]:
+    tables = _tables(_section(label))
+    assert heading in tables, f"section {label} has no table under '### {heading}' (has {sorted(tables)})"
+    return tables[heading]
+
+
+def _dim(row: PaperResult) -> str:
+    return "–" if row.dim is None else str(row.dim)
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace("−", "-"))
+
+
+@pytest.mark.parametrize("row", PAPER_RESULTS, ids=lambda r: f"{r.method}-{r.dataset}-{r.dim}")
+def test_every_published_value_is_in_its_row_with_its_tag(row: PaperResult) -> None:
+    label = "src-results-cub-cars" if row.dataset in ("cub200", "cars196") else "src-results-sop-inshop"
+    table = _table(label, RESULT_HEADINGS[row.dataset])
+    matches = [r for r in table if r["Method"] == row.method and r["Dim"] == _dim(row)]
+    assert len(matches) == 1, f"{row.method} (dim {_dim(row)}) has {len(matches)} rows in {row.dataset}'s table"
+    page_row = matches[0]
+    assert page_row["Tag"] == row.tag, f"{row.method}/{row.dataset}: tag {row.tag} here, {page_row['Tag']} on the page"
+    for key, value in row.metrics.items():
+        assert key in page_row, f"{row.dataset}'s table has no column {key}"
+        assert _number(page_row[key]) == value, f"{row.method}/{row.dataset} {key}: {value} != {page_row[key]}"
+
+
+@pytest.mark.parametrize("row", REALITY_CHECK, ids=lambda r: f"{r.method}-{r.dataset}-{r.dim}")
+def test_every_reality_check_value_is_in_its_row_with_its_tag(row: PaperResult) -> None:
+    table = _table("src-reality-check", RC_HEADINGS[row.dataset])
+    matches = [r for r in table if r["Method"] == row.method]
+    assert len(matches) == 1, f"{row.method} has {len(matches)} rows in the Reality Check's {row.dataset} table"
+    assert matches[0]["Tag"] == row.tag
+    for key, value in row.metrics.items():
+        cell = matches[0][f"{row.dim}-d {RC_COLUMNS[key]}"]
+        assert math.isclose(_number(cell), value), f"{row.method}/{row.dataset}/{row.dim} {key}: {value} != {cell}"
+
+
+def test_table1_matches_the_page() -> None:
+    table = {r["mslib name"].strip("`"): r for r in _table("src-table1", "")}
+    assert set(table) == set(PAPER_TABLE1), f"page rows {sorted(table)} != PAPER_TABLE1 {sorted(PAPER_TABLE1)}"
+    for loss, marks in PAPER_TABLE1.items():
+        assert table[loss]["Tag"] == PAPER_TABLE1_TAG, loss
+        for column, value in marks.items():
+            assert table[loss][column] in ("yes", "no"), f"{loss} {column}: {table[loss][column]!r}"
+            assert (table[loss][column] == "yes") == value, f"{loss} {column}: {value} here, {table[loss][column]}"
+
+
+def test_tags_are_the_pages_tags() -> None:
+    legend = _tables(_page().split("(src-paper)=")[0])[""]
+    assert {r["Tag"].strip("*") for r in legend} == set(TAGS)
+
+
+def test_the_parser_notices_a_changed_value() -> None:
+    """The checks above could fail: a row whose value differs from the page is caught."""
+    table = _table("src-results-cub-cars", RESULT_HEADINGS["cub200"])
+    ms = next(r for r in table if r["Method"] == "MS" and r["Dim"] == "512")
+    assert _number(ms["R@1"]) == 65.7
+    assert _number(ms["R@1"]) != 65.8
 
 
 def test_headline_rows() -> None:
@@ -25,36 +138,42 @@ def test_headline_rows() -> None:
     assert cub is not None and cub.metrics["R@1"] == 65.7 and cub.tag == "[P]"
     cars = paper_row("cars196", 512)
     assert cars is not None and cars.metrics["R@1"] == 84.1 and cars.tag == "[S2]"
-    assert "R@16" not in cars.metrics, "Cars R@16 is '?' in the facts file: it must stay absent"
+    assert "R@16" not in cars.metrics, "Cars R@16 is unconfirmed: it must stay absent"
     assert paper_row("cars196", 64) is None, "MS^64 on Cars is unconfirmed: no row"
     assert paper_row("glyphs", 64) is None
-
-
-def _first_cell(line: str) -> str:
-    cell = line.split("|")[1].replace("*", "").strip()
-    return re.sub(r"\^\d+.*$|\s*\(.*\)$", "", cell).replace("-", "").lower()
-
-
-def test_every_value_appears_in_the_facts_file_rows_of_its_method() -> None:
-    lines = [ln for ln in _facts().splitlines() if ln.startswith("| ")]
-    for row in PAPER_RESULTS:
-        mine = [ln for ln in lines if _first_cell(ln) == row.method.replace("-", "").lower()]
-        assert mine, f"no facts-file row for {row.method}"
-        numbers = {float(x) for ln in mine for x in re.findall(r"(?<![\d.])\d+\.\d+", ln.replace("*", ""))}
-        for key, value in row.metrics.items():
-            assert value in numbers, f"{row.method} {row.dataset} {key}={value} is not in its facts-file rows"
-
-
-def test_reality_check_values_appear_in_the_facts_file() -> None:
-    text = _facts()
-    for row in REALITY_CHECK:
-        line = next(ln for ln in text.splitlines() if re.match(rf"\| \**{re.escape(row.method)}\**\s*\|", ln))
-        for value in row.metrics.values():
-            assert f"{value:.2f}" in line, f"{row.method} {row.dataset}/{row.dim}: {value} not in {line}"
 
 
 def test_paper_table_shape_and_labels() -> None:
     df = paper_table("cub200", 512)
     assert list(df.index)[0] == "MS^512"
-    assert list(df.columns[-2:]) == ["tag", "source"] and set(df["tag"]) <= {"[P]", "[S]", "[S2]", "[UNCONFIRMED]"}
+    assert list(df.columns[-2:]) == ["tag", "source"] and set(df["tag"]) <= set(TAGS)
     assert paper_table("glyphs").empty
+
+
+def test_bad_tag_is_rejected() -> None:
+    with pytest.raises(ValueError, match="tag"):
+        PaperResult("MS", "cub200", 512, {"R@1": 1.0}, "[X]", "nowhere")
+
+
+SETTINGS = {"freeze_bn": True, "amp": "bf16", "channels_last": True}
+
+
+@pytest.mark.parametrize("row", DEVIATIONS, ids=lambda r: r.topic)
+def test_every_number_of_a_deviation_is_in_its_sources(row: Deviation) -> None:
+    official = deviations_table(SETTINGS, (row,)).loc[row.topic, "official code"]
+    assert "{" not in official and row.sources
+    cited = " ".join(_section(label) for label in row.sources)
+    page_numbers = set(re.findall(r"\d+(?:\.\d+)?", cited))
+    for number in re.findall(r"\d+(?:\.\d+)?", official):
+        assert number in page_numbers, f"{row.topic}: {number} is in no section of {row.sources}"
+
+
+def test_deviations_table_fills_settings_and_names_a_missing_one() -> None:
+    df = deviations_table(SETTINGS)
+    assert list(df.columns) == ["official code", "this book", "sources"] and len(df) == len(DEVIATIONS)
+    assert "amp: bf16" in df.loc["Numerical precision", "this book"]
+    assert "beta = 40" in df.loc["Hyperparameters", "official code"]
+    assert "beta = 50" in df.loc["Hyperparameters", "official code"]
+    assert not df.map(lambda v: "{" in v and "{ref}" not in v).any().any()
+    with pytest.raises(KeyError, match="amp"):
+        deviations_table({"freeze_bn": True, "channels_last": True})

@@ -35,3 +35,17 @@ def test_rejects_ids_that_are_not_stable_labels(tmp_path: Path, bad: str) -> Non
     with pytest.raises(ValueError, match="fig-<chapter>-<slug>"):
         save_figure(fig, bad, out_dir=tmp_path)
     plt.close(fig)
+
+
+def test_similarity_panels_draw_every_group_and_threshold() -> None:
+    from mslib.viz import plot_similarity_panels
+
+    panels = {"a": {"x": [0.1, 0.2, 0.3], "y": [0.9, 0.95]}, "b": {"z": [-0.5, 0.0]}}
+    fig = plot_similarity_panels(panels, {"λ": 0.5})
+    ax_a, ax_b = fig.axes
+    assert [t.get_text() for t in ax_a.get_legend().get_texts()] == ["x", "y"]
+    assert len(ax_a.patches) == 2 * 80 and len(ax_b.patches) == 80  # one bar per bin and group
+    assert [line.get_xdata()[0] for line in ax_b.lines] == [0.5]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one group"):
+        plot_similarity_panels({"a": {}})

@@ -1,0 +1,87 @@
+"""Where cosine similarities ``S_ij`` fall before any training: random directions against untrained networks.
+
+The MS loss compares every ``S_ij`` with the threshold ``λ`` (paper: 1, official code: 0.5;
+``book/sources.md#src-paper``). Independent random unit vectors in ``d`` dimensions have ``S ≈ N(0, 1/d)``, but
+an untrained network is not a random direction generator: ReLU features are non-negative and share a common
+component, so its embeddings start close together. Chapter *Setup* measures both with the functions below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["MODES", "pair_similarities", "random_direction_similarities", "sample_batch", "similarity_summary",
+           "untrained_embeddings"]
+
+MODES = ("train", "eval")
+
+
+def pair_similarities(embeddings: Tensor) -> Tensor:
+    """Cosine similarities ``S_ij`` of all pairs ``i < j`` of the rows of ``embeddings`` (normalised here), 1-D."""
+    if embeddings.ndim != 2 or len(embeddings) < 2:
+        raise ValueError(f"need a 2-D tensor of at least 2 embeddings, got shape {tuple(embeddings.shape)}")
+    x = torch.nn.functional.normalize(embeddings, dim=1)
+    i, j = torch.triu_indices(len(x), len(x), offset=1)
+    return (x @ x.T)[i, j]
+
+
+def random_direction_similarities(n: int, dim: int, *, seed: int = 0) -> Tensor:
+    """``S_ij`` of all pairs of ``n`` directions drawn uniformly on the unit sphere of ``R^dim`` (float64)."""
+    if n < 2 or dim < 1:
+        raise ValueError(f"need n ≥ 2 vectors and dim ≥ 1, got n={n}, dim={dim}")
+    generator = torch.Generator().manual_seed(seed)
+    return pair_similarities(torch.randn(n, dim, generator=generator, dtype=torch.float64))
+
+
+def sample_batch(dataset: Any, n: int, *, seed: int = 0) -> Tensor:
+    """``n`` images of ``dataset`` (items ``(image, label)``) drawn without replacement, stacked into one batch."""
+    if not 2 <= n <= len(dataset):
+        raise ValueError(f"need 2 ≤ n ≤ {len(dataset)} images (the dataset's size), got n={n}")
+    index = np.random.default_rng(seed).choice(len(dataset), size=n, replace=False)
+    return torch.stack([dataset[int(i)][0] for i in index])
+
+
+@torch.no_grad()
+def untrained_embeddings(
+    backbone: str,
+    images: Tensor,
+    *,
+    mode: str,
+    embedding_dim: int = 512,
+    pooling: str = "max",
+    image_size: int = 227,
+    seed: int = 0,
+) -> Tensor:
+    """Embeddings of glyph ``images`` (``N×1×32×32`` in [0, 1]) by a freshly initialised ``backbone`` with its head.
+
+    ``mode`` is ``"train"`` (BatchNorm normalises with the batch's statistics, as in the first training step) or
+    ``"eval"`` (BatchNorm uses its initial running statistics, mean 0 and variance 1). Image backbones get the glyphs
+    upscaled to ``image_size`` in their input convention, as training does (:func:`mslib.train.adapt_input`).
+    """
+    from mslib.models import build_model
+    from mslib.train import TrainConfig, adapt_input
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be glyphs of shape N×1×H×W, got {tuple(images.shape)}")
+    torch.manual_seed(seed)
+    in_channels = 1 if backbone == "smallcnn" else 3
+    model = build_model(backbone, embedding_dim, pooling=pooling, in_channels=in_channels)
+    model.train(mode == "train")
+    cfg = TrainConfig(dataset="glyphs", backbone=backbone, image_size=image_size)
+    return model(adapt_input(images, cfg))
+
+
+def similarity_summary(sims: Tensor, lam: float) -> dict[str, float]:
+    """Mean, standard deviation, 5/50/95% quantiles and the share of pairs with ``S > λ`` (plain floats)."""
+    s = sims.detach().double().flatten()
+    if s.numel() == 0:
+        raise ValueError("no similarities to summarise")
+    q05, q50, q95 = torch.quantile(s, torch.tensor([0.05, 0.5, 0.95], dtype=s.dtype)).tolist()
+    return {"mean": float(s.mean()), "std": float(s.std()), "q05": q05, "median": q50, "q95": q95,
+            "share_above_lam": float((s > lam).double().mean())}
