@@ -115,5 +115,5 @@ def check_global_batch(p: int, world_size: int) -> None:
     if world_size < 1:
         raise ValueError(f"world size must be >= 1, got {world_size}")
     if p % world_size:
-        raise ValueError(f"p={p} classes per global batch cannot be split evenly over world size {world_size} "
-                         f"processes: choose p divisible by {world_size} (or another --nproc_per_node)")
+        raise ValueError(f"p={p} classes per global batch cannot be split evenly over {world_size} processes "
+                         f"(world size {world_size}): choose p divisible by {world_size} (or another --nproc_per_node)")
