@@ -65,6 +65,34 @@ def _scheduled_lrs(cfg: TrainConfig) -> list[float]:
     return lrs
 
 
+def _official_scheduler_lrs(cfg: TrainConfig) -> list[float]:
+    """The official scheduler class (its ``get_lr`` transcribed) on torch's own scheduler base, stepped before
+    ``optimizer.step()`` as the official loop does: a second, torch-driven reading of the same sequence."""
+    import warnings
+    from bisect import bisect_right
+
+    class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
+        def get_lr(self) -> list[float]:
+            factor = 1.0
+            if self.last_epoch < cfg.warmup_iterations:
+                a = float(self.last_epoch) / cfg.warmup_iterations
+                factor = cfg.warmup_factor * (1 - a) + a
+            return [base * factor * cfg.gamma ** bisect_right(cfg.milestones, self.last_epoch)
+                    for base in self.base_lrs]
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=cfg.lr)
+    scheduler = WarmupMultiStepLR(optimizer)
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about the (official) order scheduler.step -> optimizer.step
+        for _ in range(cfg.iterations):
+            scheduler.step()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+    return lrs
+
+
 @pytest.mark.parametrize("config", [*sorted(p.name for p in CONFIGS.glob("*.yaml")), "warmup"])
 def test_lr_of_every_update_equals_the_official_loop(config: str) -> None:
     """Every shipped config, and the official defaults' warm-up (200 iterations from 0.01), update by update."""
@@ -75,6 +103,7 @@ def test_lr_of_every_update_equals_the_official_loop(config: str) -> None:
         cfg = TrainConfig.from_yaml(CONFIGS / config)
     expected = official_lrs(cfg.lr, cfg.iterations, warmup_iters=cfg.warmup_iterations,
                             warmup_factor=cfg.warmup_factor, milestones=cfg.milestones, gamma=cfg.gamma)
+    assert _official_scheduler_lrs(cfg) == pytest.approx(expected, rel=1e-12, abs=0), "the plain loop is faithful"
     got = _scheduled_lrs(cfg)
     assert got == pytest.approx(expected, rel=1e-12, abs=0)
     for m in cfg.milestones:  # the drop lands on update m − 1 (0-based), i.e. the m-th update, as officially
