@@ -1,11 +1,15 @@
-"""Multi-GPU training with ``torch.distributed`` (DDP via ``torchrun``): the loss sees the global batch.
+"""Multi-GPU training with ``torch.distributed`` (DDP via ``torchrun``): ``p × k`` is the global batch.
 
-Each process embeds its own P×K batch; :func:`gather_embeddings` all-gathers embeddings (differentiably) and
-labels, and every process computes the loss ``L`` of the *global* batch (its square similarity matrix, so the
-self-pairs are the diagonal, excluded by index as in a single process). The all-gather's backward sums the
-``W`` identical gradients ``∂L/∂e_r`` the processes send to each process's embeddings ``e_r``, and DDP divides
-the parameter gradients by ``W``, so the update equals the single-process update on the concatenated batch.
-The ``W``-fold repeated loss costs ``O((W·B)²)`` per process, negligible beside the backbone.
+Every process builds the same P×K sampler (same seed) and embeds its share of each batch, ``P/W`` classes × K
+images (:class:`mslib.data.PKSampler` with ``rank``/``world_size``). :func:`gather_embeddings` all-gathers the
+embeddings (differentiably) and labels in rank order, which is the single-process batch, and every process computes
+the loss ``L`` of that *global* batch (its square similarity matrix, so the self-pairs are the diagonal, excluded
+by index as in a single process). The all-gather's backward sums the ``W`` identical gradients ``∂L/∂e_r`` the
+processes send to each process's embeddings ``e_r``, and DDP divides the parameter gradients by ``W``, so the
+update equals the single-process update on the global batch (``tests/test_distributed.py`` checks batches, loss
+and update). BatchNorm statistics are per process unless frozen (``freeze_bn``) or synchronised
+(``SyncBatchNorm``, which :func:`mslib.train.fit` uses on CUDA). The ``W``-fold repeated loss costs
+``O((P·K)²)`` per process, negligible beside the backbone.
 """
 
 from __future__ import annotations
@@ -58,3 +62,12 @@ def gather_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[t
     all_labels = [torch.empty_like(labels) for _ in range(world_size())]
     dist.all_gather(all_labels, labels)
     return all_embeddings, torch.cat(all_labels), rank() * labels.numel()
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every process's ``obj`` (picklable), in rank order; ``[obj]`` in a single process. All processes must call it."""
+    if not is_distributed():
+        return [obj]
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,12 +1,15 @@
 """Training: the official recipe's loop, made resumable and seeded.
 
 One :class:`TrainConfig` holds every setting (the book's notebooks and ``python -m mslib train --config`` build
-it). :func:`fit` runs an iteration-based loop like the official code (P×K batches, warm-up + multi-step learning
-rate, optional frozen BN statistics), evaluates on a class-disjoint validation split of the training classes
-for model selection (Reality-Check style), and evaluates the test set once with the selected and with the final
-model. The official protocol's "best test R@1 over periodic test evaluations" is available, clearly labelled,
-for comparison with the paper only. Checkpoints hold the model, optimizer, scheduler, sampler position and RNG
-states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
+it). :func:`fit` runs an iteration-based loop like the official code (P×K batches, the official warm-up +
+multi-step learning-rate timing when a config sets them, optional frozen BN statistics), evaluates on a
+class-disjoint validation split of the training classes for model selection (Reality-Check style), and evaluates
+the test set once with the selected and with the final model. The official protocol's "best test R@1 over the
+periodic test evaluations" (before update 0 and every ``eval_every`` updates, never the final model, as the
+official loop) is available, clearly labelled, for comparison with the paper only
+(``book/sources.md#src-official-recipe``, ``book/sources.md#src-deviations``). Under ``torchrun``, ``p × k`` is
+the global batch (:mod:`mslib.distributed`). Checkpoints hold the model, optimizer, scheduler, sampler position and
+every process's RNG states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
 """
 
 from __future__ import annotations
@@ -128,12 +131,28 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def lr_factor(iteration: int, cfg: TrainConfig) -> float:
-    """The official WarmupMultiStepLR factor: linear warm-up from ``warmup_factor``, then ×γ at each milestone."""
+    """The official WarmupMultiStepLR factor at scheduler step ``iteration``: linear warm-up from
+    ``warmup_factor``, then ×γ at each milestone (``book/sources.md#src-official-recipe``)."""
     factor = 1.0
     if iteration < cfg.warmup_iterations:
         alpha = iteration / cfg.warmup_iterations
         factor = cfg.warmup_factor * (1 - alpha) + alpha
     return factor * cfg.gamma ** bisect_right(sorted(cfg.milestones), iteration)
+
+
+def lr_at_update(update: int, cfg: TrainConfig) -> float:
+    """The LR factor of update ``update`` (0-based), timed as the official code: ``lr_factor(update + 1)``.
+
+    The official loop calls ``scheduler.step()`` *before* ``optimizer.step()`` (torch 1.1 semantics; the
+    scheduler's constructor already took step 0), so update t runs at the scheduler's step t + 1: a milestone m
+    takes effect from update m − 1, and warm-up starts at ``lr_factor(1)``, not at ``warmup_factor``.
+    """
+    return lr_factor(update + 1, cfg)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule, stepped after each ``optimizer.step()``: update t runs at ``lr · lr_at_update(t)``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_at_update(t, cfg))
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -222,6 +241,61 @@ def _evaluate(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: Tra
     return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks), seed=cfg.seed)
 
 
+def train_step(
+    net: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    iteration: int = 0,
+) -> torch.Tensor:
+    """One update on this process's share of a P×K batch; return the loss ``L`` of the global batch.
+
+    Under ``torchrun`` the embeddings of every process are gathered first (:mod:`mslib.distributed`), so ``L``
+    is the loss of the global batch and the update equals the single-process one; ``amp_dtype`` runs the forward
+    under autocast, the loss in float32 (float64 embeddings stay float64).
+    """
+    from mslib import distributed
+
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        embeddings = net(images)
+    embeddings, labels, _ = distributed.gather_embeddings(embeddings, labels)
+    if embeddings.dtype in (torch.float16, torch.bfloat16):
+        embeddings = embeddings.float()
+    loss = loss_fn(embeddings, labels)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.detach()
+
+
+def _process_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s augmentation RNG: ``seed`` on rank 0 (a single process), distinct elsewhere."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _distributed_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """DDP around ``model``; BatchNorm in training mode is synchronised so its statistics are the global batch's."""
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and not cfg.freeze_bn:
+        if device.type != "cuda":
+            raise RuntimeError("under torchrun on CPU, BatchNorm would use per-process batch statistics "
+                               "(SyncBatchNorm needs CUDA), so the update would not be the global batch's: "
+                               "set freeze_bn: true or train on CUDA")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(model)  # single-device module: DDP infers the device
+
+
 def fit(
     cfg: TrainConfig,
     *,
@@ -241,13 +315,16 @@ def fit(
 
     from mslib import distributed
     from mslib.data import PKSampler
+    from mslib.data.sampler import check_global_batch
     from mslib.losses import build_loss
     from mslib.models import build_model, freeze_bn_stats
 
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
-    seed_everything(cfg.seed)
+    rank, world = distributed.rank(), distributed.world_size()
+    check_global_batch(cfg.p, world)  # p × k is the global batch: each process takes p / world of its classes
+    seed_everything(cfg.seed)  # the same initial model on every process
     sets = datasets(cfg)
     in_channels = 1 if cfg.backbone == "smallcnn" else 3
     model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
@@ -256,16 +333,19 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     net = model  # what the training step calls: the model, or its DDP wrapper under torchrun
     if distributed.is_distributed():
-        net = torch.nn.parallel.DistributedDataParallel(model)  # single-device module: DDP infers the device
+        net = _distributed_model(model, cfg, device)
+        model = net.module
     loss_fn = build_loss(cfg.loss, **cfg.loss_params)
     optimizer = build_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
+    scheduler = build_scheduler(optimizer, cfg)
     use_amp = cfg.amp is not None and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    amp_dtype = (torch.bfloat16 if cfg.amp == "bf16" else torch.float16) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
-    # under torchrun each process draws its own P×K batches (seed offset by rank); the loss sees their union
-    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=cfg.iterations,
-                        seed=cfg.seed + 1000 * distributed.rank())
+    # one global P×K sampler, the same seed on every process; each process takes its share of the classes
+    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=cfg.iterations, seed=cfg.seed,
+                        rank=rank, world_size=world)
+    if rank:  # augmentation draws: the processes embed different images, so give them different streams
+        seed_everything(_process_seed(cfg.seed, rank))
 
     state: dict[str, Any] = {"iteration": 0, "history": [], "evals": [], "best": None, "best_state": None,
                              "train_seconds": 0.0, "images": 0}
@@ -280,35 +360,43 @@ def fit(
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         sampler.load_state_dict(saved["sampler"])
-        _set_rng_state(saved["rng"])
+        rngs = saved.get("rng_by_rank") or [saved["rng"]]
+        if rank < len(rngs):
+            _set_rng_state(rngs[rank])
+        else:  # resumed with more processes than saved: a fresh stream for this one
+            seed_everything(_process_seed(cfg.seed + saved["state"]["iteration"], rank))
         state = saved["state"]
 
     def checkpoint() -> None:
-        if ckpt is None or distributed.rank() != 0:
+        if ckpt is None:
+            return
+        rngs = distributed.gather_objects(_rng_state())  # every process's RNG (a collective: all processes call it)
+        if rank != 0:
             return
         save_checkpoint(ckpt, {
             "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "sampler": sampler.state_dict(state["iteration"]),
-            "rng": _rng_state(), "state": state,
+            "rng": rngs[0], "rng_by_rank": rngs, "state": state,
         })
 
     def log(entry: dict[str, Any]) -> None:
-        if run_path is not None and distributed.rank() == 0:
+        if run_path is not None and rank == 0:
             run_path.mkdir(parents=True, exist_ok=True)
             with open(run_path / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
         if on_log is not None:
             on_log(entry)
 
-    def periodic_eval(iteration: int) -> None:
+    def periodic_eval(iteration: int, *, official: bool = True) -> None:
+        """Validation (model selection) and, on the official schedule only, the official protocol's test eval."""
         entry: dict[str, Any] = {"iteration": iteration}
         if "val" in sets:
             entry["val"] = _evaluate(model, sets, "val", cfg)
             if state["best"] is None or entry["val"]["R@1"] > state["best"]["val"]["R@1"]:
                 state["best"] = entry
                 state["best_state"] = copy.deepcopy(model.state_dict())
-        if cfg.official_test_selection:
+        if cfg.official_test_selection and official:
             entry["test"] = _evaluate(model, sets, "test", cfg)
         if len(entry) > 1:
             state["evals"].append(entry)
@@ -320,10 +408,11 @@ def fit(
     # a private generator: creating the loader's iterator must not draw from the global RNG, which the
     # checkpoint restores (otherwise a resumed run would see other augmentations than an uninterrupted one)
     loader = DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+                        pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(_process_seed(cfg.seed, rank)))
     start_iteration = state["iteration"]
     if start_iteration == 0 and (cfg.official_test_selection or "val" in sets):
-        periodic_eval(0)  # the official code also evaluates before the first update
+        periodic_eval(0)  # the official code evaluates before the first update, then every eval_every updates
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
     bar = tqdm(total=end, initial=start_iteration, disable=not progress, desc="train", mininterval=2.0)
     iteration = start_iteration
@@ -338,30 +427,21 @@ def fit(
         labels = labels.to(device, non_blocking=True)
         if cfg.channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            embeddings = net(images)
-        if distributed.is_distributed():  # the loss of the global batch (see mslib.distributed)
-            embeddings, labels, _ = distributed.gather_embeddings(embeddings, labels)
-        loss = loss_fn(embeddings.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        lr = float(optimizer.param_groups[0]["lr"])  # this update's learning rate (official timing)
+        loss = train_step(net, loss_fn, optimizer, images, labels, scaler=scaler, amp_dtype=amp_dtype,
+                          iteration=iteration)
         scheduler.step()
         iteration += 1
         state["iteration"] = iteration
-        state["images"] += images.shape[0]
+        state["images"] += images.shape[0] * world  # the global batch
         bar.update(1)
         if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
-            entry = {"event": "train", "iteration": iteration, "loss": float(loss.detach()),
-                     "lr": float(optimizer.param_groups[0]["lr"])}
+            entry = {"event": "train", "iteration": iteration, "loss": float(loss), "lr": lr}
             state["history"].append(entry)
             log(entry)
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
         if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
-            periodic_eval(iteration)
+            periodic_eval(iteration)  # the official loop's schedule: never after the last update
         if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0:
             state["train_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -375,7 +455,7 @@ def fit(
 
     metrics: dict[str, Any] = {"final": {"iteration": iteration, "test": _evaluate(model, sets, "test", cfg)}}
     if "val" in sets:
-        periodic_eval(iteration)
+        periodic_eval(iteration, official=False)  # validation may select the final model; no extra test eval
         best = state["best"]
         final_state = copy.deepcopy(model.state_dict())
         model.load_state_dict(state["best_state"])
@@ -383,17 +463,29 @@ def fit(
                                "val": best["val"], "test": _evaluate(model, sets, "test", cfg)}
         model.load_state_dict(final_state)
     if cfg.official_test_selection:
-        tested = [e for e in state["evals"] if "test" in e] + [{"iteration": iteration,
-                                                                "test": metrics["final"]["test"]}]
-        best_test = max(tested, key=lambda e: e["test"]["R@1"])
-        metrics["official_best_test"] = {
-            "iteration": best_test["iteration"], "test": best_test["test"],
-            "note": "best test R@1 over periodic test evaluations (the official code's protocol; optimistic)",
-        }
+        metrics["official_best_test"] = official_best_test(state["evals"])
     state["metrics"] = metrics
     state["best_state"] = None  # the selected model's test numbers are in metrics; keep the checkpoint small
     checkpoint()
     return _result(cfg, state, model)
+
+
+def official_best_test(evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The official protocol's number: the best test R@1 over the periodic test evaluations (test-set selection).
+
+    Those evaluations follow the official loop: before update 0 and after every ``eval_every`` updates, never after
+    the last one (the official ``iteration == max_iter`` branch is unreachable), so the final model is not a
+    candidate. Ties keep the earliest, as the official strict ``>`` does. Optimistic: the test set picks the model.
+    """
+    tested = [e for e in evals if "test" in e]
+    if not tested:
+        raise ValueError("no periodic test evaluation to select from (official_test_selection needs them)")
+    best = max(tested, key=lambda e: e["test"]["R@1"])  # the first maximum
+    return {"iteration": best["iteration"], "test": best["test"],
+            "evaluated_at": [e["iteration"] for e in tested],
+            "note": ("best test R@1 over the official schedule's test evaluations (before update 0 and every "
+                     "eval_every updates; the final model is not evaluated, as in the official loop): "
+                     "test-set model selection, optimistic")}
 
 
 def _result(cfg: TrainConfig, state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
@@ -480,8 +572,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from mslib.data.errors import DatasetError
+    from mslib.data.sampler import check_global_batch
 
     distributed.init_from_env()
+    try:
+        check_global_batch(cfg.p, distributed.world_size())  # p × k is the global batch, shared by the processes
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         record, _ = train_or_load(cfg, results_dir=args.results_dir, progress=not args.no_progress)
     except (DatasetError, RuntimeError) as err:  # missing/corrupt data, no CUDA: the message says what to do

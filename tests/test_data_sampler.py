@@ -32,10 +32,39 @@ def test_small_classes_are_padded_with_replacement_and_large_ones_without() -> N
     batches = list(PKSampler(labels, p=4, k=5, num_batches=20, seed=0))
     for batch in batches:
         chunk0 = [i for i in batch if labels[i] == 0]
-        assert len(chunk0) == 5 and set(chunk0) <= {0, 1}
+        assert len(chunk0) == 5 and set(chunk0) == {0, 1}, "both originals, plus 3 drawn from them"
         for c in (1, 2, 3):
             chunk = [i for i in batch if labels[i] == c]
             assert len(chunk) == 5 and len(set(chunk)) == 5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_padding_keeps_every_original_image(seed: int) -> None:
+    """The official padding: a class of n < K images contributes all n, plus K−n drawn from the class."""
+    k = 6
+    sizes = [1, 2, 3, 4, 5, 6, 9]  # every n < k, and two classes that need no padding
+    labels = np.repeat(np.arange(len(sizes)) * 10, sizes)
+    sampler = PKSampler(labels, p=len(sizes), k=k, num_batches=12, seed=seed)
+    for batch in sampler:
+        for c, n in zip(np.arange(len(sizes)) * 10, sizes, strict=True):
+            chunk = [i for i in batch if labels[i] == c]
+            originals = set(np.flatnonzero(labels == c).tolist())
+            assert len(chunk) == k and set(chunk) <= originals, "the extra images come from the class"
+            if n <= k:  # one chunk per round: all of a small class's images are in it
+                assert set(chunk) == originals, f"class of {n} images lost an original"
+                assert len(chunk) - len(set(chunk)) == k - n, "exactly K−n repeats"
+
+
+def test_padding_draws_are_fixed_by_the_seed() -> None:
+    labels = np.repeat(np.arange(8), [1, 2, 2, 3, 3, 4, 4, 4])  # every class padded to k=5
+
+    def run(seed: int) -> list[list[int]]:
+        return list(PKSampler(labels, p=4, k=5, num_batches=40, seed=seed))
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+    chunks_of_class_3 = {tuple(sorted(i for i in b if labels[i] == 3)) for b in run(3)} - {()}
+    assert len(chunks_of_class_3) > 1, "the K−n repeats are drawn afresh each round"
 
 
 def test_every_chunk_used_before_reshuffle() -> None:
@@ -85,3 +114,35 @@ def test_works_as_dataloader_batch_sampler() -> None:
     loader = torch.utils.data.DataLoader(ds, batch_sampler=PKSampler(labels, p=3, k=2, num_batches=5))
     batches = list(loader)
     assert len(batches) == 5 and all(b[0].shape == (6,) for b in batches)
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_process_shares_concatenate_to_the_global_batch(world: int) -> None:
+    """Under torchrun each rank takes P/W consecutive classes of the same global batch (same seed everywhere)."""
+    labels = _labels()
+    full = list(PKSampler(labels, p=8, k=3, num_batches=25, seed=11))
+    shares = [list(PKSampler(labels, p=8, k=3, num_batches=25, seed=11, rank=r, world_size=world))
+              for r in range(world)]
+    for i, batch in enumerate(full):
+        parts = [s[i] for s in shares]
+        assert all(len(part) == 8 // world * 3 for part in parts)
+        assert [j for part in parts for j in part] == batch
+        for part in parts:
+            groups = labels[part].reshape(-1, 3)
+            assert (groups == groups[:, :1]).all(), "a share holds whole classes (k images each)"
+
+
+@pytest.mark.parametrize("stop", [0, 7, 25])
+def test_process_share_resumes_exactly(stop: int) -> None:
+    labels = _labels()
+    full = list(PKSampler(labels, 8, 3, 25, seed=4, rank=1, world_size=2))
+    resumed = PKSampler(labels, 8, 3, 25, seed=0, rank=1, world_size=2)
+    resumed.load_state_dict(PKSampler(labels, 8, 3, 25, seed=4).state_dict(stop))
+    assert list(resumed) == full[stop:]
+
+
+def test_p_not_divisible_by_the_world_size_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"p=6 .*world size 4"):
+        PKSampler(_labels(), p=6, k=3, num_batches=2, rank=0, world_size=4)
+    with pytest.raises(ValueError, match="rank must be in"):
+        PKSampler(_labels(), p=6, k=3, num_batches=2, rank=3, world_size=3)

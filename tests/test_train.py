@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.train import TrainConfig, fit, lr_factor, train_or_load
+from mslib.train import TrainConfig, build_scheduler, fit, lr_factor, train_or_load
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def tiny(**overrides: object) -> TrainConfig:
@@ -31,6 +33,95 @@ def test_lr_factor_is_the_official_warmup_multistep(iteration: int, expected: fl
     assert lr_factor(iteration, cfg) == pytest.approx(expected, rel=1e-12)
 
 
+def official_lrs(base_lr: float, updates: int, *, warmup_iters: int, warmup_factor: float, milestones: list[int],
+                 gamma: float) -> list[float]:
+    """The LR of each update in the official loop, written out as a plain loop (no mslib code).
+
+    Official ``WarmupMultiStepLR`` (a torch 1.1 ``_LRScheduler``): its constructor takes one step (last_epoch -1 -> 0);
+    the training loop calls ``scheduler.step()`` (last_epoch += 1) and only then ``optimizer.step()``.
+    """
+    last_epoch = 0
+    lrs = []
+    for _ in range(updates):
+        last_epoch += 1  # scheduler.step() at the top of the iteration
+        factor = 1.0
+        if last_epoch < warmup_iters:
+            a = last_epoch / warmup_iters
+            factor = warmup_factor * (1 - a) + a
+        drops = sum(1 for m in milestones if m <= last_epoch)  # bisect_right(milestones, last_epoch)
+        lrs.append(base_lr * factor * gamma**drops)  # optimizer.step() uses this value
+    return lrs
+
+
+def _scheduled_lrs(cfg: TrainConfig) -> list[float]:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=cfg.lr)
+    scheduler = build_scheduler(optimizer, cfg)
+    lrs = []
+    for _ in range(cfg.iterations):
+        lrs.append(optimizer.param_groups[0]["lr"])  # what this update uses
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def _official_scheduler_lrs(cfg: TrainConfig) -> list[float]:
+    """The official scheduler class (its ``get_lr`` transcribed) on torch's own scheduler base, stepped before
+    ``optimizer.step()`` as the official loop does: a second, torch-driven reading of the same sequence."""
+    import warnings
+    from bisect import bisect_right
+
+    class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
+        def get_lr(self) -> list[float]:
+            factor = 1.0
+            if self.last_epoch < cfg.warmup_iterations:
+                a = float(self.last_epoch) / cfg.warmup_iterations
+                factor = cfg.warmup_factor * (1 - a) + a
+            return [base * factor * cfg.gamma ** bisect_right(cfg.milestones, self.last_epoch)
+                    for base in self.base_lrs]
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=cfg.lr)
+    scheduler = WarmupMultiStepLR(optimizer)
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about the (official) order scheduler.step -> optimizer.step
+        for _ in range(cfg.iterations):
+            scheduler.step()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+    return lrs
+
+
+@pytest.mark.parametrize("config", [*sorted(p.name for p in CONFIGS.glob("*.yaml")), "warmup"])
+def test_lr_of_every_update_equals_the_official_loop(config: str) -> None:
+    """Every shipped config, and the official defaults' warm-up (200 iterations from 0.01), update by update."""
+    if config == "warmup":
+        cfg = TrainConfig(lr=0.01, iterations=4000, warmup_iterations=200, warmup_factor=0.01,
+                          milestones=[1000, 2000, 3000], gamma=0.1)
+    else:
+        cfg = TrainConfig.from_yaml(CONFIGS / config)
+    expected = official_lrs(cfg.lr, cfg.iterations, warmup_iters=cfg.warmup_iterations,
+                            warmup_factor=cfg.warmup_factor, milestones=cfg.milestones, gamma=cfg.gamma)
+    assert _official_scheduler_lrs(cfg) == pytest.approx(expected, rel=1e-12, abs=0), "the plain loop is faithful"
+    got = _scheduled_lrs(cfg)
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    for m in cfg.milestones:  # the drop lands on update m − 1 (0-based), i.e. the m-th update, as officially
+        assert got[m - 1] == pytest.approx(got[m - 2] * cfg.gamma, rel=1e-12)
+
+
+def test_fit_logs_the_official_lr_of_each_update_and_resumes_it(tmp_path: Path) -> None:
+    cfg = tiny(iterations=10, warmup_iterations=4, warmup_factor=0.1, milestones=[6, 8], gamma=0.5, log_every=1,
+               eval_every=0, val_fraction=0.0, checkpoint_every=0, lr=2e-3)
+    expected = official_lrs(2e-3, 10, warmup_iters=4, warmup_factor=0.1, milestones=[6, 8], gamma=0.5)
+    full = fit(cfg, progress=False)
+    assert [h["lr"] for h in full["history"]] == pytest.approx(expected, rel=1e-12, abs=0)
+    fit(cfg, run_dir=tmp_path, progress=False, stop_after=5)  # killed inside the schedule, resumed
+    resumed = fit(cfg, run_dir=tmp_path, progress=False)
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+
+
 def test_config_rejects_unknown_and_invalid_settings() -> None:
     with pytest.raises(ValueError, match="unknown training setting.*iteratons"):
         TrainConfig.from_dict({"iteratons": 10})
@@ -43,9 +134,24 @@ def test_config_rejects_unknown_and_invalid_settings() -> None:
 
 
 def test_shipped_paper_configs_are_valid() -> None:
-    for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
-        cfg = TrainConfig.from_yaml(path)
-        assert cfg.embedding_dim == 512 and cfg.backbone == "bninception", path.name
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    configs = {path.name: TrainConfig.from_yaml(path) for path in paths}
+    for name, cfg in configs.items():
+        assert f"_ms{cfg.embedding_dim}" in name, f"{name}: the file name states the embedding size"
+        assert cfg.official_test_selection and cfg.val_fraction == 0.0, name
+        text = (CONFIGS / name).read_text()
+        assert "book/sources.md#src-" in text, f"{name} cites its sources in the book"
+    cub = configs["cub200_ms512.yaml"].to_dict()
+    for name in ("cub200_ms64.yaml", "cub200_resnet50_ms512.yaml"):
+        assert name in configs, f"missing paper run {name}"
+    ms64 = configs["cub200_ms64.yaml"].to_dict()
+    assert {k: v for k, v in ms64.items() if k != "embedding_dim"} == {k: v for k, v in cub.items()
+                                                                         if k != "embedding_dim"}
+    resnet = configs["cub200_resnet50_ms512.yaml"]
+    assert resnet.backbone == "resnet50" and resnet.pretrained == "resnet50-imagenet" and resnet.pooling == "avg"
+    from mslib.train import BACKBONE_CONVENTION
+
+    assert BACKBONE_CONVENTION[resnet.backbone] == "imagenet", "RGB input with the ImageNet mean/std"
 
 
 def test_cuda_request_without_cuda_is_a_clear_error() -> None:
@@ -84,13 +190,27 @@ def test_result_reports_selection_and_final(uninterrupted: dict) -> None:
     assert "official_best_test" not in metrics  # only when asked for, and then labelled
 
 
-def test_official_protocol_is_labelled_and_is_the_max_over_test_evals(tmp_path: Path) -> None:
-    result = fit(tiny(val_fraction=0.0, official_test_selection=True, iterations=8, eval_every=4,
+@pytest.mark.parametrize("val_fraction", [0.0, 0.25])
+def test_official_protocol_is_labelled_and_never_selects_the_final_model(val_fraction: float) -> None:
+    """Official loop: test evals before update 0 and every eval_every updates, none after the last update."""
+    result = fit(tiny(val_fraction=val_fraction, official_test_selection=True, iterations=8, eval_every=3,
                       checkpoint_every=0), progress=False)
     best = result["metrics"]["official_best_test"]
-    assert "optimistic" in best["note"]
-    tested = [e["test"]["R@1"] for e in result["evals"] if "test" in e] + [result["metrics"]["final"]["test"]["R@1"]]
-    assert best["test"]["R@1"] == max(tested)
+    assert "optimistic" in best["note"] and "final model is not evaluated" in best["note"]
+    assert best["evaluated_at"] == [0, 3, 6] == [e["iteration"] for e in result["evals"] if "test" in e]
+    scores = [e["test"]["R@1"] for e in result["evals"] if "test" in e]
+    assert best["test"]["R@1"] == max(scores)
+    assert best["iteration"] == [0, 3, 6][scores.index(max(scores))], "ties keep the earliest (official strict >)"
+    assert result["metrics"]["final"]["iteration"] == 8  # the final model is reported on its own, labelled final
+
+
+def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
+    from mslib.train import official_best_test
+
+    evals = [{"iteration": i, "test": {"R@1": r}} for i, r in [(0, 0.1), (200, 0.5), (400, 0.5), (600, 0.3)]]
+    assert official_best_test(evals)["iteration"] == 200
+    with pytest.raises(ValueError, match="no periodic test evaluation"):
+        official_best_test([{"iteration": 0, "val": {"R@1": 0.2}}])
 
 
 def test_train_or_load_reuses_fresh_records_and_recomputes_stale_ones(tmp_path: Path, monkeypatch) -> None:
