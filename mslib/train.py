@@ -47,6 +47,7 @@ class TrainConfig:
     pooling: str = "avg"
     embedding_dim: int = 64
     image_size: int = 227  # input size for image backbones (glyphs are upscaled to it when needed)
+    resize: int | None = None  # shorter side before the crop; None: the convention's rule (256 at 227 / 224)
     loss: str = "multi_similarity"
     loss_params: dict[str, Any] = field(default_factory=lambda: {"alpha": 2.0, "beta": 50.0, "lam": 0.5,
                                                                  "epsilon": 0.1})
@@ -181,8 +182,8 @@ def datasets(cfg: TrainConfig) -> dict[str, Any]:
     convention = "glyphs" if cfg.dataset == "glyphs" else BACKBONE_CONVENTION[cfg.backbone]
     kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
                               **cfg.dataset_options}
-    train_tf = build_transform(convention, train=True, size=cfg.image_size)
-    test_tf = build_transform(convention, train=False, size=cfg.image_size)
+    train_tf = build_transform(convention, train=True, size=cfg.image_size, resize=cfg.resize)
+    test_tf = build_transform(convention, train=False, size=cfg.image_size, resize=cfg.resize)
     sets = {"train": load_dataset(cfg.dataset, "train", transform=train_tf, **kwargs)}
     if cfg.val_fraction > 0:
         sets["val"] = load_dataset(cfg.dataset, "val", transform=test_tf, **kwargs)

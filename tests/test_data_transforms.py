@@ -58,3 +58,16 @@ def test_glyph_transform_shift_only() -> None:
 def test_unknown_convention() -> None:
     with pytest.raises(ValueError, match="bninception, imagenet, glyphs"):
         build_transform("caffe", train=False)
+
+
+def test_explicit_resize_before_the_crop() -> None:
+    """The official ResNet-50 recipe: Resize(256) then a 227 crop in the ImageNet convention (default would be 259)."""
+    def resize_of(t):
+        return [s for s in t.transforms if type(s).__name__ == "Resize"][0].size
+
+    assert resize_of(build_transform("imagenet", train=False, size=227)) == [259]
+    for train in (True, False):
+        t = build_transform("imagenet", train=train, size=227, resize=256)
+        assert resize_of(t) == [256] and tuple(t(_image()).shape) == (3, 227, 227)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        build_transform("imagenet", train=False, size=227, resize=200)

@@ -152,6 +152,7 @@ def test_shipped_paper_configs_are_valid() -> None:
     from mslib.train import BACKBONE_CONVENTION
 
     assert BACKBONE_CONVENTION[resnet.backbone] == "imagenet", "RGB input with the ImageNet mean/std"
+    assert resnet.resize == 256 and resnet.image_size == 227, "official ResNet-50: Resize(256), 227 crop"
 
 
 def test_cuda_request_without_cuda_is_a_clear_error() -> None:

@@ -42,11 +42,12 @@ class ToGlyphTensor(torch.nn.Module):
         return x.reshape(1, *x.shape[-2:]).float()
 
 
-def build_transform(convention: str, train: bool, size: int = 227) -> Callable:
+def build_transform(convention: str, train: bool, size: int = 227, resize: int | None = None) -> Callable:
     """The transform of ``convention`` (:data:`CONVENTIONS`); ``size`` is the crop (ignored for glyphs: 32).
 
-    The resize before cropping is ``round(size * 256 / 227)`` for BN-Inception (256 at 227) and
-    ``round(size * 256 / 224)`` for ImageNet (256 at 224).
+    ``resize`` is the shorter side before cropping; by default ``round(size * 256 / 227)`` for BN-Inception (256 at
+    227) and ``round(size * 256 / 224)`` for ImageNet (256 at 224). The official ResNet-50 recipe crops 227 after a
+    resize to 256, so its config sets ``resize: 256`` (``book/sources.md#src-official-recipe``).
     """
     if convention == "glyphs":
         steps = [ToGlyphTensor()]
@@ -55,7 +56,10 @@ def build_transform(convention: str, train: bool, size: int = 227) -> Callable:
         return v2.Compose(steps)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
-    resize = round(size * 256 / (227 if convention == "bninception" else 224))
+    if resize is None:
+        resize = round(size * 256 / (227 if convention == "bninception" else 224))
+    elif resize < size:
+        raise ValueError(f"resize {resize} is smaller than the crop size {size}")
     crops = ([v2.Resize(resize), v2.RandomResizedCrop(size, scale=(0.16, 1.0)), v2.RandomHorizontalFlip()]
              if train else [v2.Resize(resize), v2.CenterCrop(size)])
     tail = ([RGBToBGR255()] if convention == "bninception"
