@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from mslib import train
-from mslib.experiments import LOSS_SETTINGS, ci95, format_summary, run_grid, summarise
+from mslib.experiments import LOSS_SETTINGS, NPAIR_SCALE, ci95, format_summary, run_grid, summarise
 from mslib.losses import LOSSES, build_loss
 from mslib.train import TrainConfig
 
@@ -60,6 +60,15 @@ def test_loss_settings_build() -> None:
     for label, (name, params) in LOSS_SETTINGS.items():
         assert name in LOSSES, label
         build_loss(name, **params)
+
+
+def test_loss_settings_are_the_compared_forms() -> None:
+    # the comparison uses the lifted structure form the paper analyses and a scaled N-pair (unit cosine with s = 1
+    # leaves N-pair's softmax near uniform)
+    names = [name for name, _ in LOSS_SETTINGS.values()]
+    assert "generalized_lifted_structure" in names and "lifted_structure" not in names
+    (npair,) = [params for name, params in LOSS_SETTINGS.values() if name == "npair"]
+    assert npair["scale"] == NPAIR_SCALE > 1
 
 
 # ------------------------------------------------------------------------------------ resumable sweeps
