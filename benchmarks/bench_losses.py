@@ -36,7 +36,7 @@ ALPHA, BETA, LAM, EPS = 2.0, 40.0, 0.5, 0.1  # MS_PRESETS["official"]
 def official_style_ms_loop(feats: torch.Tensor, labels: torch.Tensor, alpha: float = ALPHA, beta: float = BETA,
                            thresh: float = LAM, margin: float = EPS) -> torch.Tensor:
     """RE-IMPLEMENTATION in the style of the official MS code (``ret_benchmark/losses/multi_similarity_loss.py``,
-    see ``shared/paper_facts.md`` §2a): one Python iteration per anchor, self removed by value, builtin min/max.
+    see ``book/sources.md#src-official-loss``): one Python iteration per anchor, self removed by value, builtin min/max.
     Not the authors' file; the embedding head's L2 normalisation is done here."""
     feats = F.normalize(feats, dim=1)
     batch_size = feats.size(0)
@@ -92,6 +92,10 @@ def other_impls() -> dict[str, dict[str, Callable[[torch.Tensor, torch.Tensor], 
         "lifted_structure": {
             "mslib": lambda x, y: losses.lifted_structure(cosine(x), y, margin=0.5),
             "pml": _pml(pml_losses.LiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()), None)},
+        "generalized_lifted_structure": {
+            "mslib": lambda x, y: losses.generalized_lifted_structure(cosine(x), y, margin=0.5),
+            "pml": _pml(pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()),
+                        None)},
     }
 
 

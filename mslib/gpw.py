@@ -10,7 +10,7 @@ Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,7 +24,7 @@ from mslib.similarity import check_sim, pair_masks
 __all__ = [
     "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "plot_agreement",
     "plot_ms_batch", "plot_ms_hyperparameters", "plot_weight_sweeps",
-    "similarity_dependence", "weight_sweep",
+    "similarity_dependence", "table1_comparison", "weight_sweep",
 ]
 
 
@@ -108,15 +108,31 @@ def binomial_deviance_weights(sim, labels, ref_labels=None, *, alpha=2.0, beta=5
     return _split(grad, labels, ref_labels)
 
 
-def npair_weights(sim, labels, ref_labels=None, *, pairs=None):
-    """With ``z_ip = Σ_{n∈N_i} e^{S_in−S_ip}``: ``w⁺_ip = z_ip/((1+z_ip)Q)``,
-    ``w⁻_in = Σ_p e^{S_in−S_ip}/((1+z_ip)Q)``, ``Q`` the number of (anchor, positive) pairs."""
+def generalized_lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=None):
+    """For an anchor with a positive hinge: ``w⁺_ik = e^{−S_ik}/(m Σ_{l∈P_i} e^{−S_il})``,
+    ``w⁻_ik = e^{S_ik}/(m Σ_{l∈N_i} e^{S_il})``: a softmax over the anchor's negatives (N), none over its own S."""
+    pos, neg = _masks(labels, ref_labels, pairs)
+    m, zero = _rows(sim), torch.zeros_like(sim)
+    big = torch.tensor(torch.finfo(sim.dtype).max, dtype=sim.dtype)
+    lse_p = torch.logsumexp(torch.where(pos, margin - sim, -big), dim=1)
+    lse_n = torch.logsumexp(torch.where(neg, sim, -big), dim=1)
+    lse_p = torch.where(pos.any(1), lse_p, torch.zeros_like(lse_p))  # an empty set's term is 0 (PML's convention)
+    lse_n = torch.where(neg.any(1), lse_n, torch.zeros_like(lse_n))
+    active = (lse_p + lse_n > 0)[:, None]
+    wp = torch.where(pos & active, torch.exp(margin - sim - lse_p[:, None]), zero) / m
+    wn = torch.where(neg & active, torch.exp(sim - lse_n[:, None]), zero) / m
+    return _split(wn - wp, labels, ref_labels)
+
+
+def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, pairs=None):
+    """With ``z_ip = Σ_{n∈N_i} e^{s(S_in−S_ip)}``: ``w⁺_ip = s z_ip/((1+z_ip)Q)``,
+    ``w⁻_in = s Σ_p e^{s(S_in−S_ip)}/((1+z_ip)Q)``, ``Q`` the number of (anchor, positive) pairs, ``s`` the scale."""
     pos, neg = _masks(labels, ref_labels, pairs)
     q = pos.sum().to(sim.dtype).clamp(min=1)
-    ratio = torch.exp(sim[:, None, :] - sim[:, :, None]) * (pos[:, :, None] & neg[:, None, :])  # [i, p, n]
+    ratio = torch.exp(scale * (sim[:, None, :] - sim[:, :, None])) * (pos[:, :, None] & neg[:, None, :])  # [i,p,n]
     z = ratio.sum(dim=2)
-    wp = torch.where(pos, z / (1 + z), torch.zeros_like(sim)) / q
-    wn = (ratio / (1 + z)[:, :, None]).sum(dim=1) / q
+    wp = torch.where(pos, scale * z / (1 + z), torch.zeros_like(sim)) / q
+    wn = scale * (ratio / (1 + z)[:, :, None]).sum(dim=1) / q
     return _split(wn - wp, labels, ref_labels)
 
 
@@ -147,6 +163,7 @@ CLOSED_FORM: dict[str, Callable[..., PairWeights]] = {
     "contrastive": contrastive_weights,
     "triplet": triplet_weights,
     "lifted_structure": lifted_structure_weights,
+    "generalized_lifted_structure": generalized_lifted_structure_weights,
     "binomial_deviance": binomial_deviance_weights,
     "npair": npair_weights,
     "multi_similarity": multi_similarity_weights,
@@ -205,6 +222,36 @@ def similarity_dependence(
                 break
         out[key] = found
     return out
+
+
+def table1_comparison(
+    measured: Mapping[str, Mapping[str, bool]], paper_rows: Mapping[str, str | None],
+    paper: Mapping[str, Mapping[str, bool]],
+) -> Any:
+    """The measured S/N/P table beside the paper's Table 1 (chapter ``02_pair_losses``).
+
+    ``measured``: per row label, :func:`similarity_dependence`'s answer; ``paper_rows``: the label's key in
+    ``paper`` (``mslib.paper.PAPER_TABLE1``), or ``None`` for a row the paper does not have. Columns: the
+    measured ``S``, ``N``, ``P``, the paper's ``paper S/N/P`` and ``agrees`` ("yes"/"no"; "–" without a paper
+    row). Every label needs a ``paper_rows`` entry and every named key must exist in ``paper``.
+    """
+    import pandas as pd
+
+    missing = [label for label in measured if label not in paper_rows]
+    unknown = [key for key in paper_rows.values() if key is not None and key not in paper]
+    if missing or unknown:
+        raise ValueError(f"table1_comparison: rows without a paper_rows entry {missing}; "
+                         f"keys not in the paper's table {unknown}")
+    yes = {True: "yes", False: "no"}
+    rows = {}
+    for label, got in measured.items():
+        key = paper_rows[label]
+        row = {c: yes[bool(got[c])] for c in "SNP"}
+        ref = paper.get(key) if key is not None else None
+        row.update({f"paper {c}": yes[bool(ref[c])] if ref else "–" for c in "SNP"})
+        row["agrees"] = "–" if ref is None else yes[all(bool(got[c]) == bool(ref[c]) for c in "SNP")]
+        rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def weight_sweep(

@@ -23,8 +23,9 @@ from mslib.mining import hardest_pairs, mine_ms_pairs, ms_pair_mask, restrict
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "contrastive", "lifted_structure",
-    "multi_similarity", "multi_similarity_autograd", "npair", "triplet",
+    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "contrastive",
+    "generalized_lifted_structure", "lifted_structure", "multi_similarity", "multi_similarity_autograd", "npair",
+    "triplet",
 ]
 
 Pairs = tuple[Tensor, Tensor]
@@ -140,6 +141,25 @@ def lifted_structure(
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
 
 
+def generalized_lifted_structure(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0,
+    pairs: Pairs | None = None,
+) -> Tensor:
+    """Generalised lifted structure loss (Hermans et al. 2017, p. 4): the per-anchor form the MS paper's GPW
+    section analyses (its Table 1), with ``λ = margin``.
+
+    ``L = (1/m) Σ_i [log Σ_{k∈P_i} e^{λ−S_ik} + log Σ_{k∈N_i} e^{S_ik}]_+``. As pytorch-metric-learning 2.9's
+    ``GeneralizedLiftedStructureLoss`` (default ``MeanReducer``): an empty ``P_i`` or ``N_i`` makes its
+    log-sum-exp 0 (not −∞), so an anchor without positives still pays ``[log Σ_{N_i} e^{S_ik}]_+``, and every
+    anchor counts in ``m``. ``pairs``: optional mined ``(positive, negative)`` masks. Chapter: *Pair losses*.
+    """
+    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    zero = torch.zeros_like(sim[:, 0])
+    lse_p = torch.where(pos.any(dim=1), _masked_lse(margin - sim, pos), zero)
+    lse_n = torch.where(neg.any(dim=1), _masked_lse(sim, neg), zero)
+    return torch.relu(lse_p + lse_n).sum() / sim.shape[0]
+
+
 def binomial_deviance(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float = 2.0, beta: float = 50.0,
     lam: float = 0.5, pairs: Pairs | None = None,
@@ -158,16 +178,24 @@ def binomial_deviance(
 
 
 def npair(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, pairs: Pairs | None = None,
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0,
+    pairs: Pairs | None = None,
 ) -> Tensor:
-    """Multi-class N-pair loss (Sohn 2016), over every (anchor, positive) pair.
+    """Multi-class N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``.
 
-    ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{S_in − S_ip})``. Sohn's batch of N anchors against their N positives
-    is the rectangular case: ``sim = cosine(anchors, positives)``, ``ref_labels`` = the positives' labels.
+    ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``, ``s = scale`` (a temperature ``1/s``). Sohn uses
+    unnormalised inner products (``sim = x xᵀ``, any scale); on cosine similarities ``s`` stands in for the
+    squared embedding norm, and ``s = 1`` leaves the softmax over ``[-1, 1]`` nearly uniform. Sohn's batch of N
+    anchors against their N positives is the rectangular case: ``sim`` = anchors × positives, ``ref_labels`` =
+    the positives' labels. Chapters: *Pair losses*, *Recall@K*.
     """
+    if not scale > 0:
+        raise ValueError(f"npair scale must be > 0, got {scale}")
     pos, neg = _masks(sim, labels, ref_labels, pairs)
-    lse = _masked_lse(sim, neg)
-    per = torch.where(pos, torch.nn.functional.softplus(lse[:, None] - sim), torch.zeros_like(sim))
+    logits = scale * sim
+    lse = _masked_lse(logits, neg)
+    zero = torch.zeros_like(sim)
+    per = torch.where(pos, torch.logaddexp(zero, lse[:, None] - logits), zero)  # exact log(1 + e^x) for large s
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
 
 
@@ -285,6 +313,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "contrastive": contrastive,
     "triplet": triplet,
     "lifted_structure": lifted_structure,
+    "generalized_lifted_structure": generalized_lifted_structure,
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,

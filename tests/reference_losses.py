@@ -74,6 +74,20 @@ def lifted_structure(sim, labels, ref_labels=None, margin=1.0):
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
+def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0):
+    """Per anchor ``[log Σ_P e^{λ−S} + log Σ_N e^{S}]_+``; an empty sum's log taken as 0, mean over all anchors."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        pos, neg = pairs(labels, ref_labels, i)
+        a = sim.sum() * 0
+        if pos:
+            a = a + torch.log(sum(torch.exp(margin - sim[i, k]) for k in pos))
+        if neg:
+            a = a + torch.log(sum(torch.exp(sim[i, k]) for k in neg))
+        total = total + torch.relu(a)
+    return total / sim.shape[0]
+
+
 def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.5):
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
@@ -85,12 +99,13 @@ def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.
     return total / sim.shape[0]
 
 
-def npair(sim, labels, ref_labels=None):
+def npair(sim, labels, ref_labels=None, scale=1.0):
     losses = []
     for i in range(sim.shape[0]):
         pos, neg = pairs(labels, ref_labels, i)
         for p in pos:
-            losses.append(torch.log(1 + sum((torch.exp(sim[i, n] - sim[i, p]) for n in neg), sim.sum() * 0)))
+            z = sum((torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg), sim.sum() * 0)
+            losses.append(torch.log(1 + z))
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
@@ -106,7 +121,7 @@ def ms_mined(sim, labels, ref_labels, i, epsilon):
 
 
 def multi_similarity(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon):
-    """The official code's loop (paper_facts §2a), with self removed by index instead of by value."""
+    """The official code's loop (``book/sources.md#src-official-loss``), self removed by index instead of by value."""
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
         pos, neg = ms_mined(sim, labels, ref_labels, i, epsilon)
@@ -121,6 +136,7 @@ REFERENCES = {
     "contrastive": contrastive,
     "triplet": triplet,
     "lifted_structure": lifted_structure,
+    "generalized_lifted_structure": generalized_lifted_structure,
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,

@@ -58,6 +58,8 @@ def test_weights_vanish_off_pairs() -> None:
     ("triplet", {"reduction": "sum", "margin": 0.3}, {"S": False, "N": False, "P": True}),
     ("multi_similarity", losses.MS_PRESETS["official"], {"S": True, "N": True, "P": True}),
     ("multi_similarity", {**losses.MS_PRESETS["official"], "epsilon": None}, {"S": True, "N": True, "P": False}),
+    ("generalized_lifted_structure", {}, {"S": False, "N": True, "P": False}),  # the paper's Table 1 row
+    ("lifted_structure", {}, {"S": False, "N": True, "P": True}),  # Song's hinge per positive pair brings in P
 ])
 def test_similarity_dependence_probe(name: str, hp: dict, expect: dict) -> None:
     # the probe must tell these apart: an all-True or all-False answer would fail several rows
@@ -72,3 +74,47 @@ def test_weight_sweep_and_errors() -> None:
     assert out.shape == (5,) and np.all(np.diff(out) > 0), "binomial w⁻ grows with its own S"
     with pytest.raises(ValueError, match="no closed form"):
         gpw.closed_form_weights("softmax", cosine(x), y)
+
+
+def test_generalized_lifted_closed_form_is_a_softmax_by_loop() -> None:
+    # w⁻_ik = e^{S_ik} / Σ_{l∈N_i} e^{S_il} / m for an anchor whose hinge is active, written per pair
+    x, y = clustered_embeddings(4, 3, 8, spread=2.0, seed=2)
+    sim = cosine(x)
+    w = gpw.pair_weights("generalized_lifted_structure", sim, y, margin=1.0)
+    pos, neg = pair_masks(y)
+    m = len(y)
+    for i in range(m):
+        N = torch.nonzero(neg[i]).flatten().tolist()
+        P = torch.nonzero(pos[i]).flatten().tolist()
+        zn = sum(np.exp(float(sim[i, k])) for k in N)
+        zp = sum(np.exp(-float(sim[i, k])) for k in P)
+        for j in N:
+            assert abs(float(w.neg[i, j]) - np.exp(float(sim[i, j])) / zn / m) < 1e-12
+        for j in P:
+            assert abs(float(w.pos[i, j]) - np.exp(-float(sim[i, j])) / zp / m) < 1e-12
+
+
+def test_table1_comparison() -> None:
+    paper = {"a": {"S": True, "N": False, "P": False}, "b": {"S": False, "N": True, "P": False}}
+    measured = {"A": {"S": True, "N": False, "P": False}, "B": {"S": False, "N": True, "P": True},
+                "extra": {"S": False, "N": False, "P": True}}
+    out = gpw.table1_comparison(measured, {"A": "a", "B": "b", "extra": None}, paper)
+    assert list(out["agrees"]) == ["yes", "no", "–"]
+    cols = ["S", "N", "P", "paper S", "paper N", "paper P"]
+    assert list(out.loc["B", cols]) == ["no", "yes", "yes", "no", "yes", "no"]
+    assert list(out.loc["extra", ["paper S", "paper N", "paper P"]]) == ["–"] * 3
+    with pytest.raises(ValueError, match="without a paper_rows entry"):
+        gpw.table1_comparison(measured, {"A": "a"}, paper)
+    with pytest.raises(ValueError, match="not in the paper's table"):
+        gpw.table1_comparison(measured, {"A": "a", "B": "zzz", "extra": None}, paper)
+
+
+def test_paper_table1_rows_are_reproduced() -> None:
+    # the measured rows of the forms the paper analyses agree with mslib.paper.PAPER_TABLE1 on every row
+    from mslib.paper import PAPER_TABLE1
+
+    hp = {"triplet": {"reduction": "sum", "margin": 0.2}, "multi_similarity": losses.MS_PRESETS["official"]}
+    x, y = clustered_embeddings(6, 4, 32, spread=2.0, seed=0)
+    measured = {name: gpw.similarity_dependence(name, cosine(x), y, **hp.get(name, {})) for name in PAPER_TABLE1}
+    out = gpw.table1_comparison(measured, {n: n for n in PAPER_TABLE1}, PAPER_TABLE1)
+    assert (out["agrees"] == "yes").all(), out

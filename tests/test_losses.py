@@ -13,6 +13,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from mslib import losses
+from mslib.mining import ms_pair_mask
 from mslib.similarity import clustered_embeddings, cosine
 from tests import reference_losses as ref
 
@@ -23,8 +24,11 @@ CASES = {
     "triplet-semihard": dict(margin=0.3, mode="semihard"),
     "triplet-hard-sum": dict(margin=0.2, mode="hard", reduction="sum"),
     "lifted_structure": dict(margin=0.5),
+    "generalized_lifted_structure": dict(margin=0.5),
+    "generalized_lifted_structure-big-margin": dict(margin=1.5),
     "binomial_deviance": dict(alpha=2.0, beta=10.0, lam=0.4),
     "npair": dict(),
+    "npair-scaled": dict(scale=16.0),
     "multi_similarity": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=0.1),
     "multi_similarity-official": losses.MS_PRESETS["official"],
     "multi_similarity-paper": losses.MS_PRESETS["paper"],
@@ -106,6 +110,15 @@ def _pml_cases(alpha=2.0, beta=10.0, lam=0.4, eps=0.1, m=0.2):
         # lifted: LiftedStructureLoss(neg_margin=0, pos_margin=margin) with cosine, default MeanReducer over pos pairs
         "lifted": (lambda s, y: losses.lifted_structure(s, y, margin=0.5),
                    pml_losses.LiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()), None),
+        # generalised lifted: GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=λ), MeanReducer over anchors
+        "generalized-lifted": (lambda s, y: losses.generalized_lifted_structure(s, y, margin=0.5),
+                               pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()),
+                               None),
+        "generalized-lifted+ms-miner": (
+            lambda s, y: losses.generalized_lifted_structure(s, y, margin=1.0,
+                                                             pairs=ms_pair_mask(s.detach(), y, epsilon=eps)),
+            pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=1.0, distance=cos()),
+            miners.MultiSimilarityMiner(eps)),
     }
 
 
@@ -125,19 +138,97 @@ def test_matches_pytorch_metric_learning(case: str, seed: int) -> None:
     torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
 
 
-def test_npair_matches_pml_on_its_pairs() -> None:
-    # NPairsLoss(distance=CosineSimilarity()) picks one (anchor, positive) per label; on that anchor x positive
-    # rectangle (ref_labels = the positives' labels) our npair is Sohn's multi-class N-pair and the same number.
+def _pml_npair(x: torch.Tensor, y: torch.Tensor, distance) -> tuple[torch.Tensor, torch.Tensor]:
+    x2 = x.detach().clone().requires_grad_(True)
+    v = pml_losses.NPairsLoss(distance=distance)(x2, y)
+    (g,) = torch.autograd.grad(v, x2)
+    return v.detach(), g
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0, 32.0])
+def test_npair_matches_pml_on_its_pairs(scale: float) -> None:
+    # NPairsLoss picks one (anchor, positive) per label and takes a cross-entropy over the anchors x positives
+    # matrix; on that rectangle (ref_labels = the positives' labels) our npair is Sohn's multi-class N-pair.
+    # Scale s on cosine = PML's unnormalised dot product of embeddings normalised to length √s.
     x, y = clustered_embeddings(6, 2, 16, spread=2.0, seed=4)
-    x = x.requires_grad_(True)
+    x = (x * 3).requires_grad_(True)
     a, p = lmu.convert_to_pos_pairs_with_unique_labels(None, y)
-    v = losses.npair(cosine(x[a], x[p]), y[a], y[p])
+    v = losses.npair(cosine(x[a], x[p]), y[a], y[p], scale=scale)
+    (g,) = torch.autograd.grad(v, x)
+    if scale == 1.0:  # PML's default distance normalises: unit cosine, no scale
+        v2, g2 = _pml_npair(x, y, distances.DotProductSimilarity())
+        torch.testing.assert_close(v.detach(), v2, rtol=0, atol=1e-9)
+        torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+    xs = (torch.nn.functional.normalize(x, dim=1) * scale**0.5).detach().requires_grad_(True)
+    v3, g3 = _pml_npair(xs, y, distances.DotProductSimilarity(normalize_embeddings=False))
+    (g3x,) = torch.autograd.grad(torch.nn.functional.normalize(x, dim=1) * scale**0.5, x, g3)  # chain to x
+    torch.testing.assert_close(v.detach(), v3, rtol=0, atol=1e-9)
+    torch.testing.assert_close(g, g3x, rtol=0, atol=1e-9)
+
+
+def test_npair_on_inner_products_matches_pml_and_loop() -> None:
+    # Sohn's form: unnormalised inner products S = x xᵀ (PML: DotProductSimilarity(normalize_embeddings=False))
+    x, y = clustered_embeddings(5, 2, 8, spread=2.0, seed=6)
+    g0 = torch.Generator().manual_seed(0)
+    x = (x * (0.5 + 2 * torch.rand(len(x), 1, generator=g0, dtype=x.dtype))).requires_grad_(True)  # varied norms
+    a, p = lmu.convert_to_pos_pairs_with_unique_labels(None, y)
+    sim = x[a] @ x[p].T
+    v = losses.npair(sim, y[a], y[p])
+    (g,) = torch.autograd.grad(v, x)
+    v2, g2 = _pml_npair(x, y, distances.DotProductSimilarity(normalize_embeddings=False))
+    torch.testing.assert_close(v.detach(), v2, rtol=0, atol=1e-9)
+    torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+    rv = ref.npair(sim, y[a], y[p])
+    torch.testing.assert_close(v.detach(), rv.detach(), rtol=0, atol=1e-10)
+
+
+def test_npair_scale_is_a_temperature() -> None:
+    x, y = _batch(1)
+    sim = cosine(x)
+    torch.testing.assert_close(losses.npair(sim, y, scale=8.0), losses.npair(8.0 * sim, y), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        losses.npair(sim, y, scale=0.0)
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 0, 1, 1, 1, 2, 2, 3], [0, 0, 0, 0, 1, 1, 1, 1, 1], [0] * 9])
+def test_generalized_lifted_counts_anchors_as_pml(labels: list[int]) -> None:
+    # anchors without positives (label 3) or without negatives (one class): PML takes the empty log-sum-exp as 0
+    # and averages over every anchor; so do we
+    x, _ = clustered_embeddings(3, 3, 8, spread=2.0, seed=7)
+    y = torch.tensor(labels)
+    x = x.requires_grad_(True)
+    v = losses.generalized_lifted_structure(cosine(x), y, margin=0.7)
     (g,) = torch.autograd.grad(v, x)
     x2 = x.detach().clone().requires_grad_(True)
-    v2 = pml_losses.NPairsLoss(distance=distances.CosineSimilarity())(x2, y)
+    pml = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=0.7, distance=distances.CosineSimilarity())
+    v2 = pml(x2, y)
     (g2,) = torch.autograd.grad(v2, x2)
+    assert float(v.detach()) > 0
     torch.testing.assert_close(v.detach(), v2.detach(), rtol=0, atol=1e-9)
     torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+
+
+def test_generalized_lifted_rectangular_matches_pml() -> None:
+    x, y = clustered_embeddings(4, 4, 16, spread=2.0, seed=3)
+    q, r, ql, rl = x[:7], x[5:], y[:7], y[5:]
+    q = q.clone().requires_grad_(True)
+    v = losses.generalized_lifted_structure(cosine(q, r), ql, rl, margin=1.0)
+    (g,) = torch.autograd.grad(v, q)
+    q2 = q.detach().clone().requires_grad_(True)
+    pml = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=1.0, distance=distances.CosineSimilarity())
+    v2 = pml(q2, ql, ref_emb=r, ref_labels=rl)
+    (g2,) = torch.autograd.grad(v2, q2)
+    torch.testing.assert_close(v.detach(), v2.detach(), rtol=0, atol=1e-9)
+    torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
+
+
+def test_generalized_lifted_is_not_songs_form() -> None:
+    # the two lifted losses are different functions of S (the generalised one is per anchor, no squared hinge)
+    x, y = _batch(0)
+    sim = cosine(x)
+    a = losses.generalized_lifted_structure(sim, y, margin=1.0)
+    b = losses.lifted_structure(sim, y, margin=1.0)
+    assert abs(float(a) - float(b)) > 1e-3
 
 
 # --- edge cases --------------------------------------------------------------------------------------------------
@@ -228,8 +319,8 @@ def test_module_matches_functional_with_and_without_reference(case: str) -> None
 
 
 def test_registry_presets_and_errors() -> None:
-    assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "binomial_deviance", "npair",
-                                  "multi_similarity"}
+    assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
+                                  "binomial_deviance", "npair", "multi_similarity"}
     assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
                                  "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1)}
     assert losses.build_loss("multi_similarity", preset="official", beta=30).hparams["beta"] == 30
@@ -244,7 +335,8 @@ def test_registry_presets_and_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------ "mining only" (ms_mining)
-@pytest.mark.parametrize("name", ["binomial_deviance", "lifted_structure", "contrastive"])
+@pytest.mark.parametrize("name", ["binomial_deviance", "lifted_structure", "generalized_lifted_structure",
+                                  "contrastive", "npair"])
 def test_ms_mining_option_uses_exactly_the_mined_pairs(name: str) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(24, 8, generator=g, dtype=torch.float64)
