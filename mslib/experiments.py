@@ -191,8 +191,8 @@ def images_processed(cfg: TrainConfig, test_images: int) -> tuple[int, int]:
 
 def paper_runs_table(records: Sequence[Mapping[str, Any]], current: Iterable[str], *,
                      show_stale: bool = False) -> Any:
-    """Paper-profile runs (dataset not ``glyphs``) of ``records`` beside the paper's R@1 for the same dataset and
-    dimension; only records whose code hash is in ``current`` unless ``show_stale``. One "not run yet" row if none."""
+    """Paper-profile runs (dataset not ``glyphs``) of ``records`` beside the paper's R@1 for the same dataset,
+    dimension and backbone (BN-Inception); only records whose code hash is in ``current`` unless ``show_stale``. One "not run yet" row if none."""
     import pandas as pd
 
     from mslib.paper import paper_row
@@ -206,7 +206,9 @@ def paper_runs_table(records: Sequence[Mapping[str, Any]], current: Iterable[str
             continue
         final = metrics.get("final", {}).get("test", {})
         best = metrics.get("official_best_test", {}).get("test", {})
-        row = paper_row(params["dataset"], params["embedding_dim"])
+        # the paper's MS rows are BN-Inception runs: another backbone has no published number to stand beside
+        bninception = params.get("backbone") == "bninception"
+        row = paper_row(params["dataset"], params["embedding_dim"]) if bninception else None
         out[r["run_id"]] = {
             "dataset": params["dataset"], "dim": params["embedding_dim"], "iterations": params["iterations"],
             **{f"{m} (final)": round(100 * final[m], 1) for m in METRICS if final.get(m) is not None},

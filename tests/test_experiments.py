@@ -209,7 +209,8 @@ def test_images_processed_counts_the_official_evaluations() -> None:
 
 def _paper_record(run_id: str, dataset: str, code: str, r1: float) -> dict:
     return {"run_id": run_id, "code_hash": code, "git_commit": "0123456789abcdef", "wall_time_s": 600.0,
-            "params": {"dataset": dataset, "embedding_dim": 512, "iterations": 3000},
+            "params": {"dataset": dataset, "embedding_dim": 512, "iterations": 3000,
+                       "backbone": "bninception"},
             "metrics": {"final": {"iteration": 3000, "test": {"R@1": r1}},
                         "official_best_test": {"iteration": 2400, "test": {"R@1": r1 + 0.01}}}}
 
@@ -229,3 +230,6 @@ def test_paper_runs_table_fills_from_fresh_records_only() -> None:
     assert table.loc["r1", "R@1 (official protocol: best on test)"] == 66.1
     stale = paper_runs_table(recs, current={"new"}, show_stale=True)
     assert stale.loc["r2", "status"] == "stale (older code)" and stale.loc["r2", "paper R@1"] == "84.1 [S2]"
+    resnet = _paper_record("r3", "cub200", "new", 0.6)
+    resnet["params"]["backbone"] = "resnet50"
+    assert paper_runs_table([resnet], current={"new"}).loc["r3", "paper R@1"] == "not published"
