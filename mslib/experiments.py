@@ -192,7 +192,8 @@ def images_processed(cfg: TrainConfig, test_images: int) -> tuple[int, int]:
 def paper_runs_table(records: Sequence[Mapping[str, Any]], current: Iterable[str], *,
                      show_stale: bool = False) -> Any:
     """Paper-profile runs (dataset not ``glyphs``) of ``records`` beside the paper's R@1 for the same dataset,
-    dimension and backbone (BN-Inception); only records whose code hash is in ``current`` unless ``show_stale``. One "not run yet" row if none."""
+    dimension and backbone (BN-Inception); only records whose code hash is in ``current`` unless ``show_stale``.
+    One "not run yet" row if none."""
     import pandas as pd
 
     from mslib.paper import paper_row
