@@ -173,7 +173,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "is never evaluated.",
               "The final model's test numbers are the headline. A class-disjoint validation split (val_fraction) can "
               "select a model instead, as the Reality Check recommends; the official protocol's number is available "
-              "(official_test_selection) and always labelled best on test.",
+              "(official_test_selection), always labelled best on test, and taken on the official schedule only "
+              "(before the first update and every eval_every updates, never the final model).",
               ("src-official-eval", "src-reality-check")),
     Deviation("BatchNorm",
               "Running statistics are frozen every iteration (the affine parameters still train). The code's comment "
@@ -206,6 +207,17 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "Self-pairs are excluded by index (the diagonal), in the loss and in Recall@K; on data without "
               "duplicate images both rules give the same numbers.",
               ("src-official-loss", "src-official-eval")),
+    Deviation("Learning-rate schedule",
+              "The scheduler is stepped before the optimiser (torch 1.1 semantics), so each drop (and each warm-up "
+              "step) takes effect one update earlier than torch's current convention places it.",
+              "Matched: the learning rate of every update equals the official code's (mslib.train.lr_at_update, "
+              "tested against a plain loop of the official rules).",
+              ("src-official-recipe",)),
+    Deviation("Sampler",
+              "A class with fewer than K images keeps all of them and is padded to K by drawing with replacement.",
+              "Matched (mslib.data.PKSampler). Under torchrun, p x k is the global batch: every process runs the "
+              "same sampler and takes its share of the classes of each batch.",
+              ("src-official-recipe",)),
     Deviation("Seeding and learning rates",
               "The random seed, momentum, bias learning-rate factor and backbone learning-rate multiplier are "
               "never read: runs are not seeded, and backbone and head share one learning rate.",
