@@ -4,6 +4,7 @@ single-process training on that batch (gloo, 2 processes): gradients, batches, l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -153,12 +154,16 @@ def _fit_config(**overrides: object):
     return TrainConfig(**{**base, **overrides})
 
 
+def _test_transform_only(build: Callable) -> Callable:
+    """``build_transform`` that always returns the test transform: augmentation draws differ between 1 and 2
+    processes by design."""
+    return lambda convention, train, *args, **kwargs: build(convention, False, *args, **kwargs)
+
+
 def _no_augmentation() -> None:
-    """Train on the test transform: augmentation draws differ between 1 and 2 processes by design."""
     from mslib.data import transforms
 
-    build = transforms.build_transform
-    transforms.build_transform = lambda convention, train, size=227: build(convention, False, size)
+    transforms.build_transform = _test_transform_only(transforms.build_transform)
 
 
 def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -190,9 +195,7 @@ def test_fit_under_two_processes_equals_single_process(tmp_path: Path, monkeypat
 
     mp.start_processes(_fit_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
-    build = transforms.build_transform
-    monkeypatch.setattr(transforms, "build_transform", lambda convention, train, size=227: build(convention, False,
-                                                                                                  size))
+    monkeypatch.setattr(transforms, "build_transform", _test_transform_only(transforms.build_transform))
     single = fit(_fit_config(), progress=False)
     for rank in range(WORLD):
         got = torch.load(tmp_path / f"fit{rank}.pt", weights_only=False)
