@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "PAPER_SETTING", "Deviation", "PaperResult",
+    "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "Deviation", "PaperResult",
     "deviations_table", "paper_row", "paper_table",
 ]
 
@@ -118,12 +118,6 @@ PAPER_TABLE1: dict[str, dict[str, bool]] = {
     "generalized_lifted_structure": {"S": False, "N": True, "P": False},
     "binomial_deviance": {"S": True, "N": False, "P": False},
     "multi_similarity": {"S": True, "N": True, "P": True},
-}
-
-# The setting behind the paper's CUB number (book/sources.md#src-official-recipe); what a run is compared against.
-PAPER_SETTING: dict[str, Any] = {
-    "dataset": "cub200 / cars196 / sop / inshop", "backbone": "bninception", "pretrained": "ImageNet",
-    "embedding_dim": "64 / 512", "iterations": 3000, "batch": "80 = 16 x 5 (CUB recipe)",
 }
 
 

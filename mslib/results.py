@@ -74,27 +74,24 @@ def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- hashing
-def _default_code_paths() -> list[Path]:
-    return sorted((Path(__file__).resolve().parent).glob("*.py"))
-
-
 def library_code_paths() -> list[Path]:
     """Every source file of the ``mslib`` package (subpackages such as ``mslib.data`` included)."""
     return sorted((Path(__file__).resolve().parent).rglob("*.py"))
 
 
 def code_hash(paths: Iterable[str | os.PathLike] | None = None) -> str:
-    """sha256 (16 hex digits) of the code behind a run: ``mslib/*.py`` (default) plus any notebooks or files given.
+    """sha256 (16 hex digits) of the code behind a run: by default :func:`library_code_paths` (the one definition of
+    "the library's code"); else the notebooks, files and folders given.
 
-    Folders expand to their ``*.py`` files. A notebook contributes its cells' type and source only, so executing it
-    (outputs, execution counts, metadata) does not change the hash, while editing a cell does. Files are keyed by
-    their path relative to the project root, so two checkouts of the same code give the same hash.
+    Folders expand to every ``*.py`` file below them. A notebook contributes its cells' type and source only, so
+    executing it (outputs, execution counts, metadata) does not change the hash, while editing a cell does. Files are
+    keyed by their path relative to the project root, so two checkouts of the same code give the same hash.
     """
     files: list[Path] = []
-    for p in _default_code_paths() if paths is None else paths:
+    for p in library_code_paths() if paths is None else paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(p.glob("*.py")))
+            files.extend(sorted(p.rglob("*.py")))
         elif p.is_file():
             files.append(p)
         else:
@@ -137,7 +134,7 @@ def run_record(
     """A run record: parameters, metrics (each group with its ``iteration``), seed, provenance and timings.
 
     ``started``/``finished`` are datetimes or ``time.time()`` values; ``code`` is the :func:`code_hash` the run id
-    uses (default: ``code_hash()`` of ``mslib/*.py``). Metric values become plain floats (NaN -> ``null``).
+    uses (default: ``code_hash()``, the whole ``mslib`` package). Metric values become plain floats (NaN -> ``null``).
     """
     t0, t1 = _timestamp(started), _timestamp(finished)
     if t1 < t0:

@@ -497,13 +497,6 @@ def _result(cfg: TrainConfig, state: dict[str, Any], model: torch.nn.Module) -> 
             "model": model}
 
 
-def loss_curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(iterations, losses) of a :func:`fit` result's training log."""
-    hist = [h for h in result["history"] if h.get("event", "train") == "train"]
-    return np.array([h["iteration"] for h in hist]), np.array([h["loss"] for h in hist])
-
-
-
 def train_or_load(
     cfg: TrainConfig,
     *,

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -305,11 +304,3 @@ def split_classes(num_classes: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray,
     perm = np.random.default_rng(seed).permutation(num_classes)
     half = num_classes // 2
     return np.sort(perm[:half]), np.sort(perm[half : 2 * half])
-
-
-def timed_generation(**kwargs) -> dict[str, object]:
-    """Generate without the cache and report seconds, image count and sha256 (for the CLI and the book)."""
-    start = time.perf_counter()
-    X, y, chars = generate_glyphs(cache=False, **kwargs)
-    return {"seconds": time.perf_counter() - start, "images": int(len(X)), "classes": len(chars),
-            "sha256": glyphs_sha256(X), "versions": _versions()}
