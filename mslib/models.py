@@ -18,11 +18,8 @@ Pretrained weights are given as a local path or a name in :data:`PRETRAINED`; na
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mslib.data.download import verified_download, verify_checksum
+from mslib.data.errors import ChecksumError as ChecksumError  # re-exported: mslib.models.ChecksumError
+from mslib.files import file_digest
 
 INPUT_CONVENTIONS: dict[str, dict[str, Any]] = {
     "bninception": {"space": "BGR", "range": 255, "mean": [104.0, 117.0, 128.0], "std": [1.0, 1.0, 1.0]},
@@ -296,47 +297,22 @@ def build_model(
 
 
 # ----------------------------------------------------------------------------------------------- weights files
-class ChecksumError(ValueError):
-    """A downloaded or cached weights file whose sha256 differs from the expected one."""
-
-
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _check_sha256(digest: str, expected: str, what: str) -> None:
-    if len(expected) < 8 or not digest.startswith(expected.lower()):
-        raise ChecksumError(f"{what}: sha256 {digest} does not match the expected {expected}")
+    """sha256 hex digest of a file (:func:`mslib.files.file_digest`)."""
+    return file_digest(path, "sha256")
 
 
 def download_weights(url: str, sha256: str, filename: str | None = None) -> Path:
-    """``torch.hub.get_dir()/checkpoints/<filename>``, downloaded once (via a temp file) and verified.
+    """``torch.hub.get_dir()/checkpoints/<filename>``, downloaded once and verified against ``sha256``.
 
-    A cached file with the wrong checksum is an error (delete it to download again); a failed download leaves no file.
+    The download is :func:`mslib.data.download.verified_download` (a mismatch leaves no file). A cached file with
+    the wrong checksum is a :class:`ChecksumError`, not a silent download: delete it to download again.
     """
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / (filename or url.rsplit("/", 1)[-1])
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / (filename or url.rsplit("/", 1)[-1])
     if dest.exists():
-        _check_sha256(sha256_file(dest), sha256, f"cached weights {dest} (delete the file to download again)")
+        verify_checksum(dest, sha256=sha256, what=f"cached weights {dest} (delete the file to download again)")
         return dest
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as resp:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-        _check_sha256(h.hexdigest(), sha256, f"download of {url}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+    return verified_download(url, dest, sha256=sha256, progress=False)
 
 
 def resolve_weights(pretrained: str | os.PathLike) -> Path:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mslib.files import atomic_write_text  # re-exported: its home is mslib.files
+
+__all__ = ["atomic_write_text", "data_dir", "figures_dir", "project_root", "results_dir"]
+
 
 def project_root(start: Path | None = None) -> Path:
     """The mslib-book root (the folder with ``_toc.yml``), or ``MSLIB_ROOT`` when set."""
@@ -39,21 +43,3 @@ def results_dir() -> Path:
 def data_dir() -> Path:
     """``data/``: datasets and generated caches (git-ignored except its README)."""
     return Path(os.environ.get("MSLIB_DATA_DIR", project_root() / "data"))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename: a reader never sees
-    a half-written file, and a failure leaves the previous file in place."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

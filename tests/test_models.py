@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mslib import models as M
+from mslib.data import DatasetError
 
 
 def _cadene_module():
@@ -97,7 +98,6 @@ def test_output_shape_and_unit_norm(backbone, in_channels, size):
         out = model(torch.randn(2, in_channels, size, size))
     assert out.shape == (2, 24)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
-    assert model.input_convention == M.INPUT_CONVENTIONS[backbone]
 
 
 def test_head_init_and_pooling_options():
@@ -200,10 +200,26 @@ def test_named_weights_download_once_verify_and_load(tmp_path, hub, monkeypatch)
 
 def test_wrong_checksum_leaves_no_file(tmp_path, hub, monkeypatch):
     path, _ = _fake_weights(tmp_path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     monkeypatch.setitem(M.PRETRAINED, "smallcnn-bad", M.WeightsSpec("smallcnn", path.as_uri(), "0" * 64))
-    with pytest.raises(M.ChecksumError, match="does not match"):
+    with pytest.raises(M.ChecksumError, match=f"tiny-cnn.pth .*sha256 is {digest}, expected 0{{64}}") as info:
         M.build_model("smallcnn", 8, in_channels=1, pretrained="smallcnn-bad")
+    assert isinstance(info.value, DatasetError) and isinstance(info.value, ValueError)  # what the CLIs catch
     assert not hub.exists() or not list(hub.iterdir())
+
+
+@pytest.mark.parametrize(("prefix_len", "ok"), [(8, True), (16, True), (7, False)])
+def test_torchvision_style_sha256_prefix(tmp_path, hub, prefix_len, ok):
+    """torchvision names weights ``<name>-<first 8 hex digits of the sha256>.pth``: a prefix of >= 8 digits is
+    checked as a prefix; a shorter one is refused rather than trusted."""
+    path, _ = _fake_weights(tmp_path)
+    prefix = hashlib.sha256(path.read_bytes()).hexdigest()[:prefix_len]
+    if ok:
+        assert M.download_weights(path.as_uri(), prefix.upper()).read_bytes() == path.read_bytes()
+    else:
+        with pytest.raises(M.ChecksumError, match=f"expected {prefix}:"):
+            M.download_weights(path.as_uri(), prefix)
+        assert not list(hub.iterdir())
 
 
 def test_non_weights_files_and_mismatches_are_clear_errors(tmp_path):

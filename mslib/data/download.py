@@ -9,7 +9,6 @@ extraction has succeeded.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -20,11 +19,11 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from mslib.data.errors import ChecksumError, DatasetError, fetch_hint
-
-CHUNK = 1 << 20
+from mslib.files import CHUNK, file_digest
 
 
 @dataclass(frozen=True)
@@ -76,62 +75,58 @@ MANUAL: dict[str, str] = {
 }
 
 
-def file_digest(path: Path, algorithm: str = "md5") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+def verify_checksum(path: Path, md5: str | None = None, sha256: str | None = None, *, what: str | None = None) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has the given MD5 / sha256 (``None`` skips a check).
 
-
-def verify_checksum(path: Path, md5: str | None = None, sha256: str | None = None) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the given MD5 / sha256 (``None`` skips a check)."""
+    An expected digest may also be a prefix of at least 8 hex digits (torchvision puts one in its weights file
+    names). The message names ``what`` (default: the file name), the digest found and the one expected.
+    """
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
-        if expected is not None:
-            got = file_digest(path, algorithm)
-            if got != expected.lower():
-                raise ChecksumError(f"{path.name}: {algorithm} is {got}, expected {expected}: the file is truncated "
-                                    "or corrupt")
+        if expected is None:
+            continue
+        got = file_digest(path, algorithm)
+        if len(expected) < 8 or not got.startswith(expected.lower()):
+            raise ChecksumError(f"{what or path.name}: {algorithm} is {got}, expected {expected}: the file is "
+                                "truncated or corrupt")
 
 
-def _fetch(url: str, part: Path, *, progress: bool, timeout: float) -> None:
-    """Append the rest of ``url`` to ``part`` (HTTP Range resume; file:// seeks); raise on an early end."""
-    offset = part.stat().st_size if part.exists() else 0
+def _open_at(url: str, offset: int, timeout: float) -> tuple[BinaryIO | None, int, int | None]:
+    """Open ``url`` at byte ``offset`` (HTTP ``Range``; file:// seeks): the stream (``None`` when the server says
+    the file is already complete), the offset it really starts at (0 if it cannot resume) and the total size."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         src = Path(unquote(parsed.path))
         total = src.stat().st_size
-        if offset > total:
-            offset = 0
-        fh_in = open(src, "rb")
-        fh_in.seek(offset)
-        resumed = offset > 0
-    else:
-        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-        try:
-            fh_in = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and offset:  # already complete
-                return
-            raise
-        resumed = getattr(fh_in, "status", 200) == 206
-        length = fh_in.headers.get("Content-Length") if hasattr(fh_in, "headers") else None
-        total = (int(length) + (offset if resumed else 0)) if length else None
-        if not resumed:
-            offset = 0
+        offset = offset if offset <= total else 0
+        stream = open(src, "rb")
+        stream.seek(offset)
+        return stream, offset, total
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # already complete
+            return None, offset, None
+        raise
+    resumed = getattr(response, "status", 200) == 206
+    length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+    start = offset if resumed else 0
+    return response, start, (int(length) + start) if length else None
+
+
+def _fetch(url: str, part: Path, *, progress: bool, timeout: float) -> None:
+    """Append the rest of ``url`` to ``part`` (resuming where it ends); raise on an early end."""
+    stream, written, total = _open_at(url, part.stat().st_size if part.exists() else 0, timeout)
+    if stream is None:
+        return
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"))
-    written = offset
+        bar = tqdm(total=total, initial=written, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"))
     try:
-        with fh_in, open(part, "ab" if resumed else "wb") as out:
-            while True:
-                block = fh_in.read(CHUNK)
-                if not block:
-                    break
+        with stream, open(part, "ab" if written else "wb") as out:
+            for block in iter(lambda: stream.read(CHUNK), b""):
                 out.write(block)
                 written += len(block)
                 if bar is not None:
@@ -144,11 +139,24 @@ def _fetch(url: str, part: Path, *, progress: bool, timeout: float) -> None:
                            f"{part} is kept: run the command again to resume")
 
 
-def download_file(urls: str | tuple[str, ...], dest: Path, *, md5: str | None = None, sha256: str | None = None,
-                  progress: bool = True, timeout: float = 60.0) -> Path:
+def _fetch_first(urls: tuple[str, ...], part: Path, *, progress: bool, timeout: float) -> str:
+    """Fetch ``part`` from the first mirror that works; return its URL, or raise listing every mirror's error."""
+    errors = []
+    for url in urls:
+        try:
+            _fetch(url, part, progress=progress, timeout=timeout)
+            return url
+        except (OSError, http.client.HTTPException, DatasetError) as err:
+            errors.append(f"{url}: {err}")
+    raise DatasetError(f"could not download {part.name.removesuffix('.part')}:\n  " + "\n  ".join(errors))
+
+
+def verified_download(urls: str | tuple[str, ...], dest: Path, *, md5: str | None = None,
+                      sha256: str | None = None, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download to ``dest`` via ``dest.part`` (resumed if present), verify, rename atomically; return ``dest``.
 
-    An existing ``dest`` with the right checksum is kept as it is. Mirrors are tried in order.
+    An existing ``dest`` with the right checksum is kept as it is. Mirrors are tried in order. A checksum mismatch
+    deletes ``dest.part`` and raises :class:`ChecksumError`; ``dest`` is only ever replaced by a verified file.
     """
     dest = Path(dest)
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
@@ -160,22 +168,18 @@ def download_file(urls: str | tuple[str, ...], dest: Path, *, md5: str | None = 
             pass  # re-download to .part; dest is only replaced by a verified file
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    errors = []
-    for url in urls:
-        try:
-            _fetch(url, part, progress=progress, timeout=timeout)
-            break
-        except (OSError, http.client.HTTPException, DatasetError) as err:
-            errors.append(f"{url}: {err}")
-    else:
-        raise DatasetError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
+    url = _fetch_first(urls, part, progress=progress, timeout=timeout)
     try:
-        verify_checksum(part, md5, sha256)
+        verify_checksum(part, md5, sha256, what=f"{dest.name} downloaded from {url} (deleted)")
     except ChecksumError:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, dest)
     return dest
+
+
+#: The former name of :func:`verified_download`.
+download_file = verified_download
 
 
 def extract_archive(archive: Path, dest_dir: Path) -> list[Path]:
@@ -232,7 +236,7 @@ def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archi
     root = Path(root)
     placed = []
     for remote in sources:
-        path = download_file(remote.urls, root / remote.filename, md5=remote.md5, sha256=remote.sha256,
+        path = verified_download(remote.urls, root / remote.filename, md5=remote.md5, sha256=remote.sha256,
                              progress=progress)
         if remote.extract:
             placed += extract_archive(path, root)
@@ -244,4 +248,4 @@ def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archi
 
 
 __all__ = ["MANUAL", "SOURCES", "RemoteFile", "download_dataset", "download_file", "extract_archive",
-           "file_digest", "fetch_hint", "verify_checksum"]
+           "file_digest", "fetch_hint", "verified_download", "verify_checksum"]

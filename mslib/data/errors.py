@@ -27,8 +27,13 @@ class SplitMismatchError(DatasetError):
     """The split files disagree with each other or with the dataset's own index (or class-name table)."""
 
 
-class ChecksumError(DatasetError):
-    """A downloaded file's checksum differs from the expected one (truncated or corrupt)."""
+class ChecksumError(DatasetError, ValueError):
+    """A downloaded or cached file's checksum differs from the expected one (truncated or corrupt).
+
+    The library's one checksum error: datasets (:func:`mslib.data.download.verified_download`) and pretrained
+    weights (:func:`mslib.models.download_weights`, which re-exports it) raise it. It is a :class:`DatasetError`,
+    so the CLIs report it, and a ``ValueError``, as a bad weights file is elsewhere.
+    """
 
 
 class UnreadableImageError(DatasetError):

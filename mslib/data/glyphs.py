@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from mslib.files import atomic_write
 from mslib.paths import data_dir
 
 RECIPE_VERSION = "glyphs208-v2"
@@ -265,7 +264,7 @@ def generate_glyphs(
         with np.load(path, allow_pickle=False) as data:
             X, y, stored = data["X"], data["y"], str(data["sha256"])
             chars_stored = list(str(data["chars"]))
-        if hashlib.sha256(X.tobytes()).hexdigest() == stored and chars_stored == chars:
+        if glyphs_sha256(X) == stored and chars_stored == chars:
             return X, y, chars
         path.unlink()  # corrupt cache: regenerate
     paths = font_paths(fonts)
@@ -281,14 +280,17 @@ def generate_glyphs(
         for j in range(images_per_class):
             X[c * images_per_class + j] = _augment(paths[order[j % len(order)]], ch, rng)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".glyphs-", suffix=".npz")
-        os.close(fd)
-        np.savez_compressed(tmp, X=X, y=y, chars=np.array("".join(chars)), sha256=np.array(glyphs_sha256(X)),
+        atomic_write(path, lambda tmp: _save_cache(tmp, X, y, chars, fonts, seed))
+    return X, y, chars
+
+
+def _save_cache(file: Path, X: np.ndarray, y: np.ndarray, chars: list[str], fonts: str, seed: int) -> None:
+    """The cache file's arrays (read back by :func:`generate_glyphs`); written through a handle, so ``np.savez``
+    does not append ``.npz`` to the temporary file's name."""
+    with open(file, "wb") as fh:
+        np.savez_compressed(fh, X=X, y=y, chars=np.array("".join(chars)), sha256=np.array(glyphs_sha256(X)),
                             recipe=np.array(RECIPE_VERSION), versions=np.array(json.dumps(_versions())),
                             fonts=np.array(fonts), seed=np.array(seed))
-        os.replace(tmp, path)
-    return X, y, chars
 
 
 def glyphs_sha256(X: np.ndarray) -> str:
