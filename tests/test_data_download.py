@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from mslib.data import ChecksumError, DatasetError
-from mslib.data.download import RemoteFile, download_dataset, download_file, extract_archive
+from mslib.data.cli import main as data_main
+from mslib.data.download import (
+    SOURCES,
+    RemoteFile,
+    download_dataset,
+    extract_archive,
+    verified_download,
+)
 
 PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes
 
@@ -63,7 +70,7 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 def test_http_download_checksum_ok(tmp_path: Path, server) -> None:
     url, _ = server
-    dest = download_file(url, tmp_path / "file.bin", md5=MD5, progress=False, timeout=5)
+    dest = verified_download(url, tmp_path / "file.bin", md5=MD5, progress=False, timeout=5)
     assert dest.read_bytes() == PAYLOAD and not (tmp_path / "file.bin.part").exists()
 
 
@@ -71,8 +78,8 @@ def test_http_checksum_wrong_leaves_existing_file(tmp_path: Path, server) -> Non
     url, _ = server
     dest = tmp_path / "file.bin"
     dest.write_bytes(b"previous good content")
-    with pytest.raises(ChecksumError, match="md5 is .* expected 0+"):
-        download_file(url, dest, md5="0" * 32, progress=False, timeout=5)
+    with pytest.raises(ChecksumError, match=f"file.bin downloaded from {url} .*md5 is {MD5}, expected 0{{32}}"):
+        verified_download(url, dest, md5="0" * 32, progress=False, timeout=5)
     assert dest.read_bytes() == b"previous good content"
     assert not (tmp_path / "file.bin.part").exists()
 
@@ -82,10 +89,10 @@ def test_http_interrupted_then_resumed(tmp_path: Path, server) -> None:
     handler.cut_first = True
     dest = tmp_path / "file.bin"
     with pytest.raises(DatasetError, match="interrupted|run the command again"):
-        download_file(url, dest, md5=MD5, progress=False, timeout=5)
+        verified_download(url, dest, md5=MD5, progress=False, timeout=5)
     part = tmp_path / "file.bin.part"
     assert part.exists() and 0 < part.stat().st_size < len(PAYLOAD) and not dest.exists()
-    download_file(url, dest, md5=MD5, progress=False, timeout=5)
+    verified_download(url, dest, md5=MD5, progress=False, timeout=5)
     assert dest.read_bytes() == PAYLOAD
     assert handler.log[0] is None and handler.log[-1] == f"bytes={len(PAYLOAD) // 2}-"
 
@@ -96,8 +103,47 @@ def test_file_url_resume_and_mirror_fallback(tmp_path: Path) -> None:
     dest = tmp_path / "out" / "file.bin"
     dest.parent.mkdir()
     (dest.parent / "file.bin.part").write_bytes(PAYLOAD[:1000])
-    download_file(("file:///nonexistent/mirror.bin", src.as_uri()), dest, md5=MD5, progress=False)
+    verified_download(("file:///nonexistent/mirror.bin", src.as_uri()), dest, md5=MD5, progress=False)
     assert dest.read_bytes() == PAYLOAD
+
+
+def test_part_file_is_resumed_not_restarted(tmp_path: Path) -> None:
+    """A ``.part`` whose bytes differ from the source's proves the resume: only its rest is appended."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    dest = tmp_path / "file.bin"
+    head = b"\xff" * 1000
+    (tmp_path / "file.bin.part").write_bytes(head)
+    resumed = head + PAYLOAD[1000:]
+    verified_download(src.as_uri(), dest, sha256=hashlib.sha256(resumed).hexdigest(), progress=False)
+    assert dest.read_bytes() == resumed and not (tmp_path / "file.bin.part").exists()
+
+
+def test_checksum_mismatch_names_file_and_digests_and_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    dest = tmp_path / "out" / "file.bin"
+    expected = "ab" * 32
+    with pytest.raises(ChecksumError) as info:
+        verified_download(src.as_uri(), dest, sha256=expected, progress=False)
+    message = str(info.value)
+    assert "file.bin" in message and src.as_uri() in message
+    assert f"sha256 is {hashlib.sha256(PAYLOAD).hexdigest()}, expected {expected}" in message
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_cli_download_reports_checksum_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m mslib data download``: a corrupt download is a one-line error and exit status 1."""
+    archive = tmp_path / "CUB_200_2011.tgz"
+    archive.write_bytes(_tgz({"CUB_200_2011/images.txt": b"1 a.jpg\n"}))
+    monkeypatch.setitem(SOURCES, "cub200", (RemoteFile(archive.name, (archive.as_uri(),), md5="0" * 32,
+                                                       extract=True),))
+    root = tmp_path / "cub200"
+    assert data_main(["download", "cub200", "--root", str(root), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: CUB_200_2011.tgz downloaded from") and "expected 00000000" in err
+    assert list(root.iterdir()) == []
 
 
 def _tgz(files: dict[str, bytes]) -> bytes:
