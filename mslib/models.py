@@ -305,8 +305,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 def download_weights(url: str, sha256: str, filename: str | None = None) -> Path:
     """``torch.hub.get_dir()/checkpoints/<filename>``, downloaded once and verified against ``sha256``.
 
-    The download is :func:`mslib.data.download.verified_download` (a mismatch leaves no file). A cached file with
-    the wrong checksum is a :class:`ChecksumError`, not a silent download: delete it to download again.
+    The download is :func:`mslib.data.download.verified_download`: an interrupted one keeps ``<filename>.part``
+    and resumes on the next call, a checksum mismatch leaves no file. A cached file with the wrong checksum is a
+    :class:`ChecksumError`, not a silent download: delete it to download again.
     """
     dest = Path(torch.hub.get_dir()) / "checkpoints" / (filename or url.rsplit("/", 1)[-1])
     if dest.exists():
