@@ -2,7 +2,8 @@
 
 A figure's id (``fig-<chapter>-<slug>``) is its public identity: the glue key, the MyST label and the file name
 ``figures/<id>.{pdf,png}``. :func:`save_figure` writes both files and records their provenance in
-``figures/MANIFEST.json`` (one entry per id, replaced when the figure is regenerated).
+``figures/MANIFEST.json`` (one entry per id, replaced when the figure is regenerated). In a notebook,
+:func:`publish` does all a figure needs: save it, glue it under its id for ``{glue:figure}``, close it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
+from myst_nb import glue
 
 from mslib import __version__
 from mslib.paths import atomic_write_text, figures_dir
@@ -68,6 +70,26 @@ def save_figure(
     entries = [e for e in entries if e.get("id") != fig_id] + [entry]
     entries.sort(key=lambda e: e["id"])
     atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
+    return entry
+
+
+def publish(
+    fig: matplotlib.figure.Figure,
+    fig_id: str,
+    *,
+    params: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Save ``fig`` under ``fig_id`` (:func:`save_figure`), glue it under the same id and close it.
+
+    The one call a notebook makes per figure; ``{glue:figure} <fig_id>`` then places it in the book. The figure
+    is closed even when saving fails, so a failing cell leaks no open figure. Returns the manifest entry.
+    """
+    try:
+        entry = save_figure(fig, fig_id, params=params, out_dir=out_dir)
+        glue(fig_id, fig, display=False)
+    finally:
+        plt.close(fig)
     return entry
 
 
