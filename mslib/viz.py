@@ -93,6 +93,27 @@ def publish(
     return entry
 
 
+def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
+    """One panel per dimension ``d``: the histogram of sampled ``S_ij`` of random unit vectors against the density
+    of ``N(0, 1/d)`` (``samples`` as :func:`mslib.diagnostics.random_cosine_samples` returns them)."""
+    import numpy as np
+
+    if not samples:
+        raise ValueError("no dimensions to plot")
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 2.8), sharey=False)
+    axes = np.atleast_1d(axes)
+    grid = np.linspace(-1, 1, 400)
+    for ax, (d, sims) in zip(axes, samples.items(), strict=True):
+        ax.hist(sims, bins=60, range=(-1, 1), density=True, alpha=0.7, label="sampled pairs")
+        ax.plot(grid, np.sqrt(d / (2 * np.pi)) * np.exp(-d * grid**2 / 2), lw=1.5, label=r"$\mathcal{N}(0, 1/d)$")
+        ax.set_title(f"d = {d}")
+        ax.set_xlabel(r"cosine similarity $S_{ij}$")
+    axes[0].set_ylabel("density")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
     """Training loss and R@1 (validation; test too when tracked) against the iteration of a ``fit`` result."""
     hist = [h for h in result["history"] if h.get("event", "train") == "train"]

@@ -42,7 +42,9 @@ _SMOKE_07 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedd
 EXPECTED = {
     ("05_training", "default"): TrainConfig(**_CPU_05),
     ("05_training", "smoke"): TrainConfig(**{**_CPU_05, **_SMOKE_05}),
-    ("05_training", "paper"): TrainConfig(**{**_CPU_05, **_PAPER_05}),
+    # the one deliberate change: the profile is now the config file itself, which checkpoints every 500 iterations
+    # (the profile's own list of settings left checkpoint_every at 0; checkpoints do not change the numbers)
+    ("05_training", "paper"): TrainConfig(**{**_CPU_05, **_PAPER_05}, checkpoint_every=500),
     ("06_recall_tables", "default"): TrainConfig(**_CPU_0607, iterations=600),
     ("06_recall_tables", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
     ("07_ablations", "default"): TrainConfig(**_CPU_0607, iterations=150),
@@ -79,3 +81,11 @@ def test_chapters_take_a_config_and_overrides_not_one_parameter_per_setting(name
     settings = {f for f in TrainConfig().to_dict()}
     repeated = settings & set(notebook_parameters(name, "default"))
     assert not repeated, f"{name} repeats training settings as parameters: {sorted(repeated)}"
+
+
+def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
+    """params/paper/05_training.yaml (papermill) and configs/cub200_ms512.yaml (CLI) are the same run."""
+    params = notebook_parameters("05_training", "paper")
+    assert params["config"] == "configs/cub200_ms512.yaml"
+    config = TrainConfig.from_yaml(ROOT / "configs" / "cub200_ms512.yaml")
+    assert chapter_config(params["config"], params["overrides"], root=ROOT) == config

@@ -83,3 +83,20 @@ def test_publish_rejects_a_bad_id_and_still_closes(tmp_path: Path, monkeypatch: 
         publish(fig, "fig_bad_id", out_dir=tmp_path)
     assert glued == [] and list(tmp_path.iterdir()) == []  # nothing glued, nothing written
     assert not plt.fignum_exists(fig.number)
+
+
+def test_random_cosines_one_panel_per_dimension_with_its_normal_density() -> None:
+    import numpy as np
+
+    from mslib.viz import plot_random_cosines
+
+    fig = plot_random_cosines({2: np.array([-0.5, 0.1, 0.7]), 64: np.array([0.0, 0.05])})
+    assert [ax.get_title() for ax in fig.axes] == ["d = 2", "d = 64"]
+    for ax, d in zip(fig.axes, (2, 64), strict=True):
+        assert len(ax.patches) == 60  # the histogram's bins
+        (curve,) = ax.lines
+        centre = np.argmin(np.abs(curve.get_xdata()))
+        assert curve.get_ydata()[centre] == pytest.approx(np.sqrt(d / (2 * np.pi)), rel=1e-3)  # N(0, 1/d) near 0
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no dimensions"):
+        plot_random_cosines({})
