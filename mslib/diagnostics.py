@@ -8,14 +8,15 @@ component, so its embeddings start close together. Chapter *Setup* measures both
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MODES", "pair_similarities", "random_direction_similarities", "sample_batch", "similarity_summary",
-           "untrained_embeddings"]
+__all__ = ["MODES", "pair_similarities", "random_cosine_samples", "random_direction_similarities", "sample_batch",
+           "similarity_summary", "untrained_embeddings", "untrained_similarity_study"]
 
 MODES = ("train", "eval")
 
@@ -85,3 +86,42 @@ def similarity_summary(sims: Tensor, lam: float) -> dict[str, float]:
     q05, q50, q95 = torch.quantile(s, torch.tensor([0.05, 0.5, 0.95], dtype=s.dtype)).tolist()
     return {"mean": float(s.mean()), "std": float(s.std()), "q05": q05, "median": q50, "q95": q95,
             "share_above_lam": float((s > lam).double().mean())}
+
+
+def random_cosine_samples(dims: Sequence[int], n: int, *, seed: int = 0) -> dict[int, np.ndarray]:
+    """Chapter 00's random directions (``notebooks/00_setup.ipynb``): for each ``d`` of ``dims`` in turn, drawn
+    from one generator seeded with ``seed``, the off-diagonal ``S_ij`` (both orders, ``n(n-1)`` values) of ``n``
+    unit vectors uniform on the sphere of ``R^d`` (float64)."""
+    if n < 2 or not dims or min(dims) < 1:
+        raise ValueError(f"need n ≥ 2 vectors and dimensions ≥ 1, got n={n}, dims={list(dims)}")
+    generator = torch.Generator().manual_seed(seed)
+    off_diagonal = ~torch.eye(n, dtype=torch.bool)
+    samples = {}
+    for d in dims:
+        x = torch.nn.functional.normalize(torch.randn(n, d, generator=generator, dtype=torch.float64), dim=1)
+        samples[d] = (x @ x.T)[off_diagonal].numpy()
+    return samples
+
+
+def untrained_similarity_study(
+    images: Tensor, networks: Mapping[str, Any], lam: float, *, seed: int = 0
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[tuple[str, str], dict[str, float]]]:
+    """Chapter 00's untrained networks: for each ``name: TrainConfig`` of ``networks``, the pair similarities of
+    random directions of its dimension and of its freshly initialised network's embeddings of ``images`` in each
+    of :data:`MODES`. Returns ``(panels, rows)``: ``panels[title][group]`` the similarities (for
+    :func:`mslib.viz.plot_similarity_panels`), ``rows[(name, group)]`` their :func:`similarity_summary` at ``lam``.
+    """
+    panels: dict[str, dict[str, np.ndarray]] = {}
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for name, cfg in networks.items():
+        title = f"{name}, d = {cfg.embedding_dim}"
+        random_sims = random_direction_similarities(len(images), cfg.embedding_dim, seed=seed)
+        panels[title] = {f"random directions, d = {cfg.embedding_dim}": random_sims.numpy()}
+        rows[(name, "random directions")] = similarity_summary(random_sims, lam)
+        for mode in MODES:
+            emb = untrained_embeddings(cfg.backbone, images, mode=mode, embedding_dim=cfg.embedding_dim,
+                                       pooling=cfg.pooling, image_size=cfg.image_size, seed=seed)
+            sims = pair_similarities(emb)
+            panels[title][f"untrained, {mode} mode"] = sims.numpy()
+            rows[(name, f"{mode} mode")] = similarity_summary(sims, lam)
+    return panels, rows

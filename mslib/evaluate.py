@@ -417,3 +417,17 @@ def embed(
     if emb.ndim != 2 or emb.shape[0] != lab.shape[0]:
         raise ValueError(f"model outputs {tuple(emb.shape)} do not match {lab.shape[0]} labels")
     return emb, lab
+
+
+def retrieval_examples(
+    embeddings: np.ndarray, n_queries: int, n_neighbours: int = 5, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Retrieval examples for a figure (``notebooks/05_training.ipynb``): ``n_queries`` distinct queries drawn
+    with ``seed`` from the rows of ``embeddings``, and each one's ``n_neighbours`` nearest other rows (inner
+    product, most similar first; :func:`knn` over the whole set). Returns ``(queries, neighbours)``."""
+    emb = np.asarray(embeddings)
+    if not 1 <= n_queries <= len(emb):
+        raise ValueError(f"n_queries must be between 1 and the {len(emb)} embeddings, not {n_queries}")
+    _, neighbours = knn(emb, emb, n_neighbours, same_set=True)
+    queries = np.random.default_rng(seed).choice(len(emb), size=n_queries, replace=False)
+    return queries, neighbours[queries]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "Deviation", "PaperResult",
-    "deviations_table", "paper_row", "paper_table",
+    "BENCHMARKS", "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "Deviation", "PaperResult",
+    "datasets_beside", "deviations_table", "paper_row", "paper_table", "published_recall", "reality_check_r1",
 ]
 
 TAGS = ("[P]", "[S]", "[S2]", "[UNCONFIRMED]")
@@ -143,6 +143,46 @@ def paper_table(dataset: str, dim: int | None = None, *, rows: tuple[PaperResult
     df = pd.DataFrame.from_records(records).set_index("method")
     metric_cols = [c for c in df.columns if c not in ("tag", "source")]
     return df[metric_cols + ["tag", "source"]]
+
+
+BENCHMARKS = ("cub200", "cars196", "sop", "inshop")
+COMPARED_METHODS = ("MS", "HTL", "A-BIER")  # the paper's own rows and its two strongest baselines
+
+
+def datasets_beside(dataset: str) -> list[str]:
+    """The datasets whose published numbers are shown beside runs on ``dataset``: that one when it is a
+    benchmark, else (the glyph dataset) CUB-200-2011 and Cars-196, the ones the paper's main table covers."""
+    return [dataset] if dataset in BENCHMARKS else ["cub200", "cars196"]
+
+
+def published_recall(
+    datasets: list[str], ks: list[int], methods: tuple[str, ...] = COMPARED_METHODS
+) -> Any:
+    """The paper's Recall@K (%) of ``methods`` (row names starting with them) on ``datasets`` as printed in
+    ``notebooks/06_recall_tables.ipynb``: one decimal, "–" where no source gives a value, only the R@K of ``ks``,
+    with each row's dataset, tag and source."""
+    import pandas as pd
+
+    frames = []
+    for name in datasets:
+        df = paper_table(name)
+        frames.append(df[df.index.str.startswith(methods)].assign(dataset=name))
+    paper = pd.concat(frames).rename_axis("method (the paper's table)")
+    shown = [c for c in paper.columns if c.startswith("R@") and int(c[2:]) in ks]
+    table = paper[["dataset", *shown, "tag", "source"]].copy()
+    for c in shown:
+        table[c] = [("–" if pd.isna(v) else f"{v:.1f}") for v in table[c]]
+    return table
+
+
+def reality_check_r1(method: str, dataset: str, dim: int) -> float:
+    """The Reality Check's R@1 (its P@1) for ``method`` on ``dataset`` at ``dim``; an error naming what exists if
+    it has no such row."""
+    for row in REALITY_CHECK:
+        if (row.method, row.dataset, row.dim) == (method, dataset, dim):
+            return row.metrics["R@1"]
+    known = ", ".join(sorted({f"{r.method}/{r.dataset}/{r.dim}" for r in REALITY_CHECK}))
+    raise KeyError(f"no Reality Check row for {method}/{dataset}/{dim}; known: {known}")
 
 
 @dataclass(frozen=True)

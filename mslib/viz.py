@@ -2,7 +2,8 @@
 
 A figure's id (``fig-<chapter>-<slug>``) is its public identity: the glue key, the MyST label and the file name
 ``figures/<id>.{pdf,png}``. :func:`save_figure` writes both files and records their provenance in
-``figures/MANIFEST.json`` (one entry per id, replaced when the figure is regenerated).
+``figures/MANIFEST.json`` (one entry per id, replaced when the figure is regenerated). In a notebook,
+:func:`publish` does all a figure needs: save it, glue it under its id for ``{glue:figure}``, close it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
+from myst_nb import glue
 
 from mslib import __version__
 from mslib.paths import atomic_write_text, figures_dir
@@ -69,6 +71,47 @@ def save_figure(
     entries.sort(key=lambda e: e["id"])
     atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
     return entry
+
+
+def publish(
+    fig: matplotlib.figure.Figure,
+    fig_id: str,
+    *,
+    params: dict[str, Any] | None = None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Save ``fig`` under ``fig_id`` (:func:`save_figure`), glue it under the same id and close it.
+
+    The one call a notebook makes per figure; ``{glue:figure} <fig_id>`` then places it in the book. The figure
+    is closed even when saving fails, so a failing cell leaks no open figure. Returns the manifest entry.
+    """
+    try:
+        entry = save_figure(fig, fig_id, params=params, out_dir=out_dir)
+        glue(fig_id, fig, display=False)
+    finally:
+        plt.close(fig)
+    return entry
+
+
+def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
+    """One panel per dimension ``d``: the histogram of sampled ``S_ij`` of random unit vectors against the density
+    of ``N(0, 1/d)`` (``samples`` as :func:`mslib.diagnostics.random_cosine_samples` returns them)."""
+    import numpy as np
+
+    if not samples:
+        raise ValueError("no dimensions to plot")
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 2.8), sharey=False)
+    axes = np.atleast_1d(axes)
+    grid = np.linspace(-1, 1, 400)
+    for ax, (d, sims) in zip(axes, samples.items(), strict=True):
+        ax.hist(sims, bins=60, range=(-1, 1), density=True, alpha=0.7, label="sampled pairs")
+        ax.plot(grid, np.sqrt(d / (2 * np.pi)) * np.exp(-d * grid**2 / 2), lw=1.5, label=r"$\mathcal{N}(0, 1/d)$")
+        ax.set_title(f"d = {d}")
+        ax.set_xlabel(r"cosine similarity $S_{ij}$")
+    axes[0].set_ylabel("density")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:

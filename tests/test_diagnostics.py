@@ -93,3 +93,38 @@ def test_sample_batch_draws_distinct_items() -> None:
     assert batch.shape == (5, 1, 2, 2) and len(set(batch[:, 0, 0, 0].tolist())) == 5
     with pytest.raises(ValueError, match="dataset's size"):
         sample_batch(data, 11)
+
+
+def test_random_cosine_samples_equal_a_plain_loop_on_the_same_draws() -> None:
+    from mslib.diagnostics import random_cosine_samples
+
+    samples = random_cosine_samples([3, 5], 4, seed=2)
+    generator = torch.Generator().manual_seed(2)  # one generator, dimensions drawn in the order given
+    for d in (3, 5):
+        x = torch.randn(4, d, generator=generator, dtype=torch.float64).tolist()
+        expected = [sum(a * b for a, b in zip(x[i], x[j], strict=True))
+                    / math.sqrt(sum(a * a for a in x[i]) * sum(b * b for b in x[j]))
+                    for i in range(4) for j in range(4) if i != j]
+        np.testing.assert_allclose(samples[d], expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        random_cosine_samples([3], 1)
+
+
+def test_untrained_similarity_study_panels_and_rows_agree() -> None:
+    from types import SimpleNamespace
+
+    from mslib.diagnostics import untrained_similarity_study
+
+    images = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    net = SimpleNamespace(backbone="smallcnn", embedding_dim=8, pooling="avg", image_size=227)
+    panels, rows = untrained_similarity_study(images, {"CNN": net}, 0.5, seed=1)
+    groups = panels["CNN, d = 8"]
+    assert list(groups) == ["random directions, d = 8", "untrained, train mode", "untrained, eval mode"]
+    assert list(rows) == [("CNN", "random directions"), ("CNN", "train mode"), ("CNN", "eval mode")]
+    np.testing.assert_array_equal(groups["random directions, d = 8"],
+                                  random_direction_similarities(6, 8, seed=1).numpy())
+    for (_, kind), group in zip(rows, groups, strict=True):
+        sims = groups[group]
+        assert sims.shape == (15,)  # the 6·5/2 pairs
+        assert rows[("CNN", kind)]["mean"] == pytest.approx(sims.mean(), abs=1e-6)
+        assert rows[("CNN", kind)]["share_above_lam"] == pytest.approx((sims > 0.5).mean())

@@ -424,3 +424,17 @@ def test_embed_eval_mode_order_and_dtypes():
     torch.testing.assert_close(emb2, expected)
     with pytest.raises(ValueError, match="no batches"):
         ev.embed(model, [])
+
+
+def test_retrieval_examples_match_a_plain_loop() -> None:
+    from mslib.evaluate import retrieval_examples
+
+    emb = np.random.default_rng(3).normal(size=(30, 6)).astype(np.float32)  # continuous values: no ties
+    queries, neighbours = retrieval_examples(emb, 4, 5, seed=7)
+    assert queries.tolist() == np.random.default_rng(7).choice(30, size=4, replace=False).tolist()
+    assert len(set(queries.tolist())) == 4 and neighbours.shape == (4, 5)
+    for q, row in zip(queries, neighbours, strict=True):
+        sims = {j: float(emb[q].astype(np.float64) @ emb[j]) for j in range(30) if j != q}
+        assert row.tolist() == sorted(sims, key=sims.get, reverse=True)[:5]
+    with pytest.raises(ValueError, match="n_queries"):
+        retrieval_examples(emb, 31)

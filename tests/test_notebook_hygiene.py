@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,37 @@ def test_profile_files_name_real_notebooks_and_parameters() -> None:
         data = yaml.safe_load(params_file.read_text()) or {}
         unknown = set(data) - set(_parameter_names(notebook))
         assert not unknown, f"{params_file.relative_to(ROOT)} sets undeclared parameters {sorted(unknown)}"
+
+
+LITERALINCLUDE = re.compile(r"```\{literalinclude\} (?P<path>\S+)\n(?P<options>(?::[^\n]*\n)*)```")
+
+
+def _includes() -> list[tuple[str, str, str]]:
+    found = []
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            if cell["cell_type"] == "markdown":
+                for m in LITERALINCLUDE.finditer(_source(cell) + "\n"):
+                    options = dict(re.findall(r"^:(\w+):\s*(.*)$", m["options"], flags=re.M))
+                    found.append((path.stem, m["path"], options.get("pyobject", "")))
+    return found
+
+
+def test_the_book_shows_the_tested_loss_mining_and_training_step() -> None:
+    shown = {(stem, include, obj) for stem, include, obj in _includes()}
+    assert ("03_multi_similarity", "../mslib/losses.py", "multi_similarity_autograd") in shown
+    assert ("03_multi_similarity", "../mslib/mining.py", "ms_pair_mask") in shown
+    assert ("05_training", "../mslib/train.py", "train_step") in shown
+
+
+@pytest.mark.parametrize("include", _includes(), ids=lambda i: f"{i[0]}:{i[2]}")
+def test_literalincludes_name_a_real_function(include: tuple[str, str, str]) -> None:
+    """The book renders executed/<name>.ipynb (_toc.yml), so paths are relative to executed/; a renamed or moved
+    function must fail here, not silently vanish from the book."""
+    stem, rel, obj = include
+    target = (ROOT / "executed" / rel).resolve()
+    assert target.is_file(), f"{stem}: literalinclude {rel} names no file (relative to executed/)"
+    assert target.is_relative_to(ROOT), f"{stem}: literalinclude {rel} points outside the repository"
+    assert obj, f"{stem}: literalinclude {rel} must show one function (:pyobject:), not a whole file"
+    defined = {n.name for n in ast.parse(target.read_text()).body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    assert obj in defined, f"{stem}: {rel} defines no top-level {obj!r} (renamed? update the notebook)"

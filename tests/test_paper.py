@@ -177,3 +177,34 @@ def test_deviations_table_fills_settings_and_names_a_missing_one() -> None:
     assert not df.map(lambda v: "{" in v and "{ref}" not in v).any().any()
     with pytest.raises(KeyError, match="amp"):
         deviations_table({"freeze_bn": True, "channels_last": True})
+
+
+def test_datasets_beside_a_run() -> None:
+    from mslib.paper import datasets_beside
+
+    assert datasets_beside("sop") == ["sop"] and datasets_beside("cub200") == ["cub200"]
+    assert datasets_beside("glyphs") == ["cub200", "cars196"]
+
+
+def test_published_recall_formats_the_chosen_rows_and_ks() -> None:
+    from mslib.paper import published_recall
+
+    table = published_recall(["cub200", "cars196"], [1, 4, 16])
+    assert list(table.columns) == ["dataset", "R@1", "R@4", "R@16", "tag", "source"]
+    expected = [(f"{r.method}^{r.dim}" if r.dim else r.method, r.dataset) for d in ("cub200", "cars196")
+                for r in PAPER_RESULTS if r.dataset == d and r.method.startswith(("MS", "HTL", "A-BIER"))]
+    assert list(zip(table.index, table["dataset"], strict=True)) == expected  # every row, dataset by dataset
+    ms = paper_row("cub200", 512)
+    row = table[(table.index == "MS^512") & (table["dataset"] == "cub200")].iloc[0]
+    for k in (1, 4, 16):
+        value = ms.metrics.get(f"R@{k}")
+        assert row[f"R@{k}"] == ("–" if value is None else f"{value:.1f}")
+    assert row["tag"] == ms.tag
+
+
+def test_reality_check_r1_reads_the_row_or_names_what_exists() -> None:
+    from mslib.paper import reality_check_r1
+
+    assert reality_check_r1("MS+Miner", "cub200", 512) == 67.73  # book/sources.md#src-reality-check
+    with pytest.raises(KeyError, match="no Reality Check row for MS/sop/512"):
+        reality_check_r1("MS", "sop", 512)
