@@ -26,6 +26,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from mslib.files import atomic_write_text
 from mslib.paths import project_root
 
 PROFILES = ("smoke", "default", "paper")
@@ -230,7 +231,7 @@ def strip_notebook(path: Path) -> bool:
     nb.metadata.pop("widgets", None)
     after = nbformat.writes(nb)
     if after != before:
-        path.write_text(after)
+        atomic_write_text(path, after)
     return after != before
 
 

@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from mslib import __version__
-from mslib.paths import atomic_write_text, figures_dir
+from mslib.files import atomic_write_text
+from mslib.paths import figures_dir
 from mslib.provenance import git_commit, notebook_context, stable_hash
 
 FIG_ID = re.compile(r"^fig-[a-z0-9]+(-[a-z0-9]+)+$")
