@@ -220,3 +220,96 @@ def plot_similarity_panels(
     axes[0][0].set_ylabel("density (log scale)")
     fig.tight_layout()
     return fig
+
+
+# --- General Pair Weighting figures (chapters 01_gpw, 02_pair_losses, 03_multi_similarity; numerics: mslib.gpw) ---
+# The lead moves these imports to the top of the module when merging (this block was appended only).
+from collections.abc import Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from mslib import gpw  # noqa: E402
+from mslib.mining import ms_pair_mask  # noqa: E402
+from mslib.similarity import pair_masks  # noqa: E402
+
+
+def plot_agreement(ax: Any, auto: gpw.PairWeights, closed: gpw.PairWeights, title: str) -> float:
+    """Scatter autograd against closed-form weights (positive and negative pairs); return the max abs difference."""
+    for w_auto, w_closed, label, marker in ((auto.pos, closed.pos, "positive pairs", "o"),
+                                            (auto.neg, closed.neg, "negative pairs", "x")):
+        keep = (w_auto != 0) | (w_closed != 0)
+        ax.scatter(w_closed[keep].numpy(), w_auto[keep].numpy(), s=12, marker=marker, label=label, alpha=0.7)
+    top = float(max(auto.pos.max(), auto.neg.max(), closed.pos.max(), closed.neg.max(), 1e-12))
+    ax.plot([0, top], [0, top], color="0.3", lw=0.8, ls="--")
+    ax.set_xlabel(r"closed-form $w_{ij}$")
+    ax.set_ylabel(r"autograd $|\partial L/\partial S_{ij}|$")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return float((auto.grad - closed.grad).abs().max())
+
+
+def plot_weight_sweeps(
+    axes: Sequence[Any], name: str, sim: Tensor, labels: Tensor, values: Sequence[float], **hparams: Any
+) -> None:
+    """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
+    negative's and a positive's similarity of the same anchor (anchor 0 and its first pairs)."""
+    pos, neg = pair_masks(labels)
+    j_neg, j_pos = int(torch.nonzero(neg[0])[0]), int(torch.nonzero(pos[0])[0])
+    k_neg = int(torch.nonzero(neg[0])[1])
+    vals = np.asarray(values)
+
+    def sweep(pair: tuple[int, int], moved: tuple[int, int]) -> np.ndarray:
+        return gpw.weight_sweep(name, sim, labels, pair, moved, values, **hparams)
+
+    axes[0].plot(vals, sweep((0, j_neg), (0, j_neg)), label=r"$w^-_{ij}$")
+    axes[0].plot(vals, sweep((0, j_pos), (0, j_pos)), label=r"$w^+_{ij}$")
+    axes[0].set_xlabel(r"own similarity $S_{ij}$")
+    axes[1].plot(vals, sweep((0, j_neg), (0, k_neg)), color="C2")
+    axes[1].set_xlabel(r"another negative's $S_{ik}$")
+    axes[2].plot(vals, sweep((0, j_neg), (0, j_pos)), color="C3")
+    axes[2].set_xlabel(r"a positive's $S_{ik}$")
+    axes[0].set_ylabel(f"{name}\nweight")
+    axes[0].legend(fontsize=8)
+    for ax in axes[1:]:
+        ax.set_ylabel(r"$w^-_{ij}$")
+
+
+def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
+    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
+    pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
+    w = gpw.pair_weights("multi_similarity", sim, labels, **hparams)
+    panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
+              ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
+              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
+    for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("reference j")
+        ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    axes[0].set_ylabel("anchor i")
+
+
+def plot_ms_hyperparameters(
+    axes: Sequence[Any], sim: Tensor, labels: Tensor, base: dict[str, Any], betas: Sequence[float],
+    lams: Sequence[float], epsilons: Sequence[float], values: Sequence[float],
+) -> None:
+    """``w⁻_ij`` against its own ``S_ij`` for several β and λ (no mining), and the mined fractions against ε."""
+    _, neg = pair_masks(labels)
+    j = int(torch.nonzero(neg[0])[0])
+    nomine = {**base, "epsilon": None}
+    for beta in betas:
+        axes[0].plot(values, gpw.weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                              **{**nomine, "beta": beta}), label=f"β = {beta:g}")
+    for lam in lams:
+        axes[1].plot(values, gpw.weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                              **{**nomine, "lam": lam}), label=f"λ = {lam:g}")
+    fractions = [gpw.ms_summary(sim, labels, **{**base, "epsilon": e}) for e in epsilons]
+    axes[2].plot(epsilons, [f["positives mined"] for f in fractions], marker="o", label="positives")
+    axes[2].plot(epsilons, [f["negatives mined"] for f in fractions], marker="x", label="negatives")
+    for ax, xlabel in zip(axes, [r"own similarity $S_{ij}$"] * 2 + [r"mining margin $\epsilon$"], strict=True):
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(r"$w^-_{ij}$")
+    axes[2].set_ylabel("fraction of pairs mined")
