@@ -286,14 +286,14 @@ def test_ms_mining_keeps_nothing_gives_connected_zero() -> None:
     x, y = clustered_embeddings(4, 3, 32, spread=0.05, seed=0)
     sim = cosine(x).requires_grad_(True)
     v = losses.multi_similarity(sim, y, **losses.MS_PRESETS["official"])
-    assert float(v) == 0.0 and v.requires_grad
+    assert float(v.detach()) == 0.0 and v.requires_grad
     v.backward()
     assert torch.equal(sim.grad, torch.zeros_like(sim))
     module = losses.build_loss("multi_similarity", preset="paper")
     xe = x.clone().requires_grad_(True)
     out = module(xe, y)
     out.backward()
-    assert float(out) == 0.0 and torch.equal(xe.grad, torch.zeros_like(xe))
+    assert float(out.detach()) == 0.0 and torch.equal(xe.grad, torch.zeros_like(xe))
 
 
 # --- bad input and the module interface --------------------------------------------------------------------------
