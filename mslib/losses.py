@@ -6,10 +6,10 @@ vectorised (masked log-sum-exp, sorting; no per-anchor Python loop, no ``m×R×R
 al., CVPR 2019 ("the MS paper"): ``S`` similarity, ``α`` positive scale, ``β`` negative scale, ``λ`` threshold,
 ``ε`` mining margin, ``m`` number of anchors (rows). Chapter: *Theory: General Pair Weighting*.
 
-:func:`build_loss` gives a ``torch.nn.Module`` taking ``(embeddings, labels, ref_embeddings=None,
-ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss.
-Which pairs a loss uses is an argument: ``pairs=`` (boolean masks, :class:`mslib.mining.Pairs`) on the functions,
-``miner=`` (:mod:`mslib.mining`) on the module; ``sim``'s self-pairs follow :func:`mslib.similarity.self_columns`.
+:func:`build_loss` gives a :class:`PairLoss` module taking ``(embeddings, labels, pairs=None, ref_embeddings=None,
+ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss. Which pairs a
+loss uses is an argument: ``pairs=`` (boolean masks, :class:`mslib.mining.Pairs`) on the functions, ``miner=``
+(:mod:`mslib.mining`) on the module. Self-pairs follow :func:`mslib.similarity.self_columns` (``self_index=``).
 """
 
 from __future__ import annotations

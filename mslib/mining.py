@@ -83,6 +83,7 @@ class Miner:
     def mine(
         self, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None
     ) -> Pairs:
+        """The pairs of ``sim`` (query rows × reference columns) this rule keeps."""
         raise NotImplementedError
 
     def __call__(
@@ -97,7 +98,9 @@ class Miner:
 class AllPairs(Miner):
     """No mining: every positive and negative pair."""
 
-    def mine(self, sim, labels, ref_labels=None, *, self_index=None) -> Pairs:
+    def mine(
+        self, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None
+    ) -> Pairs:
         check_sim(sim, labels, ref_labels)
         return Pairs(*pair_masks(labels, ref_labels, self_index=self_index))
 
@@ -108,7 +111,9 @@ class MSMiner(Miner):
 
     epsilon: float
 
-    def mine(self, sim, labels, ref_labels=None, *, self_index=None) -> Pairs:
+    def mine(
+        self, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None
+    ) -> Pairs:
         return ms_pair_mask(sim, labels, ref_labels, epsilon=self.epsilon, self_index=self_index)
 
 
@@ -125,7 +130,9 @@ class TripletMarginMiner(Miner):
             raise ValueError(f"unknown triplet miner mode {self.mode!r}; choose semihard or hard")
 
     @torch.no_grad()
-    def mine(self, sim, labels, ref_labels=None, *, self_index=None) -> Pairs:
+    def mine(
+        self, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None
+    ) -> Pairs:
         check_sim(sim, labels, ref_labels)
         pos, neg = pair_masks(labels, ref_labels, self_index=self_index)
         if self.mode == "hard":
