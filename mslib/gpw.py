@@ -5,7 +5,7 @@ with the weighted sum ``Σ_ij w_ij S_ij`` whose weights ``w_ij = |∂L/∂S_ij|`
 :func:`pair_weights` finds them by autograd; ``CLOSED_FORM`` holds each loss's derivation (for the MS loss the
 paper's eqs. 13-14) so the book can show that the two agree. Closed forms build ``m×R×R`` tensors where it keeps
 them readable: they are for checking and plotting small batches, not for training.
-Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``.
+Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``; their figures are drawn by :mod:`mslib.viz`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ import torch
 from torch import Tensor
 
 from mslib.losses import LOSSES
-from mslib.mining import ms_pair_mask, triplet_mask
-from mslib.similarity import check_sim, pair_masks
+from mslib.mining import ms_pair_mask, restrict, triplet_mask
+from mslib.similarity import check_sim, pair_masks, reference_is_batch
 
 __all__ = [
-    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "plot_agreement",
-    "plot_ms_batch", "plot_ms_hyperparameters", "plot_weight_sweeps",
-    "similarity_dependence", "table1_comparison", "weight_sweep",
+    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "similarity_dependence",
+    "table1_comparison", "weight_sweep",
 ]
 
 
@@ -66,15 +65,12 @@ def contrastive_weights(sim, labels, ref_labels=None, *, pos_margin=1.0, neg_mar
 
 
 def _masks(labels, ref_labels, pairs):
-    pos, neg = pair_masks(labels, ref_labels)
-    if pairs is not None:
-        pos, neg = pos & pairs[0].bool(), neg & pairs[1].bool()
-    return pos, neg
+    return restrict(pair_masks(labels, ref_labels), pairs)
 
 
-def triplet_weights(sim, labels, ref_labels=None, *, margin=0.1, mode="all", reduction="nonzero"):
+def triplet_weights(sim, labels, ref_labels=None, *, margin=0.1, mode="all", reduction="nonzero", pairs=None):
     """Each active triplet ``(a,p,n)`` adds ``1/T`` to ``w⁻_an`` and to ``w⁺_ap``; ``T`` is set by ``reduction``."""
-    t = triplet_mask(sim, labels, ref_labels, mode=mode, margin=margin)
+    t = triplet_mask(sim, labels, ref_labels, mode=mode, margin=margin, pairs=pairs)
     violation = sim[:, None, :] - sim[:, :, None] + margin  # [a, p, n] = S_an − S_ap + margin
     active = (t & (violation > 0)).to(sim.dtype)
     count = {"nonzero": active.sum(), "mean": t.sum().to(sim.dtype), "sum": torch.ones((), dtype=sim.dtype)}
@@ -88,7 +84,7 @@ def lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=
     pos, neg = _masks(labels, ref_labels, pairs)
     e = torch.where(neg, sim.exp(), torch.zeros_like(sim))
     s = e.sum(dim=1)
-    square = sim.shape[0] == sim.shape[1] and (ref_labels is None or ref_labels is labels)
+    square = reference_is_batch(labels, ref_labels)
     z = s[:, None] + s[None, :] if square else s[:, None].expand_as(sim)
     q = pos.sum().to(sim.dtype).clamp(min=1)
     r = torch.where(pos, torch.relu(torch.log(z) + margin - sim), torch.zeros_like(sim))
@@ -136,15 +132,15 @@ def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, pairs=None):
     return _split(wn - wp, labels, ref_labels)
 
 
-def multi_similarity_weights(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon):
-    """The MS paper's weights (Sec. 5.2) over mined pairs ``P̃_i, Ñ_i``, divided by ``m``:
+def multi_similarity_weights(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon, pairs=None):
+    """The MS paper's weights (Sec. 5.2) over mined pairs ``P̃_i, Ñ_i`` (by ``epsilon``, or ``pairs``), divided by ``m``:
 
     ``w⁺_ij = 1 / (e^{α(S_ij−λ)} + Σ_{k∈P̃_i} e^{α(S_ij−S_ik)})``,
     ``w⁻_ij = 1 / (e^{β(λ−S_ij)} + Σ_{k∈Ñ_i} e^{β(S_ik−S_ij)})``.
     """
     check_sim(sim, labels, ref_labels)
     if epsilon is None:
-        pos, neg = pair_masks(labels, ref_labels)
+        pos, neg = _masks(labels, ref_labels, pairs)
     else:
         pos, neg = ms_pair_mask(sim, labels, ref_labels, epsilon=epsilon)
     valid = (pos.any(1) & neg.any(1))[:, None]
@@ -267,43 +263,6 @@ def weight_sweep(
     return np.asarray(out)
 
 
-def plot_agreement(ax: Any, auto: PairWeights, closed: PairWeights, title: str) -> float:
-    """Scatter autograd against closed-form weights (positive and negative pairs); return the max abs difference."""
-    for w_auto, w_closed, label, marker in ((auto.pos, closed.pos, "positive pairs", "o"),
-                                            (auto.neg, closed.neg, "negative pairs", "x")):
-        keep = (w_auto != 0) | (w_closed != 0)
-        ax.scatter(w_closed[keep].numpy(), w_auto[keep].numpy(), s=12, marker=marker, label=label, alpha=0.7)
-    top = float(max(auto.pos.max(), auto.neg.max(), closed.pos.max(), closed.neg.max(), 1e-12))
-    ax.plot([0, top], [0, top], color="0.3", lw=0.8, ls="--")
-    ax.set_xlabel(r"closed-form $w_{ij}$")
-    ax.set_ylabel(r"autograd $|\partial L/\partial S_{ij}|$")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return float((auto.grad - closed.grad).abs().max())
-
-
-def plot_weight_sweeps(
-    axes: Sequence[Any], name: str, sim: Tensor, labels: Tensor, values: Sequence[float], **hparams: Any
-) -> None:
-    """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
-    negative's and a positive's similarity of the same anchor (anchor 0 and its first pairs)."""
-    pos, neg = pair_masks(labels)
-    j_neg, j_pos = int(torch.nonzero(neg[0])[0]), int(torch.nonzero(pos[0])[0])
-    k_neg = int(torch.nonzero(neg[0])[1])
-    vals = np.asarray(values)
-    axes[0].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, j_neg), values, **hparams), label=r"$w^-_{ij}$")
-    axes[0].plot(vals, weight_sweep(name, sim, labels, (0, j_pos), (0, j_pos), values, **hparams), label=r"$w^+_{ij}$")
-    axes[0].set_xlabel(r"own similarity $S_{ij}$")
-    axes[1].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, k_neg), values, **hparams), color="C2")
-    axes[1].set_xlabel(r"another negative's $S_{ik}$")
-    axes[2].plot(vals, weight_sweep(name, sim, labels, (0, j_neg), (0, j_pos), values, **hparams), color="C3")
-    axes[2].set_xlabel(r"a positive's $S_{ik}$")
-    axes[0].set_ylabel(f"{name}\nweight")
-    axes[0].legend(fontsize=8)
-    for ax in axes[1:]:
-        ax.set_ylabel(r"$w^-_{ij}$")
-
-
 def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
     """Loss value, fraction of positive/negative pairs mined, and total positive/negative weight of an MS batch."""
     pos, neg = pair_masks(labels)
@@ -317,42 +276,3 @@ def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
         "total w+": float(w.pos.sum()),
         "total w-": float(w.neg.sum()),
     }
-
-
-def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
-    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
-    pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
-    w = pair_weights("multi_similarity", sim, labels, **hparams)
-    panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
-              ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
-              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
-    for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
-        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("reference j")
-        ax.figure.colorbar(im, ax=ax, fraction=0.046)
-    axes[0].set_ylabel("anchor i")
-
-
-def plot_ms_hyperparameters(
-    axes: Sequence[Any], sim: Tensor, labels: Tensor, base: dict[str, Any], betas: Sequence[float],
-    lams: Sequence[float], epsilons: Sequence[float], values: Sequence[float],
-) -> None:
-    """``w⁻_ij`` against its own ``S_ij`` for several β and λ (no mining), and the mined fractions against ε."""
-    _, neg = pair_masks(labels)
-    j = int(torch.nonzero(neg[0])[0])
-    nomine = {**base, "epsilon": None}
-    for beta in betas:
-        axes[0].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
-                                          **{**nomine, "beta": beta}), label=f"β = {beta:g}")
-    for lam in lams:
-        axes[1].plot(values, weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
-                                          **{**nomine, "lam": lam}), label=f"λ = {lam:g}")
-    fractions = [ms_summary(sim, labels, **{**base, "epsilon": e}) for e in epsilons]
-    axes[2].plot(epsilons, [f["positives mined"] for f in fractions], marker="o", label="positives")
-    axes[2].plot(epsilons, [f["negatives mined"] for f in fractions], marker="x", label="negatives")
-    for ax, xlabel in zip(axes, [r"own similarity $S_{ij}$"] * 2 + [r"mining margin $\epsilon$"], strict=True):
-        ax.set_xlabel(xlabel)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel(r"$w^-_{ij}$")
-    axes[2].set_ylabel("fraction of pairs mined")

@@ -6,8 +6,10 @@ vectorised (masked log-sum-exp, sorting; no per-anchor Python loop, no ``m×R×R
 al., CVPR 2019 ("the MS paper"): ``S`` similarity, ``α`` positive scale, ``β`` negative scale, ``λ`` threshold,
 ``ε`` mining margin, ``m`` number of anchors (rows). Chapter: *Theory: General Pair Weighting*.
 
-:func:`build_loss` gives a ``torch.nn.Module`` taking ``(embeddings, labels, ref_embeddings=None,
-ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss.
+:func:`build_loss` gives a :class:`PairLoss` module taking ``(embeddings, labels, pairs=None, ref_embeddings=None,
+ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss. Which pairs a
+loss uses is an argument: ``pairs=`` (boolean masks, :class:`mslib.mining.Pairs`) on the functions, ``miner=``
+(:mod:`mslib.mining`) on the module. Self-pairs follow :func:`mslib.similarity.self_columns` (``self_index=``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mslib.mining import hardest_pairs, mine_ms_pairs, ms_pair_mask, restrict
-from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks
+from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms_pairs, restrict
+from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
     "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "contrastive",
@@ -28,11 +30,11 @@ __all__ = [
     "triplet",
 ]
 
-Pairs = tuple[Tensor, Tensor]
-
+# Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
 MS_PRESETS: dict[str, dict[str, float]] = {
     "paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),  # as the paper states
     "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),  # as the official code runs
+    "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1),  # pytorch-metric-learning's defaults (loss and miner)
 }
 
 
@@ -47,14 +49,18 @@ def _masked_lse(x: Tensor, mask: Tensor, add_one: bool = False) -> Tensor:
     return torch.nn.functional.softplus(lse) if add_one else lse  # log(1 + e^lse) = log(1 + Σ e^x)
 
 
-def _masks(sim: Tensor, labels: Tensor, ref_labels: Tensor | None, pairs: Pairs | None) -> Pairs:
+def _masks(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None, pairs: tuple[Tensor, Tensor] | None,
+    self_index: Tensor | None,
+) -> Pairs:
+    """The label pairs of ``sim`` (self-pairs by :func:`mslib.similarity.self_columns`), restricted to ``pairs``."""
     check_sim(sim, labels, ref_labels)
-    return restrict(pair_masks(labels, ref_labels), pairs)
+    return restrict(pair_masks(labels, ref_labels, self_index=self_index), pairs)
 
 
 def contrastive(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, pos_margin: float = 1.0,
-    neg_margin: float = 0.5, pairs: Pairs | None = None,
+    neg_margin: float = 0.5, pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Contrastive loss (Hadsell et al. 2006) in similarity form; the MS paper's Sec. 3 form.
 
@@ -62,7 +68,7 @@ def contrastive(
     the positive term is the paper's ``−S_ij`` up to a constant and ``neg_margin`` is its ``λ``.
     ``pairs``: optional mined ``(positive, negative)`` masks.
     """
-    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     zero = torch.zeros_like(sim)
     per = torch.where(pos, torch.relu(pos_margin - sim), zero) + torch.where(neg, torch.relu(sim - neg_margin), zero)
     return per.sum() / sim.shape[0]
@@ -79,7 +85,7 @@ def _sorted_rows(sim: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 def triplet(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 0.1, mode: str = "all",
-    reduction: str = "nonzero",
+    reduction: str = "nonzero", pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Triplet loss (Weinberger et al. 2006; Schroff et al. 2015) with the margin on similarities (MS paper, Sec. 3).
 
@@ -87,9 +93,10 @@ def triplet(
     margin``, FaceNet) or ``hard`` (per anchor the hardest positive and negative, "batch hard").
     ``reduction``: ``nonzero`` (mean over triplets with positive loss, as pytorch-metric-learning's
     ``AvgNonZeroReducer``), ``mean`` (over all triplets considered) or ``sum``. Computed by sorting each row,
-    ``O(m·R log R)`` time and ``O(m·R)`` memory, not by enumerating triplets.
+    ``O(m·R log R)`` time and ``O(m·R)`` memory, not by enumerating triplets. ``pairs``: optional mined
+    ``(positive, negative)`` masks; a triplet ``(a, p, n)`` needs both of its pairs.
     """
-    pos, neg = _masks(sim, labels, ref_labels, None)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     zero = torch.zeros_like(sim)
     if mode == "all":
         keys, prefix = _sorted_rows(sim, pos)  # positives sorted per row
@@ -122,17 +129,18 @@ def triplet(
 
 def lifted_structure(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0,
-    pairs: Pairs | None = None,
+    pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Lifted structured loss, the original form of Song et al. 2016 with ``−D`` replaced by ``S``.
 
     For every positive pair: ``J_ij = log(Σ_{k∈N_i} e^{S_ik} + Σ_{l∈N_j} e^{S_jl}) + margin − S_ij`` and
     ``L = (1/2|P̂|) Σ_{(i,j)∈P̂} [J_ij]_+²`` over unordered pairs (= the mean of ``[J_ij]_+²/2`` over ordered
-    ones). Rectangular ``sim``: the reference ``j`` has no row, so only the anchor's negatives ``N_i`` enter.
+    ones). When the reference is not the batch itself (:func:`mslib.similarity.reference_is_batch`) ``j`` has no row,
+so only the anchor's negatives ``N_i`` enter.
     """
-    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     lse = _masked_lse(sim, neg)  # log Σ_{k∈N_i} e^{S_ik}
-    if sim.shape[0] == sim.shape[1] and (ref_labels is None or ref_labels is labels):
+    if reference_is_batch(labels, ref_labels, self_index):
         log_z = torch.logaddexp(lse[:, None], lse[None, :])
     else:
         log_z = lse[:, None].expand_as(sim)
@@ -143,7 +151,7 @@ def lifted_structure(
 
 def generalized_lifted_structure(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0,
-    pairs: Pairs | None = None,
+    pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Generalised lifted structure loss (Hermans et al. 2017, p. 4): the per-anchor form the MS paper's GPW
     section analyses (its Table 1), with ``λ = margin``.
@@ -153,7 +161,7 @@ def generalized_lifted_structure(
     log-sum-exp 0 (not −∞), so an anchor without positives still pays ``[log Σ_{N_i} e^{S_ik}]_+``, and every
     anchor counts in ``m``. ``pairs``: optional mined ``(positive, negative)`` masks. Chapter: *Pair losses*.
     """
-    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     zero = torch.zeros_like(sim[:, 0])
     lse_p = torch.where(pos.any(dim=1), _masked_lse(margin - sim, pos), zero)
     lse_n = torch.where(neg.any(dim=1), _masked_lse(sim, neg), zero)
@@ -162,14 +170,14 @@ def generalized_lifted_structure(
 
 def binomial_deviance(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float = 2.0, beta: float = 50.0,
-    lam: float = 0.5, pairs: Pairs | None = None,
+    lam: float = 0.5, pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Binomial deviance (Yi et al. 2014) as in the MS paper's comparison (Sec. 3).
 
     ``L = (1/m) Σ_i [(1/|P_i|) Σ_{j∈P_i} log(1 + e^{−α(S_ij − λ)}) + (1/|N_i|) Σ_{j∈N_i} log(1 + e^{β(S_ij − λ)})]``;
     an empty ``P_i`` or ``N_i`` contributes 0.
     """
-    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     zero = torch.zeros_like(sim)
     softplus, dt = torch.nn.functional.softplus, sim.dtype
     p = torch.where(pos, softplus(-alpha * (sim - lam)), zero).sum(1) / pos.sum(1).clamp(min=1).to(dt)
@@ -179,7 +187,7 @@ def binomial_deviance(
 
 def npair(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0,
-    pairs: Pairs | None = None,
+    pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Multi-class N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``.
 
@@ -191,7 +199,7 @@ def npair(
     """
     if not scale > 0:
         raise ValueError(f"npair scale must be > 0, got {scale}")
-    pos, neg = _masks(sim, labels, ref_labels, pairs)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     logits = scale * sim
     lse = _masked_lse(logits, neg)
     zero = torch.zeros_like(sim)
@@ -199,16 +207,17 @@ def npair(
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
 
 
-def _same_label_pairs(labels: Tensor, ref_labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Index form of the label masks: ``(rows, cols)`` of every same-label entry (diagonal included when square)
-    and ``(pos_rows, pos_cols)`` of the positive pairs (the diagonal removed by index when square)."""
-    square = ref_labels is None or ref_labels is labels
-    ref = labels if ref_labels is None else ref_labels
-    rows, cols = torch.nonzero(labels[:, None] == ref[None, :], as_tuple=True)
-    if not square:
-        return rows, cols, rows, cols
-    off = rows != cols
-    return rows, cols, rows[off], cols[off]
+def _ms_masks(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None, epsilon: float | None,
+    pairs: tuple[Tensor, Tensor] | None, self_index: Tensor | None,
+) -> Pairs:
+    """The pairs MS weights: the label pairs mined by the paper's rule (``epsilon``), or restricted to ``pairs``."""
+    check_sim(sim, labels, ref_labels)
+    if epsilon is not None and pairs is not None:
+        raise ValueError(f"multi_similarity mines its own pairs with epsilon={epsilon}; to weight the given pairs "
+                         "pass epsilon=None")
+    masks = pair_masks(labels, ref_labels, self_index=self_index)
+    return restrict(masks, pairs) if epsilon is None else mine_ms_pairs(sim, *masks, epsilon=epsilon)
 
 
 def _softplus_grad(x: Tensor) -> Tensor:
@@ -217,37 +226,29 @@ def _softplus_grad(x: Tensor) -> Tensor:
 
 
 class _MultiSimilarity(torch.autograd.Function):
-    """MS loss forward and its closed-form backward (the GPW weights ``w⁺, w⁻`` of the paper, Sec. 5.2).
+    """MS loss over given pair masks, forward and its closed-form backward (the GPW weights ``w⁺, w⁻``, Sec. 5.2).
 
-    One dense ``m×R`` buffer holds ``e^{β(S_ik − max_k S_ik)}`` over the (mined) negatives; positives, a few per row
-    in a P×K batch, are handled as an index list. The row shifts of the log-sum-exp are the mining thresholds
-    themselves (``max`` over negatives, ``min`` over positives): whenever a row keeps any mined pair, its extreme
-    pair is kept too, so the shift is exactly the max that ``torch.logsumexp`` would subtract.
+    One dense ``m×R`` buffer holds ``e^{β(S_ik − max_k S_ik)}`` over the negatives of ``neg``; positives, a few per
+    row in a P×K batch, are handled as an index list. The row shifts are the max (negatives) and min (positives)
+    over the masks, exactly what ``torch.logsumexp`` would subtract; the masks come from the miner (for MS mining,
+    :func:`mslib.mining.mine_ms_pairs`), so the backward re-derives no rule.
     """
 
     @staticmethod
-    def forward(ctx, sim: Tensor, labels: Tensor, ref_labels: Tensor | None, alpha: float, beta: float, lam: float,
-                epsilon: float | None) -> Tensor:
+    def forward(ctx, sim: Tensor, pos: Tensor, neg: Tensor, alpha: float, beta: float, lam: float) -> Tensor:
         m = sim.shape[0]
         s = sim.detach()
-        rows, cols, prow, pcol = _same_label_pairs(labels, ref_labels)
+        prow, pcol = torch.nonzero(pos, as_tuple=True)
         inf = float("inf")
-        # negatives: every entry whose label differs; same-label entries (and the diagonal) are set to -inf
-        e_neg = s.clone()
-        e_neg[rows, cols] = -inf
+        e_neg = torch.where(neg, s, torch.full_like(s, -inf))
         max_neg = e_neg.amax(dim=1, keepdim=True)  # -inf for a row without negatives
         pos_val = s[prow, pcol]
         min_pos = torch.full((m,), inf, dtype=s.dtype, device=s.device).scatter_reduce_(
             0, prow, pos_val, reduce="amin", include_self=True)  # +inf for a row without positives
         shift_n = torch.where(torch.isfinite(max_neg), max_neg, torch.zeros_like(max_neg))
         e_neg.sub_(shift_n).mul_(beta).exp_()  # in [0, 1]; exactly 0 off the negatives
-        if epsilon is not None:  # same comparisons as mslib.mining.mine_ms_pairs, so the same pairs are kept
-            e_neg.mul_(s + epsilon > min_pos[:, None])
-            keep_pos = pos_val - epsilon < max_neg[prow, 0]
-        else:
-            keep_pos = torch.ones_like(pos_val, dtype=torch.bool)
         shift_p = torch.where(torch.isfinite(min_pos), min_pos, torch.zeros_like(min_pos))
-        e_pos = torch.exp(alpha * (shift_p[prow] - pos_val)) * keep_pos  # finite: min_pos <= pos_val
+        e_pos = torch.exp(alpha * (shift_p[prow] - pos_val))  # finite: min_pos <= pos_val
         sum_n = e_neg.sum(dim=1)
         sum_p = torch.zeros_like(sum_n).index_add_(0, prow, e_pos)
         valid = (sum_p > 0) & (sum_n > 0)
@@ -267,41 +268,42 @@ class _MultiSimilarity(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None
         e_neg, c_n, prow, pcol, w_pos = ctx.saved_tensors
-        grad = e_neg * (c_n * grad_out)[:, None]  # w⁻ (zero off the mined negatives)
+        grad = e_neg * (c_n * grad_out)[:, None]  # w⁻ (zero off the negatives)
         grad[prow, pcol] = -(w_pos * grad_out)  # −w⁺ on the positives (disjoint from the negatives)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def multi_similarity(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float, beta: float, lam: float,
-    epsilon: float | None,
+    epsilon: float | None, pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Multi-Similarity loss (Wang et al. 2019, Sec. 5), with the paper's pair mining (Sec. 5.1) when ``epsilon``.
 
-    ``L = (1/m) Σ_i {(1/α) log[1 + Σ_{k∈P̃_i} e^{−α(S_ik − λ)}] + (1/β) log[1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}]}``,
-    ``P̃_i, Ñ_i`` the mined pairs (all pairs for ``epsilon=None``). An anchor with no (mined) positive or no
-    (mined) negative contributes 0 but counts in ``m``, as in the official code; the result stays in the graph.
-    Presets: ``MS_PRESETS["paper"]``, ``MS_PRESETS["official"]``. The backward pass is the closed form (the GPW
-    weights, :func:`mslib.gpw.multi_similarity_weights`); it is checked against autograd in
-    ``tests/test_losses_fast.py``. :func:`multi_similarity_autograd` is the plain masked-log-sum-exp version.
+    The loss of :func:`multi_similarity_autograd` (same value), with the closed-form backward (the GPW weights,
+    :func:`mslib.gpw.multi_similarity_weights`; checked against autograd in ``tests/test_losses_fast.py``).
+    ``epsilon=None`` and ``pairs=`` weight another miner's pairs. Presets: :data:`MS_PRESETS`.
     """
-    check_sim(sim, labels, ref_labels)
-    if alpha <= 0 or beta <= 0:
-        return multi_similarity_autograd(sim, labels, ref_labels, alpha=alpha, beta=beta, lam=lam, epsilon=epsilon)
-    return _MultiSimilarity.apply(sim, labels, ref_labels, float(alpha), float(beta), float(lam), epsilon)
+    if alpha <= 0 or beta <= 0:  # the row shifts below assume positive scales
+        return multi_similarity_autograd(sim, labels, ref_labels, alpha=alpha, beta=beta, lam=lam, epsilon=epsilon,
+                                         pairs=pairs, self_index=self_index)
+    pos, neg = _ms_masks(sim, labels, ref_labels, epsilon, pairs, self_index)
+    return _MultiSimilarity.apply(sim, pos, neg, float(alpha), float(beta), float(lam))
 
 
 def multi_similarity_autograd(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float, beta: float, lam: float,
-    epsilon: float | None,
+    epsilon: float | None, pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
-    """:func:`multi_similarity` written with autograd-tracked masked log-sum-exp (the reference for the fast path)."""
-    check_sim(sim, labels, ref_labels)
-    pos, neg = pair_masks(labels, ref_labels)
-    if epsilon is not None:
-        pos, neg = mine_ms_pairs(sim, pos, neg, epsilon=epsilon)
+    """Multi-Similarity loss (Wang et al. 2019, Sec. 5) as masked log-sum-exps; ``notebooks/03_multi_similarity.ipynb``.
+
+    ``L = (1/m) Σ_i {(1/α) log[1 + Σ_{k∈P̃_i} e^{−α(S_ik − λ)}] + (1/β) log[1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}]}``,
+    ``P̃_i, Ñ_i`` the pairs mined by :func:`mslib.mining.mine_ms_pairs` with ``epsilon`` (all pairs for ``None``),
+    or the given ``pairs``. An anchor with no positive or no negative left contributes 0 but counts in ``m``, as in
+    the official code.
+    """
+    pos, neg = _ms_masks(sim, labels, ref_labels, epsilon, pairs, self_index)
     pos_term = _masked_lse(-alpha * (sim - lam), pos, add_one=True) / alpha
     neg_term = _masked_lse(beta * (sim - lam), neg, add_one=True) / beta
     valid = pos.any(dim=1) & neg.any(dim=1)
@@ -318,61 +320,107 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "npair": npair,
     "multi_similarity": multi_similarity,
 }
+_PER_CALL = ("pairs", "self_index")  # loss arguments that are not hyperparameters
 
 
 class PairLoss(torch.nn.Module):
-    """``forward(embeddings, labels, ref_embeddings=None, ref_labels=None)``: cosine similarities, then the loss.
+    """``forward(embeddings, labels, pairs=None, ref_embeddings=None, ref_labels=None, *, self_index=None)``.
 
-    With ``ref_embeddings`` (a cross-batch memory, or embeddings all-gathered across GPUs) ``sim`` is
-    query × reference and ``ref_labels`` is required; the diagonal is then not excluded. With ``ms_mining=ε`` the
-    loss sees only the pairs the MS paper's mining rule keeps (Sec. 5.1): the "mining only" ablations.
+    L2-normalises, takes cosine similarities (query × reference with ``ref_embeddings``: a cross-batch memory, or
+    embeddings all-gathered across GPUs) and calls the loss on the pairs of ``miner`` (all pairs without one), or
+    on ``pairs`` given per call, as pytorch-metric-learning's ``loss(embeddings, labels, miner(embeddings, labels))``.
     """
 
-    def __init__(self, name: str, fn: Callable[..., Tensor], ms_mining: float | None = None, **hparams: Any) -> None:
+    def __init__(self, name: str, fn: Callable[..., Tensor], miner: Miner | None = None, **hparams: Any) -> None:
         super().__init__()
-        self.name, self.fn, self.ms_mining, self.hparams = name, fn, ms_mining, hparams
+        self.name, self.fn, self.miner, self.hparams = name, fn, miner, hparams
 
     def forward(
-        self, embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
+        self, embeddings: Tensor, labels: Tensor, pairs: tuple[Tensor, ...] | None = None,
+        ref_embeddings: Tensor | None = None, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None,
     ) -> Tensor:
+        sim = self._similarity(embeddings, labels, ref_embeddings, ref_labels)
+        if pairs is not None:
+            pairs = self._given_pairs(pairs, sim)
+        elif self.miner is not None:
+            check_sim(sim, labels, ref_labels)
+            pairs = self.miner.mine(sim, labels, ref_labels, self_index=self_index)
+        extra = {k: v for k, v in (("pairs", pairs), ("self_index", self_index)) if v is not None}
+        return self.fn(sim, labels, ref_labels, **extra, **self.hparams)
+
+    def _similarity(self, embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None,
+                    ref_labels: Tensor | None) -> Tensor:
         check_embeddings(embeddings)
         if (ref_embeddings is None) != (ref_labels is None):
             raise ValueError("pass ref_embeddings and ref_labels together")
         if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
             raise ValueError(f"labels must be 1-D of length {embeddings.shape[0]}, got shape {tuple(labels.shape)}")
         if ref_embeddings is None:
-            sim = cosine(embeddings)
-        else:
-            check_embeddings(ref_embeddings, "ref_embeddings")
-            sim = cosine(embeddings, ref_embeddings)
-        if self.ms_mining is None:
-            return self.fn(sim, labels, ref_labels, **self.hparams)
-        check_sim(sim, labels, ref_labels)
-        pairs = ms_pair_mask(sim, labels, ref_labels, epsilon=self.ms_mining)
-        return self.fn(sim, labels, ref_labels, pairs=pairs, **self.hparams)
+            return cosine(embeddings)
+        check_embeddings(ref_embeddings, "ref_embeddings")
+        return cosine(embeddings, ref_embeddings)
+
+    def _given_pairs(self, pairs: tuple[Tensor, ...], sim: Tensor) -> Pairs:
+        if isinstance(pairs, Tensor):
+            raise ValueError("the third argument is the mined pairs (a miner's output); pass a reference as "
+                             "ref_embeddings=..., ref_labels=...")
+        if self.miner is not None:
+            raise ValueError(f"this {self.name} loss mines its pairs with {self.miner}; do not pass pairs too")
+        return as_pairs(pairs, tuple(sim.shape))
 
     def extra_repr(self) -> str:
-        mining = [] if self.ms_mining is None else [f"ms_mining={self.ms_mining}"]
+        mining = [] if self.miner is None else [f"miner={self.miner}"]
         return ", ".join([self.name, *mining, *(f"{k}={v}" for k, v in self.hparams.items())])
 
 
-def build_loss(name: str, *, ms_mining: float | None = None, **hparams: Any) -> torch.nn.Module:
-    """The module for ``LOSSES[name]``; ``multi_similarity`` also accepts ``preset="paper"|"official"``.
+def _check_hyperparameters(name: str, hparams: dict[str, Any]) -> None:
+    """``ValueError`` naming the loss and any unknown or missing hyperparameter of ``LOSSES[name]``."""
+    params = inspect.signature(LOSSES[name]).parameters.values()
+    known = {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL}
+    unknown = sorted(set(hparams) - set(known))
+    missing = sorted(k for k, p in known.items() if p.default is p.empty and k not in hparams)
+    if unknown:
+        raise ValueError(f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(known)}")
+    if missing:
+        raise ValueError(f"{name} needs the hyperparameters {', '.join(missing)} (or preset=, one of "
+                         f"{', '.join(MS_PRESETS)})" if name == "multi_similarity" else
+                         f"{name} needs the hyperparameters {', '.join(missing)}")
 
-    ``ms_mining=ε`` restricts a loss with a ``pairs`` argument to the MS-mined pairs (MS itself mines through its
-    own ``epsilon``).
+
+def _preset(name: str, preset: str | None, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` over the named :data:`MS_PRESETS` entry (overrides win)."""
+    if preset is None:
+        return hparams
+    if name != "multi_similarity":
+        raise ValueError(f"only multi_similarity has presets, not {name}")
+    if preset not in MS_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(MS_PRESETS)}")
+    return {**MS_PRESETS[preset], **hparams}
+
+
+def _miner(name: str, miner: Miner | None, ms_mining: float | None, hparams: dict[str, Any]) -> Miner | None:
+    """The module's miner: ``miner``, or ``MSMiner(ms_mining)``; refused where MS mines through ``epsilon``."""
+    if miner is not None and ms_mining is not None:
+        raise ValueError("pass miner= or ms_mining=, not both (ms_mining=ε is miner=MSMiner(ε))")
+    if ms_mining is not None:
+        miner = MSMiner(ms_mining)
+    if miner is not None and name == "multi_similarity" and hparams.get("epsilon") is not None:
+        raise ValueError("multi_similarity mines through its own epsilon; pass epsilon=None to weight a miner's pairs")
+    return miner
+
+
+def build_loss(
+    name: str, *, miner: Miner | None = None, ms_mining: float | None = None, preset: str | None = None,
+    **hparams: Any,
+) -> PairLoss:
+    """The module for ``LOSSES[name]`` with its hyperparameters checked now (unknown or missing: ``ValueError``).
+
+    ``miner``: a :class:`mslib.mining.Miner` choosing the pairs the loss sees; ``ms_mining=ε`` is shorthand for
+    ``miner=MSMiner(ε)`` (the "mining only" ablations). ``multi_similarity`` takes ``preset=`` (a key of
+    :data:`MS_PRESETS`) with optional overrides.
     """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    if "preset" in hparams:
-        if name != "multi_similarity":
-            raise ValueError("only multi_similarity has presets")
-        preset = hparams.pop("preset")
-        if preset not in MS_PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(MS_PRESETS)}")
-        hparams = {**MS_PRESETS[preset], **hparams}
-    if ms_mining is not None and "pairs" not in inspect.signature(LOSSES[name]).parameters:
-        hint = " (multi_similarity mines through its own epsilon)" if name == "multi_similarity" else ""
-        raise ValueError(f"{name} takes no mined pairs, so ms_mining does not apply{hint}")
-    return PairLoss(name, LOSSES[name], ms_mining=ms_mining, **hparams)
+    hparams = _preset(name, preset, hparams)
+    _check_hyperparameters(name, hparams)
+    return PairLoss(name, LOSSES[name], miner=_miner(name, miner, ms_mining, hparams), **hparams)

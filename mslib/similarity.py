@@ -2,8 +2,9 @@
 
 The MS paper writes ``S_ij = <f(x_i), f(x_j)>`` for L2-normalised embeddings (Wang et al., CVPR 2019, Sec. 3).
 ``S`` may be square (a batch against itself) or rectangular (query rows against reference columns: cross-batch
-memory, or embeddings all-gathered across GPUs). Self-pairs are excluded **by index** (the diagonal, only when the
-reference is the query batch itself), never by value, so exact duplicates of an anchor remain positives.
+memory, or embeddings all-gathered across GPUs). Self-pairs are excluded **by index** (:func:`self_columns`: the
+diagonal of a square ``S``, ``self_index`` of a rectangular one), never by value, so exact duplicates of an anchor
+remain positives.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_embeddings", "check_sim", "clustered_embeddings", "cosine", "gram", "pair_masks"]
+__all__ = [
+    "check_embeddings", "check_sim", "clustered_embeddings", "cosine", "gram", "pair_masks", "reference_is_batch",
+    "self_columns",
+]
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -83,18 +87,66 @@ def check_sim(sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None) -> 
         raise ValueError("sim contains NaN or Inf")
 
 
-def pair_masks(labels: Tensor, ref_labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def self_columns(labels: Tensor, ref_labels: Tensor | None = None, self_index: Tensor | None = None) -> Tensor:
+    """The column of each query's own copy in the reference, ``-1`` for none: the one square/rectangular rule.
+
+    Self-pairs are excluded by index, never by value or identity. With ``m`` queries and ``R`` references:
+
+    - ``self_index`` given: it is the answer (length ``m``, each ``-1`` or a column; a copy must share its query's
+      label). A cross-batch memory holding the current batch passes where each query sits in it.
+    - ``ref_labels is None``: the reference is the batch itself, query ``i`` is column ``i`` (the diagonal).
+    - ``R != m``: no query has a copy in the reference.
+    - ``R == m`` with ``ref_labels``: ambiguous, so ``ValueError``. Equal labels do not make the reference the batch
+      (N-pair's anchors × positives is square, its diagonal holds real positives); pass ``ref_labels=None``, or
+      ``self_index`` (``torch.arange(m)``: the diagonal; ``torch.full((m,), -1)``: no copies).
+    """
+    m = labels.shape[0]
+    if self_index is not None:
+        return _checked_self_index(labels, ref_labels, self_index)
+    if ref_labels is None:
+        return torch.arange(m, device=labels.device)
+    if ref_labels.shape[0] != m:
+        return torch.full((m,), -1, dtype=torch.long, device=labels.device)
+    raise ValueError(f"sim is square ({m} x {m}) and ref_labels is given, so which column is each query's own copy "
+                     "is ambiguous: pass self_index (torch.arange(m) if the reference is the batch itself, "
+                     "torch.full((m,), -1) if it holds no copies), or ref_labels=None for the batch itself")
+
+
+def _checked_self_index(labels: Tensor, ref_labels: Tensor | None, self_index: Tensor) -> Tensor:
+    """``self_index`` after checking its shape, range and that each copy shares its query's label."""
+    ref = labels if ref_labels is None else ref_labels
+    if not isinstance(self_index, Tensor) or self_index.dtype.is_floating_point or self_index.dim() != 1:
+        raise ValueError("self_index must be a 1-D integer tensor (the column of each query's own copy, -1 for none)")
+    if self_index.shape[0] != labels.shape[0]:
+        raise ValueError(f"self_index has length {self_index.shape[0]} but there are {labels.shape[0]} queries")
+    if bool(((self_index < -1) | (self_index >= ref.shape[0])).any()):
+        raise ValueError(f"self_index values must be -1 or a column in [0, {ref.shape[0]})")
+    own = self_index >= 0
+    if bool((ref[self_index.clamp(min=0)][own] != labels[own]).any()):
+        raise ValueError("self_index names a reference column whose label differs from its query's")
+    return self_index.long()
+
+
+def reference_is_batch(labels: Tensor, ref_labels: Tensor | None = None, self_index: Tensor | None = None) -> bool:
+    """Whether the reference is the query batch itself: :func:`self_columns` is the diagonal of a square ``S``."""
+    own = self_columns(labels, ref_labels, self_index)
+    n_refs = labels.shape[0] if ref_labels is None else ref_labels.shape[0]
+    return n_refs == labels.shape[0] and torch.equal(own, torch.arange(n_refs, device=own.device))
+
+
+def pair_masks(
+    labels: Tensor, ref_labels: Tensor | None = None, *, self_index: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Boolean ``(positive, negative)`` masks, rows = queries, columns = references.
 
-    With ``ref_labels=None`` (or ``ref_labels is labels``) the reference is the batch itself and the diagonal
-    ``(i, i)`` is removed from the positives by index; a rectangular reference keeps every same-label column.
+    Positives share the query's label, except the query's own copy (:func:`self_columns`: the diagonal of a square
+    ``S``, ``self_index`` of a rectangular one), which is no pair; negatives have another label.
     """
-    square = ref_labels is None or ref_labels is labels
     ref = labels if ref_labels is None else ref_labels
     same = labels[:, None] == ref[None, :]
     neg = ~same
-    if square:
-        same = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    own = self_columns(labels, ref_labels, self_index)
+    same &= torch.arange(ref.shape[0], device=labels.device)[None, :] != own[:, None]
     return same, neg
 
 

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from myst_nb import glue
+from torch import Tensor
 
-from mslib import __version__
+from mslib import __version__, gpw
 from mslib.files import atomic_write_text
+from mslib.mining import ms_pair_mask
 from mslib.paths import figures_dir
 from mslib.provenance import git_commit, notebook_context, stable_hash
+from mslib.similarity import pair_masks
 
 FIG_ID = re.compile(r"^fig-[a-z0-9]+(-[a-z0-9]+)+$")
 
@@ -97,7 +103,6 @@ def publish(
 def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
     """One panel per dimension ``d``: the histogram of sampled ``S_ij`` of random unit vectors against the density
     of ``N(0, 1/d)`` (``samples`` as :func:`mslib.diagnostics.random_cosine_samples` returns them)."""
-    import numpy as np
 
     if not samples:
         raise ValueError("no dimensions to plot")
@@ -138,7 +143,6 @@ def plot_embedding_2d(
     embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0
 ) -> matplotlib.figure.Figure:
     """First two principal components of the embeddings of ``max_classes`` randomly chosen classes."""
-    import numpy as np
 
     emb = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
@@ -164,7 +168,6 @@ def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> m
     ``images(i)`` returns image ``i`` as an H×W (grey) or H×W×3 array; ``neighbours[r]`` are the indices retrieved
     for ``queries[r]``, nearest first.
     """
-    import numpy as np
 
     queries, neighbours, labels = np.asarray(queries), np.asarray(neighbours), np.asarray(labels)
     rows, cols = len(queries), neighbours.shape[1] + 1
@@ -188,7 +191,6 @@ def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> m
 
 def display_image(item: Any) -> Any:
     """A dataset image as an array ``imshow`` takes: a C×H×W tensor in [0, 1] (glyphs) or a PIL image."""
-    import numpy as np
 
     if hasattr(item, "convert"):  # PIL
         return np.asarray(item.convert("RGB").resize((96, 96)))
@@ -205,7 +207,6 @@ def plot_with_ci(
     ``kind="bar"``: one bar per row (categorical); ``"line"``: rows are numeric x values. A row with one seed has
     no error bar. ``marks`` labels x values (e.g. ``{50: "paper", 40: "official"}``) with a vertical line.
     """
-    import numpy as np
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -246,7 +247,6 @@ def plot_similarity_panels(
     ``thresholds`` (e.g. ``{"λ official": 0.5}``) are drawn as labelled vertical lines in every panel. Chapter
     *Setup* uses it for random directions against untrained networks (:mod:`mslib.diagnostics`).
     """
-    import numpy as np
 
     if not panels or any(not groups for groups in panels.values()):
         raise ValueError("every panel needs at least one group of similarities")
@@ -264,3 +264,86 @@ def plot_similarity_panels(
     axes[0][0].set_ylabel("density (log scale)")
     fig.tight_layout()
     return fig
+
+
+# --- General Pair Weighting figures (chapters 01_gpw, 02_pair_losses, 03_multi_similarity; numerics: mslib.gpw) ---
+
+
+def plot_agreement(ax: Any, auto: gpw.PairWeights, closed: gpw.PairWeights, title: str) -> float:
+    """Scatter autograd against closed-form weights (positive and negative pairs); return the max abs difference."""
+    for w_auto, w_closed, label, marker in ((auto.pos, closed.pos, "positive pairs", "o"),
+                                            (auto.neg, closed.neg, "negative pairs", "x")):
+        keep = (w_auto != 0) | (w_closed != 0)
+        ax.scatter(w_closed[keep].numpy(), w_auto[keep].numpy(), s=12, marker=marker, label=label, alpha=0.7)
+    top = float(max(auto.pos.max(), auto.neg.max(), closed.pos.max(), closed.neg.max(), 1e-12))
+    ax.plot([0, top], [0, top], color="0.3", lw=0.8, ls="--")
+    ax.set_xlabel(r"closed-form $w_{ij}$")
+    ax.set_ylabel(r"autograd $|\partial L/\partial S_{ij}|$")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return float((auto.grad - closed.grad).abs().max())
+
+
+def plot_weight_sweeps(
+    axes: Sequence[Any], name: str, sim: Tensor, labels: Tensor, values: Sequence[float], **hparams: Any
+) -> None:
+    """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
+    negative's and a positive's similarity of the same anchor (anchor 0 and its first pairs)."""
+    pos, neg = pair_masks(labels)
+    j_neg, j_pos = int(torch.nonzero(neg[0])[0]), int(torch.nonzero(pos[0])[0])
+    k_neg = int(torch.nonzero(neg[0])[1])
+    vals = np.asarray(values)
+
+    def sweep(pair: tuple[int, int], moved: tuple[int, int]) -> np.ndarray:
+        return gpw.weight_sweep(name, sim, labels, pair, moved, values, **hparams)
+
+    axes[0].plot(vals, sweep((0, j_neg), (0, j_neg)), label=r"$w^-_{ij}$")
+    axes[0].plot(vals, sweep((0, j_pos), (0, j_pos)), label=r"$w^+_{ij}$")
+    axes[0].set_xlabel(r"own similarity $S_{ij}$")
+    axes[1].plot(vals, sweep((0, j_neg), (0, k_neg)), color="C2")
+    axes[1].set_xlabel(r"another negative's $S_{ik}$")
+    axes[2].plot(vals, sweep((0, j_neg), (0, j_pos)), color="C3")
+    axes[2].set_xlabel(r"a positive's $S_{ik}$")
+    axes[0].set_ylabel(f"{name}\nweight")
+    axes[0].legend(fontsize=8)
+    for ax in axes[1:]:
+        ax.set_ylabel(r"$w^-_{ij}$")
+
+
+def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
+    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
+    pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
+    w = gpw.pair_weights("multi_similarity", sim, labels, **hparams)
+    panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
+              ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
+              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
+    for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("reference j")
+        ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    axes[0].set_ylabel("anchor i")
+
+
+def plot_ms_hyperparameters(
+    axes: Sequence[Any], sim: Tensor, labels: Tensor, base: dict[str, Any], betas: Sequence[float],
+    lams: Sequence[float], epsilons: Sequence[float], values: Sequence[float],
+) -> None:
+    """``w⁻_ij`` against its own ``S_ij`` for several β and λ (no mining), and the mined fractions against ε."""
+    _, neg = pair_masks(labels)
+    j = int(torch.nonzero(neg[0])[0])
+    nomine = {**base, "epsilon": None}
+    for beta in betas:
+        axes[0].plot(values, gpw.weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                              **{**nomine, "beta": beta}), label=f"β = {beta:g}")
+    for lam in lams:
+        axes[1].plot(values, gpw.weight_sweep("multi_similarity", sim, labels, (0, j), (0, j), values,
+                                              **{**nomine, "lam": lam}), label=f"λ = {lam:g}")
+    fractions = [gpw.ms_summary(sim, labels, **{**base, "epsilon": e}) for e in epsilons]
+    axes[2].plot(epsilons, [f["positives mined"] for f in fractions], marker="o", label="positives")
+    axes[2].plot(epsilons, [f["negatives mined"] for f in fractions], marker="x", label="negatives")
+    for ax, xlabel in zip(axes, [r"own similarity $S_{ij}$"] * 2 + [r"mining margin $\epsilon$"], strict=True):
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(r"$w^-_{ij}$")
+    axes[2].set_ylabel("fraction of pairs mined")

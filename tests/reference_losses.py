@@ -12,21 +12,25 @@ import torch
 from torch import Tensor
 
 
-def pairs(labels: Tensor, ref_labels: Tensor | None, i: int) -> tuple[list[int], list[int]]:
-    """Positive and negative reference indices of anchor ``i`` (self excluded by index when square)."""
+def pairs(labels: Tensor, ref_labels: Tensor | None, i: int, self_index: Tensor | None = None
+          ) -> tuple[list[int], list[int]]:
+    """Positive and negative reference indices of anchor ``i``; its own copy (the diagonal without ``ref_labels``,
+    else ``self_index[i]``, -1 for none) is no pair."""
     ref = labels if ref_labels is None else ref_labels
+    own = i if ref_labels is None else (-1 if self_index is None else int(self_index[i]))
     pos, neg = [], []
     for j in range(len(ref)):
-        if ref_labels is None and j == i:
+        if j == own:
             continue
         (pos if int(ref[j]) == int(labels[i]) else neg).append(j)
     return pos, neg
 
 
-def contrastive(sim, labels, ref_labels=None, pos_margin=1.0, neg_margin=0.5):
+def contrastive(sim, labels, ref_labels=None, pos_margin=1.0, neg_margin=0.5, pair_lists=None, self_index=None):
+    pair_lists = pair_lists or (lambda i: pairs(labels, ref_labels, i, self_index))
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
-        pos, neg = pairs(labels, ref_labels, i)
+        pos, neg = pair_lists(i)
         for j in pos:
             total = total + torch.relu(pos_margin - sim[i, j])
         for j in neg:
@@ -34,10 +38,10 @@ def contrastive(sim, labels, ref_labels=None, pos_margin=1.0, neg_margin=0.5):
     return total / sim.shape[0]
 
 
-def triplet(sim, labels, ref_labels=None, margin=0.1, mode="all", reduction="nonzero"):
+def triplet(sim, labels, ref_labels=None, margin=0.1, mode="all", reduction="nonzero", self_index=None):
     terms = []
     for a in range(sim.shape[0]):
-        pos, neg = pairs(labels, ref_labels, a)
+        pos, neg = pairs(labels, ref_labels, a, self_index)
         if mode == "hard":
             if pos and neg:
                 p = min(pos, key=lambda k: float(sim[a, k].detach()))
@@ -57,11 +61,11 @@ def triplet(sim, labels, ref_labels=None, margin=0.1, mode="all", reduction="non
     return total / max(count, 1)
 
 
-def lifted_structure(sim, labels, ref_labels=None, margin=1.0):
+def lifted_structure(sim, labels, ref_labels=None, margin=1.0, self_index=None):
     square = ref_labels is None
     losses = []
     for i in range(sim.shape[0]):
-        pos, neg_i = pairs(labels, ref_labels, i)
+        pos, neg_i = pairs(labels, ref_labels, i, self_index)
         for j in pos:
             z = sum((torch.exp(sim[i, k]) for k in neg_i), sim.sum() * 0)
             if square:
@@ -74,11 +78,11 @@ def lifted_structure(sim, labels, ref_labels=None, margin=1.0):
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
-def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0):
+def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0, self_index=None):
     """Per anchor ``[log Σ_P e^{λ−S} + log Σ_N e^{S}]_+``; an empty sum's log taken as 0, mean over all anchors."""
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
-        pos, neg = pairs(labels, ref_labels, i)
+        pos, neg = pairs(labels, ref_labels, i, self_index)
         a = sim.sum() * 0
         if pos:
             a = a + torch.log(sum(torch.exp(margin - sim[i, k]) for k in pos))
@@ -88,10 +92,10 @@ def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0):
     return total / sim.shape[0]
 
 
-def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.5):
+def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.5, self_index=None):
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
-        pos, neg = pairs(labels, ref_labels, i)
+        pos, neg = pairs(labels, ref_labels, i, self_index)
         if pos:
             total = total + sum(torch.log(1 + torch.exp(-alpha * (sim[i, j] - lam))) for j in pos) / len(pos)
         if neg:
@@ -99,19 +103,19 @@ def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.
     return total / sim.shape[0]
 
 
-def npair(sim, labels, ref_labels=None, scale=1.0):
+def npair(sim, labels, ref_labels=None, scale=1.0, self_index=None):
     losses = []
     for i in range(sim.shape[0]):
-        pos, neg = pairs(labels, ref_labels, i)
+        pos, neg = pairs(labels, ref_labels, i, self_index)
         for p in pos:
             z = sum((torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg), sim.sum() * 0)
             losses.append(torch.log(1 + z))
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
-def ms_mined(sim, labels, ref_labels, i, epsilon):
+def ms_mined(sim, labels, ref_labels, i, epsilon, self_index=None):
     """Anchor ``i``'s mined positives and negatives by the paper's rule (all pairs for ``epsilon=None``)."""
-    pos, neg = pairs(labels, ref_labels, i)
+    pos, neg = pairs(labels, ref_labels, i, self_index)
     if epsilon is None:
         return pos, neg
     min_pos = min((float(sim[i, k].detach()) for k in pos), default=math.inf)
@@ -120,11 +124,23 @@ def ms_mined(sim, labels, ref_labels, i, epsilon):
             [j for j in neg if float(sim[i, j].detach()) + epsilon > min_pos])
 
 
-def multi_similarity(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon):
-    """The official code's loop (``book/sources.md#src-official-loss``), self removed by index instead of by value."""
+def triplet_mined(sim, labels, i, margin, mode):
+    """Anchor ``i``'s pairs in a mined triplet: ``semihard`` (``0 < S_ap − S_an < margin``) or batch-``hard``."""
+    pos, neg = pairs(labels, None, i)
+    s = [float(v) for v in sim[i].detach()]
+    if mode == "hard":
+        return ([min(pos, key=lambda k: s[k])], [max(neg, key=lambda k: s[k])]) if pos and neg else ([], [])
+    return ([p for p in pos if any(0 < s[p] - s[n] < margin for n in neg)],
+            [n for n in neg if any(0 < s[p] - s[n] < margin for p in pos)])
+
+
+def multi_similarity(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon, pair_lists=None, self_index=None):
+    """The official code's loop (``book/sources.md#src-official-loss``), self removed by index instead of by value;
+    ``pair_lists(i)``: anchor ``i``'s pairs chosen by another miner (with ``epsilon=None``)."""
+    pair_lists = pair_lists or (lambda i: ms_mined(sim, labels, ref_labels, i, epsilon, self_index))
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
-        pos, neg = ms_mined(sim, labels, ref_labels, i, epsilon)
+        pos, neg = pair_lists(i)
         if not pos or not neg:
             continue
         total = total + 1 / alpha * torch.log(1 + sum(torch.exp(-alpha * (sim[i, k] - lam)) for k in pos))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mslib import gpw, losses
+from mslib.mining import MSMiner, TripletMarginMiner
 from mslib.similarity import clustered_embeddings, cosine, pair_masks
 from tests.test_losses import CASES, _name
 
@@ -23,6 +24,25 @@ def test_closed_form_equals_autograd(case: str, seed: int) -> None:
         torch.testing.assert_close(closed.grad, auto.grad, rtol=0, atol=1e-10)
         torch.testing.assert_close(closed.pos, auto.pos, rtol=0, atol=1e-10)
         torch.testing.assert_close(closed.neg, auto.neg, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("name", "hp"), [
+    ("triplet", dict(margin=0.2)),
+    ("contrastive", dict(pos_margin=0.9, neg_margin=0.3)),
+    ("binomial_deviance", dict(alpha=2.0, beta=10.0, lam=0.4)),
+    ("multi_similarity", dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=None)),
+])
+@pytest.mark.parametrize("miner", [MSMiner(0.1), TripletMarginMiner(0.3)], ids=["ms", "semihard"])
+def test_closed_form_on_a_miners_pairs_equals_autograd(name: str, hp: dict, miner) -> None:
+    x, y = clustered_embeddings(5, 4, 16, spread=2.5, seed=4)
+    sim = cosine(x)
+    pairs = miner.mine(sim, y)
+    auto = gpw.pair_weights(name, sim, y, pairs=pairs, **hp)
+    closed = gpw.closed_form_weights(name, sim, y, pairs=pairs, **hp)
+    torch.testing.assert_close(closed.grad, auto.grad, rtol=0, atol=1e-10)
+    unmined = gpw.pair_weights(name, sim, y, **hp)
+    assert float((auto.grad - unmined.grad).abs().max()) > 1e-6, "the miner must change the weights here"
+    assert bool((auto.grad[~(pairs.pos | pairs.neg)] == 0).all())
 
 
 def test_ms_closed_form_is_the_papers_formula_by_loop() -> None:

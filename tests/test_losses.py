@@ -13,7 +13,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from mslib import losses
-from mslib.mining import ms_pair_mask
+from mslib.mining import AllPairs, MSMiner, TripletMarginMiner, ms_pair_mask
 from mslib.similarity import clustered_embeddings, cosine
 from tests import reference_losses as ref
 
@@ -75,6 +75,24 @@ def test_rectangular_matches_plain_loops(case: str) -> None:
     rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y[:6], y[4:], **hp)
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
     torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_memory_holding_the_batch_matches_plain_loops(case: str) -> None:
+    # a cross-batch memory that holds (stale) copies of the queries in rows 2..9: self_index names them
+    x, y = _batch(4, n_classes=4, per_class=4)
+    q, ql = x[:8], y[:8]
+    stale = q + 0.3 * torch.randn(q.shape, generator=torch.Generator().manual_seed(0), dtype=q.dtype)
+    bank, bank_labels = torch.cat([x[8:10], stale, x[10:]]), torch.cat([y[8:10], ql, y[10:]])
+    own = torch.arange(8) + 2
+    hp = CASES[case]
+    v, g = _grad(losses.LOSSES[_name(case)], cosine(q, bank), ql, bank_labels, self_index=own, **hp)
+    rv, rg = _grad(ref.REFERENCES[_name(case)], cosine(q, bank), ql, bank_labels, self_index=own, **hp)
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+    without = losses.LOSSES[_name(case)](cosine(q, bank), ql, bank_labels, **hp)  # the copies counted as positives
+    if _name(case) != "triplet" or "hard" not in case:  # batch-hard never picks a copy: the easiest positive
+        assert float(without) != pytest.approx(float(v), rel=1e-9), "the self copies must make a difference here"
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -153,7 +171,8 @@ def test_npair_matches_pml_on_its_pairs(scale: float) -> None:
     x, y = clustered_embeddings(6, 2, 16, spread=2.0, seed=4)
     x = (x * 3).requires_grad_(True)
     a, p = lmu.convert_to_pos_pairs_with_unique_labels(None, y)
-    v = losses.npair(cosine(x[a], x[p]), y[a], y[p], scale=scale)
+    no_copies = torch.full((len(a),), -1)  # anchors x positives: the diagonal holds real positives
+    v = losses.npair(cosine(x[a], x[p]), y[a], y[p], scale=scale, self_index=no_copies)
     (g,) = torch.autograd.grad(v, x)
     if scale == 1.0:  # PML's default distance normalises: unit cosine, no scale
         v2, g2 = _pml_npair(x, y, distances.DotProductSimilarity())
@@ -173,12 +192,13 @@ def test_npair_on_inner_products_matches_pml_and_loop() -> None:
     x = (x * (0.5 + 2 * torch.rand(len(x), 1, generator=g0, dtype=x.dtype))).requires_grad_(True)  # varied norms
     a, p = lmu.convert_to_pos_pairs_with_unique_labels(None, y)
     sim = x[a] @ x[p].T
-    v = losses.npair(sim, y[a], y[p])
+    no_copies = torch.full((len(a),), -1)
+    v = losses.npair(sim, y[a], y[p], self_index=no_copies)
     (g,) = torch.autograd.grad(v, x)
     v2, g2 = _pml_npair(x, y, distances.DotProductSimilarity(normalize_embeddings=False))
     torch.testing.assert_close(v.detach(), v2, rtol=0, atol=1e-9)
     torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
-    rv = ref.npair(sim, y[a], y[p])
+    rv = ref.npair(sim, y[a], y[p])  # the loop takes a given ref_labels as having no self copies
     torch.testing.assert_close(v.detach(), rv.detach(), rtol=0, atol=1e-10)
 
 
@@ -266,14 +286,14 @@ def test_ms_mining_keeps_nothing_gives_connected_zero() -> None:
     x, y = clustered_embeddings(4, 3, 32, spread=0.05, seed=0)
     sim = cosine(x).requires_grad_(True)
     v = losses.multi_similarity(sim, y, **losses.MS_PRESETS["official"])
-    assert float(v) == 0.0 and v.requires_grad
+    assert float(v.detach()) == 0.0 and v.requires_grad
     v.backward()
     assert torch.equal(sim.grad, torch.zeros_like(sim))
     module = losses.build_loss("multi_similarity", preset="paper")
     xe = x.clone().requires_grad_(True)
     out = module(xe, y)
     out.backward()
-    assert float(out) == 0.0 and torch.equal(xe.grad, torch.zeros_like(xe))
+    assert float(out.detach()) == 0.0 and torch.equal(xe.grad, torch.zeros_like(xe))
 
 
 # --- bad input and the module interface --------------------------------------------------------------------------
@@ -313,30 +333,55 @@ def test_module_matches_functional_with_and_without_reference(case: str) -> None
     x, y = _batch(2)
     module = losses.build_loss(name, **hp)
     torch.testing.assert_close(module(x * 2, y), losses.LOSSES[name](cosine(x), y, **hp), rtol=0, atol=1e-12)
-    memory, memory_labels = _batch(9)
-    torch.testing.assert_close(module(x, y, memory, memory_labels),
+    memory, memory_labels = _batch(9, per_class=4)  # 16 references for 12 queries
+    torch.testing.assert_close(module(x, y, ref_embeddings=memory, ref_labels=memory_labels),
                                losses.LOSSES[name](cosine(x, memory), y, memory_labels, **hp), rtol=0, atol=1e-12)
+    # a memory holding the batch itself (rows 3..14): its copies are excluded by self_index, as the square loss does
+    bank, bank_labels = torch.cat([memory[:3], x, memory[3:]]), torch.cat([memory_labels[:3], y, memory_labels[3:]])
+    own = torch.arange(len(y)) + 3
+    got = module(x, y, ref_embeddings=bank, ref_labels=bank_labels, self_index=own)
+    torch.testing.assert_close(got, losses.LOSSES[name](cosine(x, bank), y, bank_labels, self_index=own, **hp),
+                               rtol=0, atol=1e-12)
 
 
 def test_registry_presets_and_errors() -> None:
     assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
                                   "binomial_deviance", "npair", "multi_similarity"}
     assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
-                                 "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1)}
+                                 "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),
+                                 "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1)}
+    pml = pml_losses.MultiSimilarityLoss()  # "pml" is pytorch-metric-learning's defaults
+    assert (pml.alpha, pml.beta, pml.base, miners.MultiSimilarityMiner().epsilon) == (2, 50, 0.5, 0.1)
     assert losses.build_loss("multi_similarity", preset="official", beta=30).hparams["beta"] == 30
     with pytest.raises(ValueError, match="unknown loss"):
         losses.build_loss("softmax")
     with pytest.raises(ValueError, match="unknown preset"):
         losses.build_loss("multi_similarity", preset="nope")
+    with pytest.raises(ValueError, match="only multi_similarity has presets, not contrastive"):
+        losses.build_loss("contrastive", preset="official")
     with pytest.raises(ValueError, match="unknown triplet mode"):
         losses.triplet(cosine(_batch(0)[0]), _batch(0)[1], mode="easy")
     with pytest.raises(TypeError):
         losses.multi_similarity(cosine(_batch(0)[0]), _batch(0)[1], alpha=2, beta=50, lam=1)  # epsilon required
 
 
+# ------------------------------------------------------------------------------------ hyperparameters at build time
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_build_loss_names_unknown_and_missing_hyperparameters(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} has no hyperparameter gamma, nope"):
+        losses.build_loss(name, nope=1, gamma=2, **(CASES[name] if name == "multi_similarity" else {}))
+    with pytest.raises(ValueError, match=f"{name} has no hyperparameter pairs"):  # pairs are per call, not built in
+        losses.build_loss(name, pairs=None, **(CASES[name] if name == "multi_similarity" else {}))
+    if name == "multi_similarity":
+        with pytest.raises(ValueError, match="multi_similarity needs the hyperparameters epsilon, lam"):
+            losses.build_loss(name, alpha=2.0, beta=50.0)
+    else:  # every other loss has defaults for all its hyperparameters
+        losses.build_loss(name)(*_batch(0))
+
+
 # ------------------------------------------------------------------------------------ "mining only" (ms_mining)
 @pytest.mark.parametrize("name", ["binomial_deviance", "lifted_structure", "generalized_lifted_structure",
-                                  "contrastive", "npair"])
+                                  "contrastive", "npair", "triplet"])
 def test_ms_mining_option_uses_exactly_the_mined_pairs(name: str) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(24, 8, generator=g, dtype=torch.float64)
@@ -350,15 +395,77 @@ def test_ms_mining_option_uses_exactly_the_mined_pairs(name: str) -> None:
     want = (pos & (sim - 0.1 < max_neg), neg & (sim + 0.1 > min_pos))
     assert not torch.equal(want[1], neg), "the batch must make mining drop some negatives"
     fn = losses.LOSSES[name]
-    mined = losses.build_loss(name, ms_mining=0.1)(x, labels)
-    assert mined.item() == pytest.approx(fn(sim, labels, pairs=want).item(), rel=1e-12)
-    assert mined.item() != pytest.approx(fn(sim, labels).item(), rel=1e-6)
+    hp = {"margin": 0.3} if name == "triplet" else {}  # triplets violating a margin ≤ ε are all MS-mined
+    mined = losses.build_loss(name, ms_mining=0.1, **hp)(x, labels)
+    assert mined.item() == pytest.approx(fn(sim, labels, pairs=want, **hp).item(), rel=1e-12)
+    assert mined.item() != pytest.approx(fn(sim, labels, **hp).item(), rel=1e-6)
     # a huge margin keeps every pair: the unmined loss
-    assert losses.build_loss(name, ms_mining=10.0)(x, labels).item() == pytest.approx(fn(sim, labels).item(), rel=1e-12)
+    unmined = fn(sim, labels, **hp).item()
+    assert losses.build_loss(name, ms_mining=10.0, **hp)(x, labels).item() == pytest.approx(unmined, rel=1e-12)
 
 
-def test_ms_mining_option_is_refused_where_it_cannot_apply() -> None:
+def test_ms_mining_is_refused_where_it_conflicts() -> None:
     with pytest.raises(ValueError, match="own epsilon"):
         losses.build_loss("multi_similarity", preset="official", ms_mining=0.1)
-    with pytest.raises(ValueError, match="triplet takes no mined pairs"):
-        losses.build_loss("triplet", ms_mining=0.1)
+    with pytest.raises(ValueError, match="not both"):
+        losses.build_loss("contrastive", ms_mining=0.1, miner=AllPairs())
+    x, y = _batch(0)
+    with pytest.raises(ValueError, match="pass epsilon=None"):
+        losses.multi_similarity(cosine(x), y, **losses.MS_PRESETS["official"], pairs=ms_pair_mask(cosine(x), y,
+                                                                                                   epsilon=0.1))
+
+
+def test_ms_miner_equals_ms_epsilon_bit_for_bit() -> None:
+    # MS with epsilon=None on MSMiner(ε)'s pairs is MS with epsilon=ε: the same masks reach the same code
+    x, y = _batch(1, n_classes=5, per_class=4, dim=16)
+    hp = losses.MS_PRESETS["official"]
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a = losses.build_loss("multi_similarity", **hp)(x1, y)
+    b = losses.build_loss("multi_similarity", **{**hp, "epsilon": None}, ms_mining=hp["epsilon"])(x2, y)
+    a.backward()
+    b.backward()
+    assert torch.equal(a, b) and torch.equal(x1.grad, x2.grad)
+
+
+# ------------------------------------------------------------------------------------ miners as an argument
+def test_ms_weighting_with_a_triplet_miner_matches_plain_loop() -> None:
+    x, y = _batch(2, n_classes=4, per_class=4, dim=8, spread=2.5)
+    sim = cosine(x)
+    hp = dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=None)
+    for miner in (TripletMarginMiner(margin=0.3), TripletMarginMiner(mode="hard")):
+        mined = miner.mine(sim, y)
+        v, g = _grad(losses.multi_similarity, sim, y, pairs=mined, **hp)
+        rv, rg = _grad(ref.multi_similarity, sim, y, **hp,
+                       pair_lists=lambda i, m=miner: ref.triplet_mined(sim, y, i, m.margin, m.mode))
+        torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+        torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+        assert float(v) != pytest.approx(float(losses.multi_similarity(sim, y, **hp)), rel=1e-6), "mining changed it"
+        module = losses.build_loss("multi_similarity", miner=miner, **hp)
+        torch.testing.assert_close(module(x, y), v, rtol=0, atol=1e-12)
+
+
+def test_contrastive_with_the_ms_miner_matches_plain_loop() -> None:
+    x, y = _batch(3, n_classes=4, per_class=4, dim=8, spread=2.5)
+    sim = cosine(x)
+    v, g = _grad(losses.contrastive, sim, y, pairs=MSMiner(0.1).mine(sim, y), pos_margin=0.9, neg_margin=0.3)
+    rv, rg = _grad(ref.contrastive, sim, y, pos_margin=0.9, neg_margin=0.3,
+                   pair_lists=lambda i: ref.ms_mined(sim, y, None, i, 0.1))
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+    assert float(v) != pytest.approx(float(losses.contrastive(sim, y, pos_margin=0.9, neg_margin=0.3)), rel=1e-6)
+
+
+def test_pml_habit_loss_of_miner_output() -> None:
+    # loss(embeddings, labels, miner(embeddings, labels)): our miners, and PML's (a1, p, a2, n) pair indices
+    x, y = _batch(4, n_classes=5, per_class=4, dim=16)
+    loss = losses.build_loss("binomial_deviance")
+    want = losses.build_loss("binomial_deviance", ms_mining=0.1)(x, y)
+    assert float(want) != pytest.approx(float(loss(x, y)), rel=1e-6)
+    torch.testing.assert_close(loss(x, y, MSMiner(0.1)(x, y)), want, rtol=0, atol=0)
+    torch.testing.assert_close(loss(x, y, miners.MultiSimilarityMiner(0.1)(x, y)), want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="pass a reference as ref_embeddings"):
+        loss(x, y, x)  # the old positional reference
+    with pytest.raises(ValueError, match="use mslib.mining.TripletMarginMiner"):
+        loss(x, y, miners.TripletMarginMiner()(x, y))  # triplets are not a pair set
+    with pytest.raises(ValueError, match="do not pass pairs too"):
+        losses.build_loss("binomial_deviance", ms_mining=0.1)(x, y, MSMiner(0.1)(x, y))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mslib import losses
+from mslib.mining import AllPairs, MSMiner, TripletMarginMiner
 from mslib.similarity import clustered_embeddings, cosine, gram
 
 HP = {
@@ -46,6 +47,31 @@ def test_fast_ms_equals_autograd(case: str, seed: int) -> None:
             assert torch.isfinite(v) and torch.isfinite(g).all()
             torch.testing.assert_close(v, rv, rtol=0, atol=1e-12)
             torch.testing.assert_close(g, rg, rtol=0, atol=1e-12)
+
+
+MINERS = {"all": AllPairs(), "ms": MSMiner(0.1), "semihard": TripletMarginMiner(0.3),
+          "hard": TripletMarginMiner(mode="hard")}
+
+
+@pytest.mark.parametrize("miner", MINERS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_ms_on_a_miners_pairs_equals_autograd(miner: str, seed: int) -> None:
+    # the fast path weights exactly the masks it is given: values and gradients equal the autograd version's
+    x, _ = clustered_embeddings(6, 4, 16, spread=1.5 + seed, seed=seed)
+    hp = dict(alpha=2.0, beta=40.0, lam=0.5, epsilon=None)
+    for y in _labelings():
+        own = torch.arange(10) + 8  # queries 0..9 have their copies in columns 8..17 of the reference x[-8:] + x
+        bank, bank_labels = torch.cat([x[-8:], x]), torch.cat([y[-8:], y])
+        for sim, ql, rl, si in ((cosine(x), y, None, None), (cosine(x[:10], bank), y[:10], bank_labels, own)):
+            pairs = MINERS[miner].mine(sim, ql, rl, self_index=si)
+            v, g = _value_grad(losses.multi_similarity, sim, ql, rl, pairs=pairs, self_index=si, **hp)
+            rv, rg = _value_grad(losses.multi_similarity_autograd, sim, ql, rl, pairs=pairs, self_index=si, **hp)
+            assert torch.isfinite(v) and torch.isfinite(g).all()
+            torch.testing.assert_close(v, rv, rtol=0, atol=1e-12)
+            torch.testing.assert_close(g, rg, rtol=0, atol=1e-12)
+            assert bool((g[~(pairs.pos | pairs.neg)] == 0).all()), "no gradient outside the given pairs"
+            if y.unique().numel() == 6:  # the P×K batch keeps pairs under every miner
+                assert float(v) > 0
 
 
 @pytest.mark.parametrize("case", ["mined", "official", "unmined"])

@@ -11,11 +11,11 @@ from mslib.similarity import clustered_embeddings, cosine, pair_masks
 from tests import reference_losses as ref
 
 
-def _loop_mask(sim, labels, ref_labels, epsilon):
+def _loop_mask(sim, labels, ref_labels, epsilon, self_index=None):
     pos = torch.zeros(sim.shape, dtype=torch.bool)
     neg = torch.zeros(sim.shape, dtype=torch.bool)
     for i in range(sim.shape[0]):
-        p, n = ref.ms_mined(sim, labels, ref_labels, i, epsilon)
+        p, n = ref.ms_mined(sim, labels, ref_labels, i, epsilon, self_index)
         pos[i, p], neg[i, n] = True, True
     return pos, neg
 
@@ -29,8 +29,12 @@ def test_ms_mask_matches_loop(seed: int, epsilon: float) -> None:
     lp, ln = _loop_mask(sim, y, None, epsilon)
     assert torch.equal(pos, lp) and torch.equal(neg, ln)
     assert 0 < int(neg.sum()) < int(pair_masks(y)[1].sum()), "the test batch should be partly mined"
-    r_pos, r_neg = mining.ms_pair_mask(sim[:5], y[:5], y, epsilon=epsilon)  # rectangular: no diagonal rule
+    r_pos, r_neg = mining.ms_pair_mask(sim[:5], y[:5], y, epsilon=epsilon)  # rectangular: no self copies
     lp, ln = _loop_mask(sim[:5], y[:5], y, epsilon)
+    assert torch.equal(r_pos, lp) and torch.equal(r_neg, ln)
+    own = torch.tensor([0, -1, 2, -1, 4])  # rectangular with some self copies named by index
+    r_pos, r_neg = mining.ms_pair_mask(sim[:5], y[:5], y, epsilon=epsilon, self_index=own)
+    lp, ln = _loop_mask(sim[:5], y[:5], y, epsilon, own)
     assert torch.equal(r_pos, lp) and torch.equal(r_neg, ln)
 
 
@@ -72,12 +76,15 @@ def _loop_triplets(sim, labels, mode, margin):
     return out
 
 
+def _triplets(mask: torch.Tensor) -> set[tuple[int, int, int]]:
+    return set(map(tuple, torch.nonzero(mask).tolist()))
+
+
 @pytest.mark.parametrize("mode", ["all", "semihard", "hard"])
-def test_triplet_indices_match_loop(mode: str) -> None:
+def test_triplet_mask_matches_loop(mode: str) -> None:
     x, y = clustered_embeddings(4, 3, 8, spread=2.0, seed=2)
     sim = cosine(x)
-    a, p, n = mining.triplet_indices(sim, y, mode=mode, margin=0.2)
-    got = set(zip(a.tolist(), p.tolist(), n.tolist(), strict=True))
+    got = _triplets(mining.triplet_mask(sim, y, mode=mode, margin=0.2))
     assert got == _loop_triplets(sim, y, mode, 0.2) and got
 
 
@@ -85,8 +92,43 @@ def test_semihard_matches_pml_miner() -> None:
     x, y = clustered_embeddings(5, 4, 16, spread=2.5, seed=1)
     cos = distances.CosineSimilarity()
     a, p, n = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=cos)(x, y)
-    ours = mining.triplet_indices(cosine(x), y, mode="semihard", margin=0.2)
-    assert {tuple(t) for t in torch.stack([a, p, n], 1).tolist()} == {tuple(t) for t in torch.stack(ours, 1).tolist()}
+    ours = _triplets(mining.triplet_mask(cosine(x), y, mode="semihard", margin=0.2))
+    assert set(zip(a.tolist(), p.tolist(), n.tolist(), strict=True)) == ours and ours
+
+
+def _pair_sets(pairs) -> tuple[set, set]:
+    return set(map(tuple, torch.nonzero(pairs[0]).tolist())), set(map(tuple, torch.nonzero(pairs[1]).tolist()))
+
+
+@pytest.mark.parametrize("mode", ["semihard", "hard"])
+@pytest.mark.parametrize("seed", range(3))
+def test_triplet_margin_miner_keeps_the_pairs_of_mined_triplets(mode: str, seed: int) -> None:
+    x, y = clustered_embeddings(4, 4, 8, spread=2.5, seed=seed)
+    sim = cosine(x)
+    got = _pair_sets(mining.TripletMarginMiner(margin=0.3, mode=mode).mine(sim, y))
+    triplets = _loop_triplets(sim, y, mode, 0.3)
+    assert got == ({(a, p) for a, p, _ in triplets}, {(a, n) for a, _, n in triplets})
+    assert 0 < len(got[1]) < int(pair_masks(y)[1].sum()), "the batch should be partly mined"
+    with pytest.raises(ValueError, match="unknown triplet miner mode"):
+        mining.TripletMarginMiner(mode="easy")
+
+
+def test_miners_on_embeddings_and_all_pairs() -> None:
+    # called on embeddings (the PML habit) a miner mines their cosine similarities; AllPairs is the label masks
+    x, y = clustered_embeddings(4, 3, 8, spread=2.0, seed=0)
+    q, r = x * 3, x[:5] * 2
+    for miner in (mining.MSMiner(0.1), mining.TripletMarginMiner(0.2), mining.AllPairs()):
+        assert all(map(torch.equal, miner(q, y), miner.mine(cosine(x), y)))
+        assert all(map(torch.equal, miner(q, y, r, y[:5]), miner.mine(cosine(x, x[:5]), y, y[:5])))
+    assert all(map(torch.equal, mining.AllPairs().mine(cosine(x), y), pair_masks(y)))
+
+
+def test_as_pairs_from_pml_indices() -> None:
+    x, y = clustered_embeddings(4, 3, 8, spread=2.0, seed=1)
+    got = mining.as_pairs(miners.MultiSimilarityMiner(0.1)(x, y), (12, 12))
+    assert all(map(torch.equal, got, mining.ms_pair_mask(cosine(x), y, epsilon=0.1)))
+    with pytest.raises(ValueError, match="not a pair set"):
+        mining.as_pairs(miners.TripletMarginMiner()(x, y), (12, 12))
 
 
 def test_bad_inputs() -> None:
