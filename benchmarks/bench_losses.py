@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parser, peak_memory_mb, print_table, setup, time_interleaved, write_json
 
 from mslib import losses
-from mslib.similarity import clustered_embeddings, cosine
+from mslib.mining import mine_ms_pairs
+from mslib.similarity import clustered_embeddings, cosine, pair_masks
 
 DIM, K = 512, 4
 ALPHA, BETA, LAM, EPS = 2.0, 40.0, 0.5, 0.1  # MS_PRESETS["official"]
@@ -142,8 +143,8 @@ def bench(impls, sizes, device, repeats, what: str, ref: str = "mslib") -> list[
         t = time_interleaved({n: step(f, x, y) for n, f in impls.items()}, device, warmup=1, repeats=reps)
         mem = {n: peak_memory_mb(step(f, x, y), device) for n, f in impls.items()}
         if what == "multi_similarity":
-            pos, neg = losses.pair_masks(y.cpu())
-            mp, mn = losses.mine_ms_pairs(cosine(x.cpu()), pos, neg, epsilon=EPS)
+            pos, neg = pair_masks(y.cpu())
+            mp, mn = mine_ms_pairs(cosine(x.cpu()), pos, neg, epsilon=EPS)
             mined = {"pos": float(mp.sum() / pos.sum()), "neg": float(mn.sum() / neg.sum())}
         else:
             mined = None
