@@ -4,17 +4,18 @@ plain glyph tensor."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
-from mslib.train import TrainConfig, adapt_input
+from mslib.data.transforms import ToGlyphTensor, build_transform
 
 IMAGE_BACKBONES = ("bninception", "resnet50", "googlenet")
 
 
 def reference_adapt(x: torch.Tensor, backbone: str, size: int) -> torch.Tensor:
-    """The batch adaptation of glyphs ``N×1×32×32`` as ``mslib.train.adapt_input`` did it, written out here."""
+    """The batch adaptation of glyphs ``N×1×32×32`` that training applied before the transforms did it (the former
+    ``mslib.train.adapt_input``, pinned against it before its removal), written out here."""
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.expand(-1, 3, -1, -1)
     if backbone == "bninception":  # BGR (equal channels: no reorder visible), 0–255, mean [104, 117, 128]
@@ -31,10 +32,31 @@ def glyph_batch(n: int = 5) -> torch.Tensor:
 
 @pytest.mark.parametrize("backbone", IMAGE_BACKBONES)
 @pytest.mark.parametrize("size", [64, 227])
-def test_reference_is_todays_adapt_input(backbone: str, size: int) -> None:
+def test_glyph_transform_reproduces_the_batch_adaptation(backbone: str, size: int) -> None:
     x = glyph_batch()
-    cfg = TrainConfig(dataset="glyphs", backbone=backbone, image_size=size)
-    got = adapt_input(x, cfg)
+    transform = build_transform(backbone, train=False, size=size, glyphs=True)
+    got = torch.stack([transform(img) for img in x])
     assert got.dtype == torch.float32 and tuple(got.shape) == (5, 3, size, size)
-    torch.testing.assert_close(got, reference_adapt(x, backbone, size), rtol=0, atol=0)
-    assert float(np.abs(got.numpy()).max()) > 1.0, "normalised, not the raw [0, 1] glyph"
+    torch.testing.assert_close(got, reference_adapt(x, backbone, size), rtol=0, atol=1e-6)
+
+
+def test_smallcnn_gets_the_glyph_as_it_is() -> None:
+    img = (glyph_batch(1)[0, 0] * 255).to(torch.uint8).numpy()
+    for train in (False, True):
+        torch.manual_seed(0)
+        got = build_transform("smallcnn", train=train, glyphs=True)(img)
+        torch.manual_seed(0)
+        steps = [ToGlyphTensor(), *([v2.RandomCrop(32, padding=2, padding_mode="edge")] if train else [])]
+        assert torch.equal(got, v2.Compose(steps)(img)), "the SmallCNN input must stay bit-identical"
+
+
+def test_training_data_carry_the_backbones_convention() -> None:
+    """``mslib.train.datasets`` feeds glyphs to an image backbone through the transform: 3×size×size, normalised."""
+    from mslib.train import TrainConfig, datasets
+
+    cfg = TrainConfig(backbone="bninception", image_size=40, dataset_options={"classes": 8, "images_per_class": 4})
+    sets = datasets(cfg)
+    image, _ = sets["test"][0]
+    raw = build_transform("smallcnn", train=False, glyphs=True)(sets["test"].images[0])
+    assert tuple(image.shape) == (3, 40, 40)
+    torch.testing.assert_close(image[None], reference_adapt(raw[None], "bninception", 40), rtol=0, atol=1e-6)

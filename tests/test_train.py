@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.train import TrainConfig, build_scheduler, fit, lr_factor, train_or_load
+from mslib.train import FitResult, TrainConfig, build_scheduler, fit, lr_factor, train_or_load
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -115,11 +115,11 @@ def test_fit_logs_the_official_lr_of_each_update_and_resumes_it(tmp_path: Path) 
                eval_every=0, val_fraction=0.0, checkpoint_every=0, lr=2e-3)
     expected = official_lrs(2e-3, 10, warmup_iters=4, warmup_factor=0.1, milestones=[6, 8], gamma=0.5)
     full = fit(cfg, progress=False)
-    assert [h["lr"] for h in full["history"]] == pytest.approx(expected, rel=1e-12, abs=0)
+    assert [h["lr"] for h in full.history] == pytest.approx(expected, rel=1e-12, abs=0)
     fit(cfg, run_dir=tmp_path, progress=False, stop_after=5)  # killed inside the schedule, resumed
     resumed = fit(cfg, run_dir=tmp_path, progress=False)
-    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
-    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
 
 
 def test_config_rejects_unknown_and_invalid_settings() -> None:
@@ -149,9 +149,10 @@ def test_shipped_paper_configs_are_valid() -> None:
                                                                          if k != "embedding_dim"}
     resnet = configs["cub200_resnet50_ms512.yaml"]
     assert resnet.backbone == "resnet50" and resnet.pretrained == "resnet50-imagenet" and resnet.pooling == "avg"
-    from mslib.train import BACKBONE_CONVENTION
+    from mslib.models import INPUT_CONVENTIONS
 
-    assert BACKBONE_CONVENTION[resnet.backbone] == "imagenet", "RGB input with the ImageNet mean/std"
+    convention = INPUT_CONVENTIONS[resnet.backbone]
+    assert (convention.space, convention.mean) == ("RGB", (0.485, 0.456, 0.406)), "RGB with the ImageNet mean/std"
     assert resnet.resize == 256 and resnet.image_size == 227, "official ResNet-50: Resize(256), 227 crop"
 
 
@@ -163,29 +164,29 @@ def test_cuda_request_without_cuda_is_a_clear_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
     return fit(tiny(), run_dir=tmp_path_factory.mktemp("full"), progress=False)
 
 
-def test_interrupted_then_resumed_run_equals_uninterrupted(uninterrupted: dict, tmp_path: Path) -> None:
+def test_interrupted_then_resumed_run_equals_uninterrupted(uninterrupted: FitResult, tmp_path: Path) -> None:
     cfg = tiny()
     partial = fit(cfg, run_dir=tmp_path, progress=False, stop_after=7)  # killed between checkpoints 4 and 8
-    assert not partial["completed"] and partial["iteration"] == 7
+    assert not partial.completed and partial.iteration == 7
     resumed = fit(cfg, run_dir=tmp_path, progress=False)
-    assert resumed["completed"]
-    assert resumed["history"] == uninterrupted["history"]
-    assert resumed["metrics"] == uninterrupted["metrics"]
-    for (name, a), b in zip(resumed["model"].state_dict().items(), uninterrupted["model"].state_dict().values(),
+    assert resumed.completed
+    assert resumed.history == uninterrupted.history
+    assert resumed.metrics == uninterrupted.metrics
+    for (name, a), b in zip(resumed.model.state_dict().items(), uninterrupted.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), f"parameter {name} differs after resume"
 
 
-def test_result_reports_selection_and_final(uninterrupted: dict) -> None:
-    metrics = uninterrupted["metrics"]
+def test_result_reports_selection_and_final(uninterrupted: FitResult) -> None:
+    metrics = uninterrupted.metrics
     assert metrics["final"]["iteration"] == 12
     assert metrics["selected"]["selected_by"] == "validation R@1"
     assert metrics["selected"]["iteration"] in (0, 6, 12)
-    best_val = max(e["val"]["R@1"] for e in uninterrupted["evals"])
+    best_val = max(e["val"]["R@1"] for e in uninterrupted.evals)
     assert metrics["selected"]["val"]["R@1"] == best_val
     assert 0.0 <= metrics["final"]["test"]["R@1"] <= 1.0
     assert "official_best_test" not in metrics  # only when asked for, and then labelled
@@ -196,13 +197,13 @@ def test_official_protocol_is_labelled_and_never_selects_the_final_model(val_fra
     """Official loop: test evals before update 0 and every eval_every updates, none after the last update."""
     result = fit(tiny(val_fraction=val_fraction, official_test_selection=True, iterations=8, eval_every=3,
                       checkpoint_every=0), progress=False)
-    best = result["metrics"]["official_best_test"]
+    best = result.metrics["official_best_test"]
     assert "optimistic" in best["note"] and "final model is not evaluated" in best["note"]
-    assert best["evaluated_at"] == [0, 3, 6] == [e["iteration"] for e in result["evals"] if "test" in e]
-    scores = [e["test"]["R@1"] for e in result["evals"] if "test" in e]
+    assert best["evaluated_at"] == [0, 3, 6] == [e["iteration"] for e in result.evals if "test" in e]
+    scores = [e["test"]["R@1"] for e in result.evals if "test" in e]
     assert best["test"]["R@1"] == max(scores)
     assert best["iteration"] == [0, 3, 6][scores.index(max(scores))], "ties keep the earliest (official strict >)"
-    assert result["metrics"]["final"]["iteration"] == 8  # the final model is reported on its own, labelled final
+    assert result.metrics["final"]["iteration"] == 8  # the final model is reported on its own, labelled final
 
 
 def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
