@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.train import FitResult, TrainConfig, build_scheduler, fit, lr_factor, train_or_load
+from mslib.results import RunStore
+from mslib.train import (
+    FitResult,
+    TrainConfig,
+    build_scheduler,
+    eval_iterations,
+    evaluations_on_test,
+    fit,
+    lr_factor,
+    train_or_load,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -215,26 +225,62 @@ def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
         official_best_test([{"iteration": 0, "val": {"R@1": 0.2}}])
 
 
-def test_train_or_load_reuses_fresh_records_and_recomputes_stale_ones(tmp_path: Path, monkeypatch) -> None:
+def test_run_store_reuses_fresh_records_and_retrains_on_other_params_or_code(tmp_path: Path, monkeypatch) -> None:
     cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
     marker = tmp_path / "notebook.py"
     marker.write_text("version = 1\n")
-    record, _ = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
-    saved = json.loads((tmp_path / f"{record['run_id']}.json").read_text())
-    assert saved["metrics"] == record["metrics"] and saved["params"]["iterations"] == 4
+    store = RunStore(tmp_path)
+    record, result = store.train_or_load(cfg, code_paths=[marker])
+    assert not record.reused and result.completed
+    saved = json.loads((tmp_path / f"{record.run_id}.json").read_text())
+    assert saved["metrics"] == record.metrics == result.metrics and saved["params"]["iterations"] == 4
 
     import mslib.train as train_module
 
-    def no_training(*args: object, **kwargs: object) -> dict:
+    def no_training(*args: object, **kwargs: object) -> FitResult:
         raise AssertionError("an up-to-date record must be reused, not retrained")
 
     monkeypatch.setattr(train_module, "fit", no_training)
-    again, _ = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
-    assert again["run_id"] == record["run_id"]
-
+    again, nothing = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)  # the mslib.train spelling
+    assert again.reused and nothing is None and again == record
+    with pytest.raises(AssertionError, match="must be reused"):  # other parameters: another run
+        store.train_or_load(tiny(iterations=5, eval_every=0, val_fraction=0.0, checkpoint_every=0),
+                            code_paths=[marker])
     marker.write_text("version = 2\n")  # the code changed: the old record is stale
     with pytest.raises(AssertionError, match="must be reused"):
-        train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
+        store.train_or_load(cfg, code_paths=[marker])
+
+
+def test_need_model_loads_the_trained_model_from_the_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
+    store = RunStore(tmp_path)
+    _, trained = store.train_or_load(cfg, need_model=True)
+    record, loaded = store.train_or_load(cfg, need_model=True)
+    assert record.reused and loaded.completed and loaded.history == trained.history
+    for a, b in zip(loaded.model.state_dict().values(), trained.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("val_fraction", "official"), [(0.0, False), (0.25, False), (0.0, True), (0.25, True)])
+def test_the_cost_estimate_counts_the_test_evaluations_fit_runs(val_fraction: float, official: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``evaluations_on_test`` (behind experiments.images_processed) equals the test embeddings fit computes."""
+    import mslib.train as train_module
+
+    calls: list[str] = []
+    real = train_module.evaluate_split
+
+    def counting(model: torch.nn.Module, sets: dict, which: str, cfg: TrainConfig) -> dict:
+        calls.append(which)
+        return real(model, sets, which, cfg)
+
+    monkeypatch.setattr(train_module, "evaluate_split", counting)
+    cfg = tiny(iterations=7, eval_every=3, val_fraction=val_fraction, official_test_selection=official,
+               checkpoint_every=0)
+    fit(cfg, progress=False)
+    assert calls.count("test") == evaluations_on_test(cfg)
+    expected_periodic = [0, 3, 6] if (official or val_fraction) else []
+    assert eval_iterations(cfg) == expected_periodic
 
 
 def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
