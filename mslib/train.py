@@ -10,6 +10,12 @@ official loop) is available, clearly labelled, for comparison with the paper onl
 (``book/sources.md#src-official-recipe``, ``book/sources.md#src-deviations``). Under ``torchrun``, ``p × k`` is
 the global batch (:mod:`mslib.distributed`). Checkpoints hold the model, optimizer, scheduler, sampler position and
 every process's RNG states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
+
+The pieces of :func:`fit`: :func:`build_run` (a :class:`Run`), :func:`train_until` (:func:`train_iteration`, which
+calls :func:`train_step`, the one update; :func:`periodic_eval` on :func:`eval_iterations`),
+:func:`final_metrics`, :func:`load_checkpoint` / :func:`write_checkpoint`; it returns a :class:`FitResult`. Run
+records and "train or load" live in :mod:`mslib.results` (:class:`~mslib.results.RunStore`), the command line in
+:mod:`mslib.cli`.
 """
 
 from __future__ import annotations
@@ -346,8 +352,9 @@ def build_run(cfg: TrainConfig, *, run_dir: str | Path | None = None,
                         rank=rank, world_size=world)
     if rank:  # augmentation draws: the processes embed different images, so give them different streams
         seed_everything(_process_seed(cfg.seed, rank))
-    return Run(cfg, device, rank, world, sets, model, net, loss_fn, optimizer, build_scheduler(optimizer, cfg),
-               scaler, sampler, amp_dtype, Path(run_dir) if run_dir is not None else None, on_log)
+    return Run(cfg=cfg, device=device, rank=rank, world=world, sets=sets, model=model, net=net, loss_fn=loss_fn,
+               optimizer=optimizer, scheduler=build_scheduler(optimizer, cfg), scaler=scaler, sampler=sampler,
+               amp_dtype=amp_dtype, run_dir=Path(run_dir) if run_dir is not None else None, on_log=on_log)
 
 
 def load_checkpoint(run: Run, path: Path) -> None:
