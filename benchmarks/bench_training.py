@@ -2,60 +2,39 @@
 
 Settings: ``paper`` (BN-Inception, 227 px, batch 80 = 16×5, 512-d embedding, MS loss, Adam; random init, fed the
 embedded glyph dataset upscaled to 227 px as ``mslib.train`` does) and ``cpu-default`` (``TrainConfig()``: the small
-CNN on 32 px glyphs, batch 80). The step is ``mslib.train.fit``'s: ``adapt_input``, forward, loss, backward,
-optimizer step. ``data`` is the time to draw the next P×K batch from the same ``DataLoader``/``PKSampler``.
+CNN on 32 px glyphs, batch 80). The run and the step are ``mslib.train.fit``'s own (``build_run``,
+``train_iteration``: forward, loss, backward, optimizer and LR-schedule step). ``data`` is the time to draw the next
+P×K batch from the run's ``DataLoader``/``PKSampler`` (its transform includes the glyphs' upscaling).
 On CUDA (when present) the paper setting also runs with AMP (bf16) and with AMP + channels_last.
 Iterations: ``--quick`` 2 timed (paper) / 10 (default) after warm-up; full 5 / 30.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parser, print_table, setup, sync, write_json
 
-from mslib.data.sampler import PKSampler
-from mslib.losses import build_loss
-from mslib.models import build_model
-from mslib.train import TrainConfig, adapt_input, build_optimizer, datasets
+from mslib.train import TrainConfig, build_run, train_iteration, train_loader
 
 
 def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:
     device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    sets = datasets(cfg)
-    model = build_model(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling,
-                        in_channels=1 if cfg.backbone == "smallcnn" else 3).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn, opt = build_loss(cfg.loss, **cfg.loss_params), build_optimizer(model, cfg)
-    use_amp = cfg.amp is not None and device.type == "cuda"
-    sampler = PKSampler(sets["train"].labels, cfg.p, cfg.k, num_batches=iters + warmup, seed=cfg.seed)
-    batches = iter(DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
-                              pin_memory=device.type == "cuda"))
-    model.train()
+    training = build_run(dataclasses.replace(cfg, iterations=iters + warmup))
+    batches = iter(train_loader(training))
     data_t, step_t = [], []
     for i in range(iters + warmup):
         t0 = time.perf_counter()
         images, labels = next(batches)
         t1 = time.perf_counter()
-        images = adapt_input(images.to(device, non_blocking=True), cfg)
-        labels = labels.to(device, non_blocking=True)
-        if cfg.channels_last and device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            emb = model(images)
-        loss = loss_fn(emb.float(), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_iteration(training, images, labels)
         sync(device)
         t2 = time.perf_counter()
         if i >= warmup:

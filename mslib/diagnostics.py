@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mslib.data.transforms import glyph_transform
+from mslib.models import INPUT_CONVENTIONS, build_model
+
 __all__ = ["MODES", "pair_similarities", "random_cosine_samples", "random_direction_similarities", "sample_batch",
            "similarity_summary", "untrained_embeddings", "untrained_similarity_study"]
 
@@ -61,21 +64,18 @@ def untrained_embeddings(
 
     ``mode`` is ``"train"`` (BatchNorm normalises with the batch's statistics, as in the first training step) or
     ``"eval"`` (BatchNorm uses its initial running statistics, mean 0 and variance 1). Image backbones get the glyphs
-    upscaled to ``image_size`` in their input convention, as training does (:func:`mslib.train.adapt_input`).
+    upscaled to ``image_size`` in their input convention, as training does
+    (:func:`mslib.data.transforms.glyph_transform`).
     """
-    from mslib.models import build_model
-    from mslib.train import TrainConfig, adapt_input
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"images must be glyphs of shape N×1×H×W, got {tuple(images.shape)}")
     torch.manual_seed(seed)
-    in_channels = 1 if backbone == "smallcnn" else 3
-    model = build_model(backbone, embedding_dim, pooling=pooling, in_channels=in_channels)
+    model = build_model(backbone, embedding_dim, pooling=pooling, in_channels=INPUT_CONVENTIONS[backbone].channels)
     model.train(mode == "train")
-    cfg = TrainConfig(dataset="glyphs", backbone=backbone, image_size=image_size)
-    return model(adapt_input(images, cfg))
+    transform = glyph_transform(backbone, train=False, size=image_size)
+    return model(torch.stack([transform(image) for image in images]))
 
 
 def similarity_summary(sims: Tensor, lam: float) -> dict[str, float]:

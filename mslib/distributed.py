@@ -43,15 +43,15 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
-def gather_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """All-gather ``(embeddings, labels)`` from every process; return them and this process's row offset.
+def gather_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather ``(embeddings, labels)`` from every process, in rank order (the global batch).
 
     Every process must contribute the same number of rows (a fixed P×K batch does). The embeddings keep their
     graph: the backward of ``torch.distributed.nn.functional.all_gather`` returns to each process the summed
     gradient of all processes' losses with respect to its own rows.
     """
     if not is_distributed():
-        return embeddings, labels, 0
+        return embeddings, labels
     from torch.distributed.nn.functional import all_gather
 
     sizes = [torch.zeros(1, dtype=torch.long, device=labels.device) for _ in range(world_size())]
@@ -61,7 +61,7 @@ def gather_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[t
     all_embeddings = torch.cat(all_gather(embeddings), dim=0)
     all_labels = [torch.empty_like(labels) for _ in range(world_size())]
     dist.all_gather(all_labels, labels)
-    return all_embeddings, torch.cat(all_labels), rank() * labels.numel()
+    return all_embeddings, torch.cat(all_labels)
 
 
 def gather_objects(obj: object) -> list[object]:

@@ -25,7 +25,7 @@ from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "contrastive",
+    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "canonical_params", "contrastive",
     "generalized_lifted_structure", "lifted_structure", "multi_similarity", "multi_similarity_autograd", "npair",
     "triplet",
 ]
@@ -396,6 +396,14 @@ def _preset(name: str, preset: str | None, hparams: dict[str, Any]) -> dict[str,
     if preset not in MS_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(MS_PRESETS)}")
     return {**MS_PRESETS[preset], **hparams}
+
+
+def canonical_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The one spelling of ``build_loss(name, **params)``'s arguments: a ``preset`` is expanded into its values
+    (overrides win), so ``{"preset": "pml"}`` and ``{"alpha": 2, "beta": 50, "lam": 0.5, "epsilon": 0.1}`` name
+    the same run, and a run record states the numbers it ran with."""
+    rest = {k: v for k, v in params.items() if k != "preset"}
+    return _preset(name, params.get("preset"), rest)
 
 
 def _miner(name: str, miner: Miner | None, ms_mining: float | None, hparams: dict[str, Any]) -> Miner | None:

@@ -23,7 +23,6 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,11 +32,28 @@ from mslib.data.download import verified_download, verify_checksum
 from mslib.data.errors import ChecksumError as ChecksumError  # re-exported: mslib.models.ChecksumError
 from mslib.files import file_digest
 
-INPUT_CONVENTIONS: dict[str, dict[str, Any]] = {
-    "bninception": {"space": "BGR", "range": 255, "mean": [104.0, 117.0, 128.0], "std": [1.0, 1.0, 1.0]},
-    "resnet50": {"space": "RGB", "range": 1, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "googlenet": {"space": "RGB", "range": 1, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "smallcnn": {"space": "gray", "range": 1, "mean": [0.5], "std": [0.5]},
+
+@dataclass(frozen=True)
+class InputConvention:
+    """What a backbone expects as input: colour ``space`` (``"BGR"``, ``"RGB"`` or ``"gray"``), value ``scale``
+    (255: 0–255, 1: 0–1), per-channel ``mean``/``std`` in that scale (``x = (scale · v − mean) / std``), the channel
+    count, and ``resize_at``: the crop size at which the shorter side is resized to 256 before cropping."""
+
+    space: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int
+    resize_at: int | None = None
+
+
+_IMAGENET = InputConvention("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 3, resize_at=224)
+# The one table of input conventions; mslib.data.transforms builds every backbone's inputs from it.
+INPUT_CONVENTIONS: dict[str, InputConvention] = {
+    "bninception": InputConvention("BGR", 255.0, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), 3, resize_at=227),
+    "resnet50": _IMAGENET,
+    "googlenet": _IMAGENET,
+    "smallcnn": InputConvention("gray", 1.0, (0.0,), (1.0,), 1),  # the 32×32 glyphs as they are, in [0, 1]
 }
 BACKBONES = tuple(INPUT_CONVENTIONS)
 
@@ -232,9 +248,9 @@ class EmbeddingModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @property
-    def input_convention(self) -> dict[str, Any]:
-        """Colour space, value range, mean and std the backbone expects (for the data transforms)."""
-        return INPUT_CONVENTIONS.get(self.backbone_name, {})
+    def input_convention(self) -> InputConvention | None:
+        """Colour space, value range, mean and std the backbone expects (:data:`INPUT_CONVENTIONS`)."""
+        return INPUT_CONVENTIONS.get(self.backbone_name)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Globally pooled backbone features ``(N, C)`` (max pooling as the official code; avg optional)."""

@@ -16,6 +16,7 @@ from typing import Any
 from mslib.data import EXPECTED
 from mslib.experiments import images_processed
 from mslib.paths import project_root
+from mslib.results import RunRecord
 from mslib.train import TrainConfig
 
 TRAINING_NOTEBOOK = "05_training"
@@ -98,12 +99,12 @@ def setting_values(configs: Iterable[TrainConfig], name: str) -> str:
     return " / ".join(sorted(values))
 
 
-def records_note(records: Sequence[Mapping[str, Any]], current: Iterable[str], *, show_stale: bool) -> str:
+def records_note(records: Sequence[RunRecord], current: Iterable[str], *, show_stale: bool) -> str:
     """One sentence on the paper-profile records (dataset not ``glyphs``): how many the current code made, and
     how many older code made (shown or not)."""
     current = set(current)
-    paper = [r for r in records if r["params"].get("dataset") != "glyphs"]
-    fresh = [r for r in paper if r.get("code_hash") in current]
+    paper = [r for r in records if r.params.get("dataset") != "glyphs"]
+    fresh = [r for r in paper if r.code_hash in current]
     hidden = len(paper) - len(fresh)
     note = f"{len(fresh)} paper-profile run record(s) made by the current code ({', '.join(sorted(current))})"
     if hidden:

@@ -3,26 +3,33 @@
 A record holds everything needed to trust (or rebuild) a number in the book: all parameters, the metrics with the
 iteration each comes from, the seed, the code hash and git commit, library versions, hardware, wall time and
 throughput. The run id is a stable hash of the parameters and the code hash, so the same run on the same code has the
-same file name: notebooks can call :func:`find_record` and skip training when an up-to-date record exists, and a
-changed library or notebook (a new :func:`code_hash`) makes old records stale instead of silently reused.
+same file name: :class:`RunStore` (the results folder) finds an up-to-date record and skips training, and a changed
+library or notebook (a new :func:`code_hash`) makes old records stale instead of silently reused. In code a record is
+a :class:`RunRecord`; ``record.metric("R@1", split="test", model="final")`` reads one number.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from mslib import __version__
-from mslib.paths import atomic_write_text, project_root
+from mslib import __version__, distributed, train
+from mslib.files import atomic_write_text
+from mslib.paths import project_root
 from mslib.paths import results_dir as default_results_dir
 from mslib.provenance import git_commit, hardware, notebook_context, stable_hash, versions
 
@@ -120,6 +127,77 @@ def run_id(params: Mapping[str, Any], code_hash: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- records
+class MissingMetric(KeyError):
+    """A metric a record does not hold; the message names the missing group, split or metric and what exists."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as ``results/<run_id>.json`` stores it: parameters, metrics by model group (``final``, ``selected``,
+    ``official_best_test``; each with the ``iteration`` it comes from), seed, code hash and provenance, timings.
+
+    ``label`` and ``reused`` are not stored: :func:`mslib.experiments.run_grid` sets the sweep's label, and
+    :meth:`RunStore.train_or_load` says whether the record was loaded instead of trained.
+    """
+
+    run_id: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    seed: int
+    code_hash: str
+    git_commit: str
+    mslib_version: str
+    versions: dict[str, Any]
+    hardware: dict[str, Any]
+    notebook: Any
+    started: str
+    finished: str
+    wall_time_s: float
+    images_per_second: float | None
+    extra: dict[str, Any]
+    schema: int = SCHEMA_VERSION
+    label: Any = field(default=None, compare=False)
+    reused: bool = field(default=False, compare=False)
+
+    def metric(self, name: str, *, split: str = "test", model: str = "final") -> float | None:
+        """``metrics[model][split][name]``, e.g. ``record.metric("R@1", split="test", model="final")``; ``None``
+        where the value was not finite (stored as ``null``). A missing group, split or metric is a
+        :class:`MissingMetric` naming it and what the record has."""
+        if model not in self.metrics:
+            raise MissingMetric(f"run {self.run_id} has no model group {model!r}; it has {sorted(self.metrics)}")
+        group = self.metrics[model]
+        if split not in group or not isinstance(group[split], dict):
+            splits = sorted(k for k, v in group.items() if isinstance(v, dict))
+            raise MissingMetric(f"run {self.run_id}: group {model!r} has no split {split!r}; it has {splits}")
+        if name not in group[split]:
+            raise MissingMetric(f"run {self.run_id}: {model}/{split} has no metric {name!r}; "
+                                f"it has {sorted(group[split])}")
+        value = group[split][name]
+        return None if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON types, the stored fields only (not ``label``/``reused``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUNTIME_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "record") -> RunRecord:
+        """A record from its JSON form (schema version 1); ``where`` names the source in error messages."""
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise ValueError(f"{where} has record schema {schema!r}; this mslib reads schema {SCHEMA_VERSION}")
+        stored = [f.name for f in fields(cls) if f.name not in _RUNTIME_FIELDS]
+        missing = [name for name in stored if name not in data]
+        if missing:
+            raise ValueError(f"{where} is an incomplete run record: no {', '.join(missing)}")
+        return cls(**{name: data[name] for name in stored})
+
+
+_RUNTIME_FIELDS = ("label", "reused")
+
+
 def run_record(
     params: Mapping[str, Any],
     metrics: Mapping[str, Any],
@@ -130,7 +208,7 @@ def run_record(
     images_per_second: float | None = None,
     extra: Mapping[str, Any] | None = None,
     code: str | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """A run record: parameters, metrics (each group with its ``iteration``), seed, provenance and timings.
 
     ``started``/``finished`` are datetimes or ``time.time()`` values; ``code`` is the :func:`code_hash` the run id
@@ -141,96 +219,141 @@ def run_record(
         raise ValueError(f"finished ({t1.isoformat()}) is before started ({t0.isoformat()})")
     plain_params = _plain(params, "params")
     ch = code if code is not None else code_hash()
-    return {
-        "schema": SCHEMA_VERSION,
-        "run_id": run_id(plain_params, ch),
-        "params": plain_params,
-        "metrics": _check_metrics(metrics),
-        "seed": int(seed),
-        "code_hash": ch,
-        "git_commit": git_commit(),
-        "mslib_version": __version__,
-        "versions": versions(),
-        "hardware": hardware(),
-        "notebook": notebook_context(),
-        "started": t0.isoformat(),
-        "finished": t1.isoformat(),
-        "wall_time_s": (t1 - t0).total_seconds(),
-        "images_per_second": None if images_per_second is None else _plain(float(images_per_second), "ips"),
-        "extra": _plain(dict(extra or {}), "extra"),
-    }
+    return RunRecord(
+        run_id=run_id(plain_params, ch), params=plain_params, metrics=_check_metrics(metrics), seed=int(seed),
+        code_hash=ch, git_commit=git_commit(), mslib_version=__version__, versions=versions(),
+        hardware=hardware(), notebook=notebook_context(), started=t0.isoformat(), finished=t1.isoformat(),
+        wall_time_s=(t1 - t0).total_seconds(),
+        images_per_second=None if images_per_second is None else _plain(float(images_per_second), "ips"),
+        extra=_plain(dict(extra or {}), "extra"),
+    )
 
 
-def _dir(results_dir: str | os.PathLike | None) -> Path:
-    return Path(results_dir) if results_dir is not None else default_results_dir()
-
-
-def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``<results_dir>/<run_id>.json`` atomically (temp file + rename); a rerun replaces its own record."""
-    rid = record.get("run_id")
-    if not isinstance(rid, str) or not rid or "/" in rid:
-        raise ValueError("record has no valid 'run_id' (build it with run_record)")
-    text = json.dumps(_plain(record, "record"), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return atomic_write_text(_dir(results_dir) / f"{rid}.json", text)
-
-
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> RunRecord:
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(rec, dict) or "run_id" not in rec:
+    if not isinstance(data, dict) or "run_id" not in data:
         raise ValueError(f"{path} is not a run record (no 'run_id')")
-    return rec
+    return RunRecord.from_dict(data, where=str(path))
 
 
-def find_record(
-    params: Mapping[str, Any], code_hash: str, results_dir: str | os.PathLike | None = None
-) -> dict[str, Any] | None:
-    """The record of this exact run (same parameters, same code hash), or ``None`` when there is none."""
-    path = _dir(results_dir) / f"{run_id(params, code_hash)}.json"
-    if not path.is_file():
-        return None
-    rec = _read(path)
-    if rec.get("params") != _plain(params, "params") or rec.get("code_hash") != code_hash:
-        return None
-    return rec
+class RunStore:
+    """The results folder (default ``results/``): run records ``<run_id>.json``, run folders ``runs/<run_id>/``
+    (checkpoint, log), the code hash a record is keyed by, and "train or load" (``notebooks/05_training.ipynb``)."""
+
+    def __init__(self, results_dir: str | os.PathLike | None = None) -> None:
+        self.results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+
+    def code_hash(self, code_paths: Sequence[str | os.PathLike] | None = None) -> str:
+        """The hash a run is keyed by: :func:`library_code_paths` plus ``code_paths`` (e.g. the calling notebook)."""
+        return code_hash([*library_code_paths(), *(code_paths or [])])
+
+    def path(self, run: str) -> Path:
+        return self.results_dir / f"{run}.json"
+
+    def run_dir(self, params: Mapping[str, Any], code: str) -> Path:
+        return self.results_dir / "runs" / run_id(params, code)
+
+    def write(self, record: RunRecord) -> Path:
+        """Write ``<run_id>.json`` atomically (temp file + rename); a rerun replaces its own record."""
+        if not isinstance(record, RunRecord):
+            raise TypeError(f"write expects a RunRecord (build it with run_record), got {type(record).__name__}")
+        if not record.run_id or "/" in record.run_id:
+            raise ValueError(f"record has no valid run_id: {record.run_id!r}")
+        text = json.dumps(_plain(record.to_dict(), "record"), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return atomic_write_text(self.path(record.run_id), text)
+
+    def find(self, params: Mapping[str, Any], code: str) -> RunRecord | None:
+        """The record of this exact run (same parameters, same code hash), or ``None``. A file of an older or
+        incomplete format is reported (a warning) and treated as missing, so the run is recomputed."""
+        path = self.path(run_id(params, code))
+        if not path.is_file():
+            return None
+        try:
+            rec = _read(path)
+        except ValueError as err:
+            warnings.warn(f"{err}; recomputing the run", stacklevel=2)
+            return None
+        if rec.params != _plain(params, "params") or rec.code_hash != code:
+            return None
+        return rec
+
+    def load_all(self, *, where: Mapping[str, Any] | None = None, code_hash: str | None = None) -> list[RunRecord]:
+        """Every record (oldest first); only those whose params contain ``where`` and, with ``code_hash``, only
+        those made by that code (the up-to-date ones)."""
+        if not self.results_dir.is_dir():
+            return []
+        want = _plain(dict(where or {}), "where")
+        out = []
+        for path in sorted(self.results_dir.glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            rec = _read(path)
+            if code_hash is not None and rec.code_hash != code_hash:
+                continue
+            if any(rec.params.get(k) != v for k, v in want.items()):
+                continue
+            out.append(rec)
+        return sorted(out, key=lambda r: (r.started, r.run_id))
+
+    def train_or_load(
+        self,
+        cfg: train.TrainConfig,
+        *,
+        code_paths: Sequence[str | os.PathLike] | None = None,
+        need_model: bool = False,
+        progress: bool = False,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> tuple[RunRecord, train.FitResult | None]:
+        """``(record, result)`` for ``cfg``: reuse an up-to-date record (``record.reused``, ``result`` None unless
+        ``need_model``), or train (resuming ``runs/<run_id>/checkpoint.pt``) and write one.
+
+        A record is reused only when its parameters and the hash of the code that made it (:meth:`code_hash`) match,
+        so a stale record is recomputed, never shown. ``need_model`` also returns the trained model, from the
+        checkpoint without retraining when it is still there.
+        """
+        code, params = self.code_hash(code_paths), cfg.to_dict()
+        record, run_dir = self.find(params, code), self.run_dir(params, code)
+        if record is not None and (not need_model or (run_dir / "checkpoint.pt").exists()):
+            result = train.fit(cfg, run_dir=run_dir, progress=progress) if need_model else None
+            return dataclasses.replace(record, reused=True), result
+        started = time.time()
+        result = train.fit(cfg, run_dir=run_dir, progress=progress, on_log=on_log)
+        record = run_record(params, result.metrics, seed=cfg.seed, started=started, finished=time.time(),
+                            images_per_second=result.timing["images_per_second"], code=code,
+                            extra={"history": result.history, "evals": result.evals, "timing": result.timing})
+        if distributed.rank() == 0:  # under torchrun every process has the same record; one writes it
+            self.write(record)
+        return record, result
 
 
-def load_records(
-    results_dir: str | os.PathLike | None = None,
-    *,
-    where: Mapping[str, Any] | None = None,
-    code_hash: str | None = None,
-) -> list[dict[str, Any]]:
-    """All run records in ``results_dir`` (oldest first), optionally only those whose params contain ``where``
-    and, with ``code_hash``, only those made by that code (the up-to-date ones)."""
-    folder = _dir(results_dir)
-    if not folder.is_dir():
-        return []
-    want = _plain(dict(where or {}), "where")
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("."):
-            continue
-        rec = _read(path)
-        if code_hash is not None and rec.get("code_hash") != code_hash:
-            continue
-        if any(rec.get("params", {}).get(k) != v for k, v in want.items()):
-            continue
-        out.append(rec)
-    return sorted(out, key=lambda r: (r.get("started", ""), r["run_id"]))
+# Module-level spellings of RunStore's methods.
+def write_record(record: RunRecord, results_dir: str | os.PathLike | None = None) -> Path:
+    """:meth:`RunStore.write` in ``results_dir`` (default ``results/``)."""
+    return RunStore(results_dir).write(record)
+
+
+def find_record(params: Mapping[str, Any], code_hash: str,
+                results_dir: str | os.PathLike | None = None) -> RunRecord | None:
+    """:meth:`RunStore.find` in ``results_dir`` (default ``results/``)."""
+    return RunStore(results_dir).find(params, code_hash)
+
+
+def load_records(results_dir: str | os.PathLike | None = None, *, where: Mapping[str, Any] | None = None,
+                 code_hash: str | None = None) -> list[RunRecord]:
+    """:meth:`RunStore.load_all` in ``results_dir`` (default ``results/``)."""
+    return RunStore(results_dir).load_all(where=where, code_hash=code_hash)
 
 
 METRIC_ORDER = ("R@", "MAP@R", "RP", "NMI")
 
 
-def metrics_table(record: Mapping[str, Any], split: str = "test") -> Any:
+def metrics_table(record: RunRecord, split: str = "test") -> Any:
     """One row per metric group of a record (final, selected, official_best_test): metrics ×100 and the iteration."""
-    import pandas as pd
-
     rows = {}
-    for group, values in record["metrics"].items():
+    for group, values in record.metrics.items():
         scores = values.get(split, {})
         row: dict[str, Any] = {"iteration": values.get("iteration")}
         for prefix in METRIC_ORDER:

@@ -10,6 +10,12 @@ official loop) is available, clearly labelled, for comparison with the paper onl
 (``book/sources.md#src-official-recipe``, ``book/sources.md#src-deviations``). Under ``torchrun``, ``p × k`` is
 the global batch (:mod:`mslib.distributed`). Checkpoints hold the model, optimizer, scheduler, sampler position and
 every process's RNG states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
+
+The pieces of :func:`fit`: :func:`build_run` (a :class:`Run`), :func:`train_until` (:func:`train_iteration`, which
+calls :func:`train_step`, the one update; :func:`periodic_eval` on :func:`eval_iterations`),
+:func:`final_metrics`, :func:`load_checkpoint` / :func:`write_checkpoint`; it returns a :class:`FitResult`. Run
+records and "train or load" live in :mod:`mslib.results` (:class:`~mslib.results.RunStore`), the command line in
+:mod:`mslib.cli`.
 """
 
 from __future__ import annotations
@@ -17,9 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import random
-import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable
@@ -29,10 +33,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-BACKBONE_CONVENTION = {"smallcnn": "glyphs", "bninception": "bninception", "resnet50": "imagenet",
-                       "googlenet": "imagenet"}
+from mslib import distributed
+from mslib.data import PKSampler, load_dataset
+from mslib.data.sampler import check_global_batch
+from mslib.data.transforms import build_transform
+from mslib.evaluate import embed, evaluate_embeddings
+from mslib.files import atomic_write
+from mslib.losses import build_loss, canonical_params
+from mslib.models import BACKBONES, INPUT_CONVENTIONS, build_model, freeze_bn_stats
 
 
 @dataclass
@@ -49,8 +61,7 @@ class TrainConfig:
     image_size: int = 227  # input size for image backbones (glyphs are upscaled to it when needed)
     resize: int | None = None  # shorter side before the crop; None: the convention's rule (256 at 227 / 224)
     loss: str = "multi_similarity"
-    loss_params: dict[str, Any] = field(default_factory=lambda: {"alpha": 2.0, "beta": 50.0, "lam": 0.5,
-                                                                 "epsilon": 0.1})
+    loss_params: dict[str, Any] = field(default_factory=lambda: {"preset": "pml"})  # mslib.losses.MS_PRESETS
     p: int = 16  # classes per batch
     k: int = 5  # images per class
     iterations: int = 600
@@ -77,8 +88,9 @@ class TrainConfig:
     log_every: int = 20
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONE_CONVENTION:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONE_CONVENTION)}")
+        self.loss_params = canonical_params(self.loss, self.loss_params)  # one spelling per run
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
         if self.amp not in (None, "bf16", "fp16"):
@@ -99,8 +111,6 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        import yaml
-
         data = yaml.safe_load(Path(path).read_text()) or {}
         return cls.from_dict(data)
 
@@ -168,22 +178,17 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a killed process never leaves a truncated checkpoint in place of a good one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def datasets(cfg: TrainConfig) -> dict[str, Any]:
-    """The run's splits (train, val when ``val_fraction``, test or In-Shop's query/gallery) with their transforms."""
-    from mslib.data import load_dataset
-    from mslib.data.transforms import build_transform
-
-    convention = "glyphs" if cfg.dataset == "glyphs" else BACKBONE_CONVENTION[cfg.backbone]
+    """The run's splits (train, val when ``val_fraction``, test or In-Shop's query/gallery) with their transforms
+    (the backbone's input convention, glyphs upscaled for image backbones: :mod:`mslib.data.transforms`)."""
     kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
                               **cfg.dataset_options}
-    train_tf = build_transform(convention, train=True, size=cfg.image_size, resize=cfg.resize)
-    test_tf = build_transform(convention, train=False, size=cfg.image_size, resize=cfg.resize)
+    glyphs = cfg.dataset == "glyphs"
+    train_tf = build_transform(cfg.backbone, train=True, size=cfg.image_size, resize=cfg.resize, glyphs=glyphs)
+    test_tf = build_transform(cfg.backbone, train=False, size=cfg.image_size, resize=cfg.resize, glyphs=glyphs)
     sets = {"train": load_dataset(cfg.dataset, "train", transform=train_tf, **kwargs)}
     if cfg.val_fraction > 0:
         sets["val"] = load_dataset(cfg.dataset, "val", transform=test_tf, **kwargs)
@@ -195,51 +200,39 @@ def datasets(cfg: TrainConfig) -> dict[str, Any]:
     return sets
 
 
-def adapt_input(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Feed 1-channel 32×32 glyphs to an image backbone: upscale to ``image_size`` and map to its convention."""
-    if cfg.dataset != "glyphs" or cfg.backbone == "smallcnn":
-        return x
-    x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
-                                        align_corners=False).expand(-1, 3, -1, -1)
-    if BACKBONE_CONVENTION[cfg.backbone] == "bninception":  # BGR, 0–255, mean [104, 117, 128]
-        mean = torch.tensor([104.0, 117.0, 128.0], device=x.device).view(1, 3, 1, 1)
-        return x * 255.0 - mean
-    mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-class _Adapted(torch.nn.Module):
-    """The model as evaluation sees it: input adaptation + model (so ``evaluate.embed`` needs no special case)."""
-
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.model, self.cfg = model, cfg
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(adapt_input(x, self.cfg))
-
-
 def embed_split(model: torch.nn.Module, dataset: Any, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings and labels of one split, in dataset order (input adaptation included)."""
-    from mslib.evaluate import embed
-
+    """Embeddings and labels of one split, in dataset order."""
     device = torch.device(cfg.device)
     loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
     amp = cfg.amp if device.type == "cuda" and cfg.amp else False
-    return embed(_Adapted(model, cfg), loader, device=device, amp=amp)
+    return embed(model, loader, device=device, amp=amp)
 
 
-def _evaluate(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: TrainConfig) -> dict[str, float]:
-    from mslib.evaluate import evaluate_embeddings
-
+def evaluate_split(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg: TrainConfig) -> dict[str, float]:
+    """Retrieval metrics of split ``which`` (``"test"`` on In-Shop: its queries against its gallery)."""
     if which == "test" and "gallery" in sets:
         q, ql = embed_split(model, sets["query"], cfg)
         g, gl = embed_split(model, sets["gallery"], cfg)
         return evaluate_embeddings(q, ql, g, gl, ks=tuple(cfg.ks), seed=cfg.seed)
     emb, labels = embed_split(model, sets[which], cfg)
     return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks), seed=cfg.seed)
+
+
+def eval_iterations(cfg: TrainConfig) -> list[int]:
+    """The periodic evaluations of :func:`fit`, as updates done: the official loop's schedule, before update 0 and
+    every ``eval_every`` updates, never after the last one; none without validation or ``official_test_selection``."""
+    if not (cfg.official_test_selection or cfg.val_fraction > 0):
+        return []
+    return [0, *(range(cfg.eval_every, cfg.iterations, cfg.eval_every) if cfg.eval_every else [])]
+
+
+def evaluations_on_test(cfg: TrainConfig) -> int:
+    """How many times :func:`fit` embeds the test set: the final model, the selected one (with validation) and,
+    with ``official_test_selection``, every periodic evaluation (:func:`eval_iterations`)."""
+    selected = 1 if cfg.val_fraction > 0 else 0
+    return 1 + selected + (len(eval_iterations(cfg)) if cfg.official_test_selection else 0)
+
 
 
 def train_step(
@@ -259,11 +252,9 @@ def train_step(
     is the loss of the global batch and the update equals the single-process one; ``amp_dtype`` runs the forward
     under autocast, the loss in float32 (float64 embeddings stay float64).
     """
-    from mslib import distributed
-
     with torch.autocast(images.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         embeddings = net(images)
-    embeddings, labels, _ = distributed.gather_embeddings(embeddings, labels)
+    embeddings, labels = distributed.gather_embeddings(embeddings, labels)
     if embeddings.dtype in (torch.float16, torch.bfloat16):
         embeddings = embeddings.float()
     loss = loss_fn(embeddings, labels)
@@ -297,29 +288,49 @@ def _distributed_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.d
     return torch.nn.parallel.DistributedDataParallel(model)  # single-device module: DDP infers the device
 
 
-def fit(
-    cfg: TrainConfig,
-    *,
-    run_dir: str | Path | None = None,
-    resume: bool = True,
-    progress: bool = True,
-    stop_after: int | None = None,
-    on_log: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Train, evaluate, and return ``{"config", "history", "evals", "metrics", "timing"}``.
+@dataclass
+class Run:
+    """Everything a training run holds: its settings, data, model (``net``: the model or its DDP wrapper),
+    loss, optimizer, schedule, P×K sampler, and ``state`` (iteration, logs, evaluations, best model, timing)."""
 
-    ``run_dir`` holds ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing checkpoint there is
-    continued exactly. ``stop_after`` ends the loop after that many iterations without the final evaluation
-    (it simulates an interrupted run, for tests and for splitting long runs).
-    """
-    from tqdm import tqdm
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    sets: dict[str, Any]
+    model: torch.nn.Module
+    net: torch.nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    sampler: PKSampler
+    amp_dtype: torch.dtype | None
+    run_dir: Path | None = None
+    on_log: Callable[[dict[str, Any]], None] | None = None
+    state: dict[str, Any] = field(default_factory=lambda: {"iteration": 0, "history": [], "evals": [], "best": None,
+                                                           "best_state": None, "train_seconds": 0.0, "images": 0})
 
-    from mslib import distributed
-    from mslib.data import PKSampler
-    from mslib.data.sampler import check_global_batch
-    from mslib.losses import build_loss
-    from mslib.models import build_model, freeze_bn_stats
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
 
+
+def _build_model(cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(model, net)``: the embedding model and what the training step calls (its DDP wrapper under torchrun)."""
+    model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
+                        in_channels=INPUT_CONVENTIONS[cfg.backbone].channels).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if not distributed.is_distributed():
+        return model, model
+    net = _distributed_model(model, cfg, device)
+    return net.module, net
+
+
+def build_run(cfg: TrainConfig, *, run_dir: str | Path | None = None,
+              on_log: Callable[[dict[str, Any]], None] | None = None) -> Run:
+    """A fresh run of ``cfg``: seeded model, data, loss, optimizer, official LR schedule and the global P×K sampler."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
@@ -327,18 +338,9 @@ def fit(
     check_global_batch(cfg.p, world)  # p × k is the global batch: each process takes p / world of its classes
     seed_everything(cfg.seed)  # the same initial model on every process
     sets = datasets(cfg)
-    in_channels = 1 if cfg.backbone == "smallcnn" else 3
-    model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
-                        in_channels=in_channels).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    net = model  # what the training step calls: the model, or its DDP wrapper under torchrun
-    if distributed.is_distributed():
-        net = _distributed_model(model, cfg, device)
-        model = net.module
+    model, net = _build_model(cfg, device)
     loss_fn = build_loss(cfg.loss, **cfg.loss_params)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
     use_amp = cfg.amp is not None and device.type == "cuda"
     amp_dtype = (torch.bfloat16 if cfg.amp == "bf16" else torch.float16) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
@@ -347,128 +349,150 @@ def fit(
                         rank=rank, world_size=world)
     if rank:  # augmentation draws: the processes embed different images, so give them different streams
         seed_everything(_process_seed(cfg.seed, rank))
+    return Run(cfg=cfg, device=device, rank=rank, world=world, sets=sets, model=model, net=net, loss_fn=loss_fn,
+               optimizer=optimizer, scheduler=build_scheduler(optimizer, cfg), scaler=scaler, sampler=sampler,
+               amp_dtype=amp_dtype, run_dir=Path(run_dir) if run_dir is not None else None, on_log=on_log)
 
-    state: dict[str, Any] = {"iteration": 0, "history": [], "evals": [], "best": None, "best_state": None,
-                             "train_seconds": 0.0, "images": 0}
-    run_path = Path(run_dir) if run_dir is not None else None
-    ckpt = run_path / "checkpoint.pt" if run_path else None
-    if ckpt is not None and resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
-        if saved["config"] != cfg.to_dict():
-            raise ValueError(f"{ckpt} belongs to a run with other settings; use another run_dir or resume=False")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        sampler.load_state_dict(saved["sampler"])
-        rngs = saved.get("rng_by_rank") or [saved["rng"]]
-        if rank < len(rngs):
-            _set_rng_state(rngs[rank])
-        else:  # resumed with more processes than saved: a fresh stream for this one
-            seed_everything(_process_seed(cfg.seed + saved["state"]["iteration"], rank))
-        state = saved["state"]
 
-    def checkpoint() -> None:
-        if ckpt is None:
-            return
-        rngs = distributed.gather_objects(_rng_state())  # every process's RNG (a collective: all processes call it)
-        if rank != 0:
-            return
-        save_checkpoint(ckpt, {
-            "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "sampler": sampler.state_dict(state["iteration"]),
-            "rng": rngs[0], "rng_by_rank": rngs, "state": state,
-        })
+def load_checkpoint(run: Run, path: Path) -> None:
+    """Continue ``run`` exactly where the checkpoint at ``path`` left it (model, optimizer, schedule, sampler, RNGs)."""
+    saved = torch.load(path, map_location=run.device, weights_only=False)
+    if saved["config"] != run.cfg.to_dict():
+        raise ValueError(f"{path} belongs to a run with other settings; use another run_dir or resume=False")
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.scaler.load_state_dict(saved["scaler"])
+    run.sampler.load_state_dict(saved["sampler"])
+    rngs = saved.get("rng_by_rank") or [saved["rng"]]
+    if run.rank < len(rngs):
+        _set_rng_state(rngs[run.rank])
+    else:  # resumed with more processes than saved: a fresh stream for this one
+        seed_everything(_process_seed(run.cfg.seed + saved["state"]["iteration"], run.rank))
+    run.state = saved["state"]
 
-    def log(entry: dict[str, Any]) -> None:
-        if run_path is not None and rank == 0:
-            run_path.mkdir(parents=True, exist_ok=True)
-            with open(run_path / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
-        if on_log is not None:
-            on_log(entry)
 
-    def periodic_eval(iteration: int, *, official: bool = True) -> None:
-        """Validation (model selection) and, on the official schedule only, the official protocol's test eval."""
-        entry: dict[str, Any] = {"iteration": iteration}
-        if "val" in sets:
-            entry["val"] = _evaluate(model, sets, "val", cfg)
-            if state["best"] is None or entry["val"]["R@1"] > state["best"]["val"]["R@1"]:
-                state["best"] = entry
-                state["best_state"] = copy.deepcopy(model.state_dict())
-        if cfg.official_test_selection and official:
-            entry["test"] = _evaluate(model, sets, "test", cfg)
-        if len(entry) > 1:
-            state["evals"].append(entry)
-            log({"event": "eval", **entry})
+def write_checkpoint(run: Run) -> None:
+    """Save ``run`` to its checkpoint (rank 0 writes every process's RNG state; all processes must call this)."""
+    if run.checkpoint is None:
+        return
+    rngs = distributed.gather_objects(_rng_state())  # a collective: every process calls it
+    if run.rank != 0:
+        return
+    save_checkpoint(run.checkpoint, {
+        "config": run.cfg.to_dict(), "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "sampler": run.sampler.state_dict(run.state["iteration"]),
+        "rng": rngs[0], "rng_by_rank": rngs, "state": run.state,
+    })
 
-    if "metrics" in state:  # a completed run: nothing to train, return what it measured (and its model)
-        return _result(cfg, state, model)
 
-    # a private generator: creating the loader's iterator must not draw from the global RNG, which the
-    # checkpoint restores (otherwise a resumed run would see other augmentations than an uninterrupted one)
-    loader = DataLoader(sets["train"], batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(_process_seed(cfg.seed, rank)))
-    start_iteration = state["iteration"]
-    if start_iteration == 0 and (cfg.official_test_selection or "val" in sets):
-        periodic_eval(0)  # the official code evaluates before the first update, then every eval_every updates
-    end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
-    bar = tqdm(total=end, initial=start_iteration, disable=not progress, desc="train", mininterval=2.0)
-    iteration = start_iteration
+def _log(run: Run, entry: dict[str, Any]) -> None:
+    """Append ``entry`` to ``metrics.jsonl`` in the run folder (rank 0) and pass it to ``on_log``."""
+    if run.run_dir is not None and run.rank == 0:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+    if run.on_log is not None:
+        run.on_log(entry)
+
+
+def periodic_eval(run: Run, iteration: int, *, official: bool = True) -> None:
+    """Validation (model selection: keep the best val R@1) and, on the official schedule only, the official
+    protocol's test evaluation."""
+    cfg, state = run.cfg, run.state
+    entry: dict[str, Any] = {"iteration": iteration}
+    if "val" in run.sets:
+        entry["val"] = evaluate_split(run.model, run.sets, "val", cfg)
+        if state["best"] is None or entry["val"]["R@1"] > state["best"]["val"]["R@1"]:
+            state["best"] = entry
+            state["best_state"] = copy.deepcopy(run.model.state_dict())
+    if cfg.official_test_selection and official:
+        entry["test"] = evaluate_split(run.model, run.sets, "test", cfg)
+    if len(entry) > 1:
+        state["evals"].append(entry)
+        _log(run, {"event": "eval", **entry})
+
+
+def train_iteration(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One update of ``run`` on a P×K batch (:func:`train_step`, then the LR schedule); ``(loss, its lr)``."""
+    cfg, device = run.cfg, run.device
+    run.net.train()
+    if cfg.freeze_bn:
+        freeze_bn_stats(run.model)
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    if cfg.channels_last and device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    lr = float(run.optimizer.param_groups[0]["lr"])  # this update's learning rate (official timing)
+    loss = train_step(run.net, run.loss_fn, run.optimizer, images, labels, scaler=run.scaler,
+                      amp_dtype=run.amp_dtype, iteration=run.state["iteration"])
+    run.scheduler.step()
+    run.state["iteration"] += 1
+    run.state["images"] += images.shape[0] * run.world  # the global batch
+    return loss, lr
+
+
+def train_loader(run: Run) -> DataLoader:
+    """The P×K batches of ``run``'s sampler. A private generator: creating the iterator must not draw from the
+    global RNG, which the checkpoint restores (a resumed run must see the augmentations of an uninterrupted one)."""
+    return DataLoader(run.sets["train"], batch_sampler=run.sampler, num_workers=run.cfg.num_workers,
+                      pin_memory=run.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(_process_seed(run.cfg.seed, run.rank)))
+
+
+def train_until(run: Run, end: int, *, progress: bool) -> None:
+    """Train ``run`` up to ``end`` updates: log every ``log_every``, evaluate on :func:`eval_iterations`, and
+    checkpoint every ``checkpoint_every`` updates."""
+    cfg, state = run.cfg, run.state
+    schedule = eval_iterations(cfg)
+    loader = train_loader(run)
+    if state["iteration"] == 0 and 0 in schedule:
+        periodic_eval(run, 0)  # the official code evaluates before the first update, then every eval_every updates
+    bar = tqdm(total=end, initial=state["iteration"], disable=not progress, desc="train", mininterval=2.0)
     started = time.perf_counter()
     batches = iter(loader)
-    while iteration < end:
-        images, labels = next(batches)
-        net.train()
-        if cfg.freeze_bn:
-            freeze_bn_stats(model)
-        images = adapt_input(images.to(device, non_blocking=True), cfg)
-        labels = labels.to(device, non_blocking=True)
-        if cfg.channels_last and device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        lr = float(optimizer.param_groups[0]["lr"])  # this update's learning rate (official timing)
-        loss = train_step(net, loss_fn, optimizer, images, labels, scaler=scaler, amp_dtype=amp_dtype,
-                          iteration=iteration)
-        scheduler.step()
-        iteration += 1
-        state["iteration"] = iteration
-        state["images"] += images.shape[0] * world  # the global batch
+    while state["iteration"] < end:
+        loss, lr = train_iteration(run, *next(batches))
+        iteration = state["iteration"]
         bar.update(1)
         if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
             entry = {"event": "train", "iteration": iteration, "loss": float(loss), "lr": lr}
             state["history"].append(entry)
-            log(entry)
+            _log(run, entry)
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
-        if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
-            periodic_eval(iteration)  # the official loop's schedule: never after the last update
+        if iteration in schedule:
+            periodic_eval(run, iteration)
         if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0:
             state["train_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
-            checkpoint()
+            write_checkpoint(run)
     bar.close()
     state["train_seconds"] += time.perf_counter() - started
-    if iteration < cfg.iterations:  # interrupted on purpose (stop_after): keep the state, skip the final eval
-        checkpoint()
-        return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"], "metrics": {},
-                "completed": False, "iteration": iteration}
 
-    metrics: dict[str, Any] = {"final": {"iteration": iteration, "test": _evaluate(model, sets, "test", cfg)}}
+
+def _selected_test(run: Run) -> dict[str, Any]:
+    """The validation-selected model's test metrics; the run's model is left as it was (the final one)."""
+    best = run.state["best"]
+    final_state = copy.deepcopy(run.model.state_dict())
+    run.model.load_state_dict(run.state["best_state"])
+    test = evaluate_split(run.model, run.sets, "test", run.cfg)
+    run.model.load_state_dict(final_state)
+    return {"iteration": best["iteration"], "selected_by": "validation R@1", "val": best["val"], "test": test}
+
+
+def final_metrics(run: Run) -> dict[str, Any]:
+    """Test metrics of the final model, of the validation-selected one (with validation) and the official
+    protocol's best periodic test evaluation (with ``official_test_selection``)."""
+    cfg, sets = run.cfg, run.sets
+    iteration = run.state["iteration"]
+    metrics: dict[str, Any] = {"final": {"iteration": iteration, "test": evaluate_split(run.model, sets, "test", cfg)}}
     if "val" in sets:
-        periodic_eval(iteration, official=False)  # validation may select the final model; no extra test eval
-        best = state["best"]
-        final_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(state["best_state"])
-        metrics["selected"] = {"iteration": best["iteration"], "selected_by": "validation R@1",
-                               "val": best["val"], "test": _evaluate(model, sets, "test", cfg)}
-        model.load_state_dict(final_state)
+        periodic_eval(run, iteration, official=False)  # validation may select the final model; no extra test eval
+        metrics["selected"] = _selected_test(run)
     if cfg.official_test_selection:
-        metrics["official_best_test"] = official_best_test(state["evals"])
-    state["metrics"] = metrics
-    state["best_state"] = None  # the selected model's test numbers are in metrics; keep the checkpoint small
-    checkpoint()
-    return _result(cfg, state, model)
+        metrics["official_best_test"] = official_best_test(run.state["evals"])
+    return metrics
 
 
 def official_best_test(evals: list[dict[str, Any]]) -> dict[str, Any]:
@@ -489,100 +513,61 @@ def official_best_test(evals: list[dict[str, Any]]) -> dict[str, Any]:
                      "test-set model selection, optimistic")}
 
 
-def _result(cfg: TrainConfig, state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the settings, logged losses/LRs, periodic evaluations, metrics by model group
+    (``final``, ``selected``, ``official_best_test``; empty until ``completed``), timing and the trained model."""
+
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    timing: dict[str, float]
+    completed: bool
+    iteration: int
+    model: torch.nn.Module
+
+
+def _result(run: Run) -> FitResult:
+    state = run.state
     timing = {"train_seconds": state["train_seconds"],
               "images_per_second": state["images"] / max(state["train_seconds"], 1e-9)}
-    return {"config": cfg.to_dict(), "history": state["history"], "evals": state["evals"],
-            "metrics": state["metrics"], "timing": timing, "completed": True, "iteration": state["iteration"],
-            "model": model}
+    return FitResult(run.cfg.to_dict(), state["history"], state["evals"], state.get("metrics", {}), timing,
+                     "metrics" in state, state["iteration"], run.model)
 
 
-def train_or_load(
+def fit(
     cfg: TrainConfig,
     *,
-    code_paths: list[str | Path] | None = None,
-    results_dir: str | Path | None = None,
-    need_model: bool = False,
-    progress: bool = False,
+    run_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: int | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Return ``(record, result)`` for ``cfg``: reuse an up-to-date run record, or train and write one.
+) -> FitResult:
+    """Train, evaluate, and return a :class:`FitResult`.
 
-    A record is reused only when its parameters and the hash of the code that made it (every ``mslib`` source file plus
-    ``code_paths``, e.g. the calling notebook) match, so a stale record is recomputed, never shown. The run's
-    checkpoint lives in ``results/runs/<run_id>/`` so an interrupted run resumes, and ``need_model`` returns the
-    trained model (from that checkpoint, without retraining, when it is still there).
+    ``run_dir`` holds ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing checkpoint there is
+    continued exactly (a completed run is returned with its model, untrained further). ``stop_after`` ends the loop
+    after that many iterations without the final evaluation (``completed`` false: it simulates an interrupted run,
+    for tests and for splitting long runs).
     """
-    from mslib import results
-    from mslib.paths import results_dir as default_results_dir
-
-    paths = [*results.library_code_paths(), *(code_paths or [])]
-    code = results.code_hash(paths)
-    params = cfg.to_dict()
-    out_dir = Path(results_dir) if results_dir is not None else default_results_dir()
-    record = results.find_record(params, code, out_dir)
-    run_dir = out_dir / "runs" / results.run_id(params, code)
-    if record is not None and (not need_model or (run_dir / "checkpoint.pt").exists()):
-        result = fit(cfg, run_dir=run_dir, progress=progress) if need_model else None
-        return record, result
-    started = time.time()
-    result = fit(cfg, run_dir=run_dir, progress=progress, on_log=on_log)
-    record = results.run_record(
-        params, result["metrics"], seed=cfg.seed, started=started, finished=time.time(),
-        images_per_second=result["timing"]["images_per_second"],
-        extra={"history": result["history"], "evals": result["evals"], "timing": result["timing"]}, code=code,
-    )
-    from mslib import distributed
-
-    if distributed.rank() == 0:  # under torchrun every process has the same record; one writes it
-        results.write_record(record, out_dir)
-    return record, result
+    run = build_run(cfg, run_dir=run_dir, on_log=on_log)
+    if run.checkpoint is not None and resume and run.checkpoint.exists():
+        load_checkpoint(run, run.checkpoint)
+    if "metrics" in run.state:  # a completed run: nothing to train
+        return _result(run)
+    train_until(run, cfg.iterations if stop_after is None else min(cfg.iterations, stop_after), progress=progress)
+    if run.state["iteration"] == cfg.iterations:
+        run.state["metrics"] = final_metrics(run)
+        run.state["best_state"] = None  # the selected model's test numbers are in metrics; keep the checkpoint small
+    write_checkpoint(run)
+    return _result(run)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mslib train --config FILE [--set KEY=VALUE ...]``: train, evaluate, write a run record."""
-    import argparse
+def train_or_load(cfg: TrainConfig, *, code_paths: list[str | Path] | None = None,
+                  results_dir: str | Path | None = None, **kwargs: Any) -> tuple[Any, FitResult | None]:
+    """``RunStore(results_dir).train_or_load(cfg, code_paths=..., ...)`` (:class:`mslib.results.RunStore`)."""
+    from mslib.results import RunStore  # mslib.results imports this module: a cycle at import time
 
-    import yaml
-
-    from mslib import distributed
-
-    parser = argparse.ArgumentParser(prog="python -m mslib train", description=main.__doc__)
-    parser.add_argument("--config", help="YAML file of TrainConfig settings (see configs/)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting (YAML value), e.g. --set iterations=100 --set device=cpu")
-    parser.add_argument("--results-dir", default=None, help="where the run record goes (default results/)")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set needs KEY=VALUE, got {item!r}")
-        data[key] = yaml.safe_load(value)
-    try:
-        cfg = TrainConfig.from_dict(data or {})
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from mslib.data.errors import DatasetError
-    from mslib.data.sampler import check_global_batch
-
-    distributed.init_from_env()
-    try:
-        check_global_batch(cfg.p, distributed.world_size())  # p × k is the global batch, shared by the processes
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        record, _ = train_or_load(cfg, results_dir=args.results_dir, progress=not args.no_progress)
-    except (DatasetError, RuntimeError) as err:  # missing/corrupt data, no CUDA: the message says what to do
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if distributed.rank() == 0:
-        for group, values in record["metrics"].items():
-            test = values.get("test", {})
-            shown = ", ".join(f"{k} {100 * v:.2f}" for k, v in test.items() if k.startswith(("R@", "MAP", "RP", "NMI")))
-            print(f"{group:20s} (iteration {values['iteration']}): {shown}")
-        print(f"record: {record['run_id']}.json in {args.results_dir or 'results/'}")
-    return 0
+    return RunStore(results_dir).train_or_load(cfg, code_paths=code_paths, **kwargs)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mslib.cli import data_main
 from mslib.data import (
     EXPECTED,
     CountMismatchError,
@@ -18,7 +19,6 @@ from mslib.data import (
     UnreadableImageError,
     load_dataset,
 )
-from mslib.data.cli import main as data_main
 from mslib.data.fixtures import MAKERS, make_cars, make_cub, make_inshop, make_sop
 
 # (train images, train classes, test images, test classes) of the fixtures above
@@ -123,7 +123,7 @@ def test_transform_is_applied(tmp_path: Path) -> None:
     from mslib.data.transforms import build_transform
 
     ds = load_dataset("cars196", "test", root=make_cars(tmp_path), check_counts=False,
-                      transform=build_transform("imagenet", train=False, size=8))
+                      transform=build_transform("resnet50", train=False, size=8))
     x, _ = ds[0]
     assert tuple(x.shape) == (3, 8, 8)
 

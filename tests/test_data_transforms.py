@@ -1,4 +1,5 @@
-"""Transforms: BN-Inception (BGR, 0-255, mean subtracted), torchvision ImageNet, glyphs (±2 px shift only)."""
+"""Transforms: BN-Inception (BGR, 0-255, mean subtracted), torchvision ImageNet, glyphs (±2 px shift only), all
+from the one table of input conventions."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_bninception_train_crop_and_flip() -> None:
 
 
 def test_imagenet_convention() -> None:
-    x = build_transform("imagenet", train=False, size=224)(_image((255, 0, 128)))
+    x = build_transform("resnet50", train=False, size=224)(_image((255, 0, 128)))
     assert tuple(x.shape) == (3, 224, 224)
     expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(x[:, 5, 5], expected, atol=1e-5, rtol=0)
@@ -42,10 +43,10 @@ def test_imagenet_convention() -> None:
 def test_glyph_transform_shift_only() -> None:
     img = np.zeros((32, 32), dtype=np.uint8)
     img[10:20, 12:18] = 255
-    test = build_transform("glyphs", train=False)(img)
+    test = build_transform("smallcnn", train=False, glyphs=True)(img)
     assert tuple(test.shape) == (1, 32, 32) and float(test.max()) == 1.0
-    torch.testing.assert_close(build_transform("glyphs", train=False)(test), test)
-    train = build_transform("glyphs", train=True)
+    torch.testing.assert_close(build_transform("smallcnn", train=False, glyphs=True)(test), test)
+    train = build_transform("smallcnn", train=True, glyphs=True)
     torch.manual_seed(0)
     for _ in range(20):
         out = train(test)
@@ -55,9 +56,14 @@ def test_glyph_transform_shift_only() -> None:
         assert 8 <= ys.min() <= 12 and 10 <= xs.min() <= 14
 
 
-def test_unknown_convention() -> None:
-    with pytest.raises(ValueError, match="bninception, imagenet, glyphs"):
+def test_unknown_backbone() -> None:
+    with pytest.raises(ValueError, match="unknown backbone 'caffe'.*bninception, resnet50, googlenet, smallcnn"):
         build_transform("caffe", train=False)
+
+
+def test_googlenet_and_resnet50_share_the_imagenet_convention() -> None:
+    a = build_transform("googlenet", train=False, size=224)(_image((255, 0, 128)))
+    assert torch.equal(a, build_transform("resnet50", train=False, size=224)(_image((255, 0, 128))))
 
 
 def test_explicit_resize_before_the_crop() -> None:
@@ -65,9 +71,9 @@ def test_explicit_resize_before_the_crop() -> None:
     def resize_of(t):
         return [s for s in t.transforms if type(s).__name__ == "Resize"][0].size
 
-    assert resize_of(build_transform("imagenet", train=False, size=227)) == [259]
+    assert resize_of(build_transform("resnet50", train=False, size=227)) == [259]
     for train in (True, False):
-        t = build_transform("imagenet", train=train, size=227, resize=256)
+        t = build_transform("resnet50", train=train, size=227, resize=256)
         assert resize_of(t) == [256] and tuple(t(_image()).shape) == (3, 227, 227)
     with pytest.raises(ValueError, match="smaller than the crop"):
-        build_transform("imagenet", train=False, size=227, resize=200)
+        build_transform("resnet50", train=False, size=227, resize=200)

@@ -41,8 +41,9 @@ def _worker(rank: int, init_file: str, out_dir: str, name: str, hparams: dict) -
         rows = slice(rank * 12, (rank + 1) * 12)  # each process holds half of the global batch
         model = torch.nn.parallel.DistributedDataParallel(_model())
         emb = model(x[rows])
-        all_emb, all_labels, offset = distributed.gather_embeddings(emb, y[rows])
-        assert offset == rank * 12 and torch.equal(all_labels, y)
+        all_emb, all_labels = distributed.gather_embeddings(emb, y[rows])
+        assert torch.equal(all_labels, y), "labels gathered in rank order: the global batch"
+        torch.testing.assert_close(all_emb, _model()(x), rtol=0, atol=1e-12)
         loss = build_loss(name, **hparams)(all_emb, all_labels)
         loss.backward()
         torch.save({"loss": loss.detach(), "grads": [p.grad for p in model.parameters()]},
@@ -161,9 +162,9 @@ def _test_transform_only(build: Callable) -> Callable:
 
 
 def _no_augmentation() -> None:
-    from mslib.data import transforms
+    from mslib import train
 
-    transforms.build_transform = _test_transform_only(transforms.build_transform)
+    train.build_transform = _test_transform_only(train.build_transform)
 
 
 def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -181,7 +182,7 @@ def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
                 errors[name] = str(err)
         result = fit(_fit_config(), run_dir=Path(out_dir) / "run", progress=False)
         saved = torch.load(Path(out_dir) / "run" / "checkpoint.pt", weights_only=False)
-        torch.save({"errors": errors, "history": result["history"], "model": result["model"].state_dict(),
+        torch.save({"errors": errors, "history": result.history, "model": result.model.state_dict(),
                     "rng_by_rank": len(saved["rng_by_rank"])}, Path(out_dir) / f"fit{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -190,20 +191,20 @@ def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
 def test_fit_under_two_processes_equals_single_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """fit() in 2 gloo processes (frozen BN, no augmentation) logs the same losses and LRs and ends with the same
     model as one process with the same config (float32: 1e-5)."""
-    from mslib.data import transforms
+    from mslib import train
     from mslib.train import fit
 
     mp.start_processes(_fit_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
-    monkeypatch.setattr(transforms, "build_transform", _test_transform_only(transforms.build_transform))
+    monkeypatch.setattr(train, "build_transform", _test_transform_only(train.build_transform))
     single = fit(_fit_config(), progress=False)
     for rank in range(WORLD):
         got = torch.load(tmp_path / f"fit{rank}.pt", weights_only=False)
         assert "p=3" in got["errors"]["odd_p"] and "world size 2" in got["errors"]["odd_p"]
         assert "freeze_bn" in got["errors"]["bn_cpu"]
         assert got["rng_by_rank"] == WORLD, "the checkpoint keeps every process's RNG state"
-        assert [h["lr"] for h in got["history"]] == [h["lr"] for h in single["history"]]
+        assert [h["lr"] for h in got["history"]] == [h["lr"] for h in single.history]
         losses = torch.tensor([h["loss"] for h in got["history"]])
-        torch.testing.assert_close(losses, torch.tensor([h["loss"] for h in single["history"]]), rtol=0, atol=1e-5)
-        for (name, a), b in zip(got["model"].items(), single["model"].state_dict().values(), strict=True):
+        torch.testing.assert_close(losses, torch.tensor([h["loss"] for h in single.history]), rtol=0, atol=1e-5)
+        for (name, a), b in zip(got["model"].items(), single.model.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"{name} differs")

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from mslib import train
 from mslib.experiments import LOSS_SETTINGS, NPAIR_SCALE, ci95, format_summary, run_grid, summarise
 from mslib.losses import LOSSES, build_loss
-from mslib.train import TrainConfig
+from mslib.results import RunRecord
+from mslib.train import FitResult, TrainConfig
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10])
@@ -31,9 +33,17 @@ def test_ci95_of_one_value_has_no_interval_and_of_none_is_an_error() -> None:
         ci95([])
 
 
-def _record(label: str, seed: int, r1: float, mapr: float = 0.3) -> dict:
-    return {"label": label, "seed": seed, "params": {"loss": label, "seed": seed},
-            "metrics": {"final": {"iteration": 10, "test": {"R@1": r1, "MAP@R": mapr}}}}
+def record(**fields: object) -> RunRecord:
+    """A run record with placeholder provenance and the given fields."""
+    base = dict(run_id="r", params={}, metrics={}, seed=0, code_hash="c0de", git_commit="0123456789abcdef",
+                mslib_version="0", versions={"torch": "2"}, hardware={}, notebook=None, started="", finished="",
+                wall_time_s=600.0, images_per_second=None, extra={})
+    return RunRecord(**{**base, **fields})
+
+
+def _record(label: object, seed: int, r1: float, mapr: float = 0.3) -> RunRecord:
+    return record(label=label, seed=seed, params={"loss": label, "seed": seed},
+                  metrics={"final": {"iteration": 10, "test": {"R@1": r1, "MAP@R": mapr}}})
 
 
 def test_summarise_means_intervals_and_order() -> None:
@@ -49,6 +59,8 @@ def test_summarise_means_intervals_and_order() -> None:
     assert shown.loc["b", "R@1"] == f"85.0 ± {(hi - lo) / 2:.1f}"
     by_param = summarise(recs, by="loss", metrics=["R@1"])
     assert list(by_param.index) == ["b", "a"]
+    with pytest.raises(KeyError, match="'dim' is neither a record field nor a parameter"):
+        summarise(recs, by="dim")
 
 
 def test_summarise_refuses_a_run_counted_twice() -> None:
@@ -79,13 +91,15 @@ class CountingFit:
         self.calls: list[tuple[str, int]] = []
         self.fail_on = fail_on
 
-    def __call__(self, cfg: TrainConfig, **kwargs) -> dict:
+    def __call__(self, cfg: TrainConfig, **kwargs) -> FitResult:
         if self.fail_on is not None and len(self.calls) + 1 == self.fail_on:
             raise KeyboardInterrupt("simulated interruption")
         self.calls.append((cfg.loss, cfg.seed))
         r1 = 0.5 + 0.01 * cfg.seed + (0.1 if cfg.loss == "multi_similarity" else 0.0)
-        return {"metrics": {"final": {"iteration": cfg.iterations, "test": {"R@1": r1}}}, "history": [],
-                "evals": [], "timing": {"train_seconds": 1.0, "images_per_second": 80.0}}
+        return FitResult(config=cfg.to_dict(), history=[], evals=[],
+                         metrics={"final": {"iteration": cfg.iterations, "test": {"R@1": r1}}},
+                         timing={"train_seconds": 1.0, "images_per_second": 80.0}, completed=True,
+                         iteration=cfg.iterations, model=torch.nn.Identity())
 
 
 CONFIGS = {"ms": TrainConfig(loss="multi_similarity", iterations=5),
@@ -98,7 +112,7 @@ def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     code.write_text("# version 1\n")
     results = tmp_path / "results"
 
-    def run(fake: CountingFit) -> list[dict]:
+    def run(fake: CountingFit) -> list[RunRecord]:
         monkeypatch.setattr(train, "fit", fake)
         return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results)
 
@@ -111,11 +125,13 @@ def test_rerun_reuses_every_record(sweep) -> None:
     recs = run(first)
     assert sorted(first.calls) == sorted([("multi_similarity", 0), ("multi_similarity", 1), ("contrastive", 0),
                                           ("contrastive", 1)])
-    assert not any(r["reused"] for r in recs) and len(list(results.glob("*.json"))) == 4
+    assert not any(r.reused for r in recs) and len(list(results.glob("*.json"))) == 4
+    assert [r.label for r in recs] == ["ms", "ms", "contrastive", "contrastive"]
     second = CountingFit()
     again = run(second)
-    assert second.calls == [] and all(r["reused"] for r in again)
-    assert [r["run_id"] for r in again] == [r["run_id"] for r in recs]
+    assert second.calls == [] and all(r.reused for r in again)
+    assert [r.run_id for r in again] == [r.run_id for r in recs]
+    assert again == recs, "the loaded records equal the written ones (label and reuse aside)"
     table = summarise(again, metrics=["R@1"])
     assert table.loc["ms", "R@1"] == pytest.approx(60.5) and table.loc["contrastive", "n"] == 2
 
@@ -123,12 +139,12 @@ def test_rerun_reuses_every_record(sweep) -> None:
 def test_deleting_one_record_recomputes_only_that_run(sweep) -> None:
     run, _, results = sweep
     recs = run(CountingFit())
-    victim = next(r for r in recs if r["label"] == "contrastive" and r["seed"] == 1)
-    (results / f"{victim['run_id']}.json").unlink()
+    victim = next(r for r in recs if r.label == "contrastive" and r.seed == 1)
+    (results / f"{victim.run_id}.json").unlink()
     fake = CountingFit()
     again = run(fake)
     assert fake.calls == [("contrastive", 1)]
-    assert [r["reused"] for r in again] == [r["run_id"] != victim["run_id"] for r in again]
+    assert [r.reused for r in again] == [r.run_id != victim.run_id for r in again]
 
 
 def test_interrupted_sweep_resumes_with_the_missing_runs(sweep) -> None:
@@ -138,7 +154,7 @@ def test_interrupted_sweep_resumes_with_the_missing_runs(sweep) -> None:
     fake = CountingFit()
     recs = run(fake)
     assert fake.calls == [("contrastive", 0), ("contrastive", 1)]
-    assert [r["reused"] for r in recs] == [True, True, False, False]
+    assert [r.reused for r in recs] == [True, True, False, False]
 
 
 def test_changed_code_makes_every_record_stale(sweep) -> None:
@@ -147,8 +163,8 @@ def test_changed_code_makes_every_record_stale(sweep) -> None:
     code.write_text("# version 2\n")
     fake = CountingFit()
     new = run(fake)
-    assert len(fake.calls) == 4 and not any(r["reused"] for r in new)
-    assert {r["code_hash"] for r in new}.isdisjoint({r["code_hash"] for r in old})
+    assert len(fake.calls) == 4 and not any(r.reused for r in new)
+    assert {r.code_hash for r in new}.isdisjoint({r.code_hash for r in old})
 
 
 def test_run_grid_needs_a_seed() -> None:
@@ -160,8 +176,8 @@ def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     cfg = TrainConfig(dataset_options={"classes": 16, "images_per_class": 8}, iterations=3, p=4, k=2,
                       embedding_dim=8, ks=[1, 2], log_every=1)
     recs = run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)
-    assert recs[0]["params"]["iterations"] == 3 and 0.0 <= recs[0]["metrics"]["final"]["test"]["R@1"] <= 1.0
-    assert run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)[0]["reused"]
+    assert recs[0].params["iterations"] == 3 and 0.0 <= recs[0].metric("R@1") <= 1.0
+    assert run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)[0].reused
 
 
 def test_provenance_line_counts_runs_and_reuse(sweep) -> None:
@@ -205,21 +221,22 @@ def test_images_processed_counts_the_official_evaluations() -> None:
     # before training, after 200, 400, ..., 2800 (fit skips the periodic one at the last iteration), and the final
     assert images_processed(cfg, 5924) == (16, 3000 * 80 + 16 * 5924)
     assert images_processed(TrainConfig(iterations=600), 100) == (1, 600 * 80 + 100)
+    # with validation the selected model is tested too (the count fit runs: test_train checks it against fit)
+    assert images_processed(TrainConfig(iterations=600, val_fraction=0.2), 100) == (2, 600 * 80 + 2 * 100)
 
 
-def _paper_record(run_id: str, dataset: str, code: str, r1: float) -> dict:
-    return {"run_id": run_id, "code_hash": code, "git_commit": "0123456789abcdef", "wall_time_s": 600.0,
-            "params": {"dataset": dataset, "embedding_dim": 512, "iterations": 3000,
-                       "backbone": "bninception"},
-            "metrics": {"final": {"iteration": 3000, "test": {"R@1": r1}},
-                        "official_best_test": {"iteration": 2400, "test": {"R@1": r1 + 0.01}}}}
+def _paper_record(run_id: str, dataset: str, code: str, r1: float) -> RunRecord:
+    return record(run_id=run_id, code_hash=code,
+                  params={"dataset": dataset, "embedding_dim": 512, "iterations": 3000, "backbone": "bninception"},
+                  metrics={"final": {"iteration": 3000, "test": {"R@1": r1}},
+                           "official_best_test": {"iteration": 2400, "test": {"R@1": r1 + 0.01}}})
 
 
 def test_paper_runs_table_fills_from_fresh_records_only() -> None:
     from mslib.experiments import paper_runs_table
 
-    glyph = {**_record("a", 0, 0.9), "run_id": "g", "code_hash": "new",
-             "params": {"dataset": "glyphs", "embedding_dim": 64, "iterations": 600}}
+    glyph = record(run_id="g", code_hash="new", params={"dataset": "glyphs", "embedding_dim": 64, "iterations": 600},
+                   metrics={"final": {"iteration": 600, "test": {"R@1": 0.9}}})
     empty = paper_runs_table([glyph], current={"new"})
     assert list(empty["status"]) == ["not run yet"]
     recs = [_paper_record("r1", "cub200", "new", 0.651), _paper_record("r2", "cars196", "old", 0.83),
@@ -231,5 +248,5 @@ def test_paper_runs_table_fills_from_fresh_records_only() -> None:
     stale = paper_runs_table(recs, current={"new"}, show_stale=True)
     assert stale.loc["r2", "status"] == "stale (older code)" and stale.loc["r2", "paper R@1"] == "84.1 [S2]"
     resnet = _paper_record("r3", "cub200", "new", 0.6)
-    resnet["params"]["backbone"] = "resnet50"
+    resnet.params["backbone"] = "resnet50"
     assert paper_runs_table([resnet], current={"new"}).loc["r3", "paper R@1"] == "not published"

@@ -469,3 +469,16 @@ def test_pml_habit_loss_of_miner_output() -> None:
         loss(x, y, miners.TripletMarginMiner()(x, y))  # triplets are not a pair set
     with pytest.raises(ValueError, match="do not pass pairs too"):
         losses.build_loss("binomial_deviance", ms_mining=0.1)(x, y, MSMiner(0.1)(x, y))
+
+
+def test_canonical_params_expands_a_preset_so_one_run_has_one_spelling() -> None:
+    explicit = {"alpha": 2.0, "beta": 50.0, "lam": 0.5, "epsilon": 0.1}  # PML's defaults, written out
+    assert losses.canonical_params("multi_similarity", {"preset": "pml"}) == explicit
+    assert losses.canonical_params("multi_similarity", {"preset": "pml", "alpha": 2}) == explicit
+    assert losses.canonical_params("multi_similarity", {"preset": "official", "epsilon": None}) == {
+        "alpha": 2.0, "beta": 40.0, "lam": 0.5, "epsilon": None}
+    assert losses.canonical_params("contrastive", {"pos_margin": 1.0}) == {"pos_margin": 1.0}
+    with pytest.raises(ValueError, match="only multi_similarity has presets"):
+        losses.canonical_params("contrastive", {"preset": "pml"})
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        losses.canonical_params("multi_similarity", {"preset": "nope"})

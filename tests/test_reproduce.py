@@ -22,6 +22,7 @@ from mslib.reproduce import (
     schedule_in_words,
     setting_values,
 )
+from mslib.results import RunRecord, run_record
 from mslib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,8 +98,9 @@ def test_setting_values_are_distinct_sorted_and_yaml_spelled() -> None:
     assert setting_values(cfgs, "amp") == "None / bf16"
 
 
-def _record(dataset: str, code_hash: str) -> dict:
-    return {"params": {"dataset": dataset}, "code_hash": code_hash}
+def _record(dataset: str, code_hash: str) -> RunRecord:
+    return run_record({"dataset": dataset}, {"final": {"iteration": 1, "test": {"R@1": 0.5}}}, seed=0, started=0.0,
+                      finished=1.0, code=code_hash)
 
 
 def test_records_note_counts_current_and_older_paper_runs() -> None:

@@ -24,21 +24,21 @@ def make(params=PARAMS, metrics=METRICS, code="c0de", **kw):
 
 def test_run_record_fields_and_provenance():
     rec = make(images_per_second=np.float32(123.5), extra={"gpu_mem": torch.tensor(1.5)})
-    assert rec["params"] == PARAMS and rec["seed"] == 7 and rec["code_hash"] == "c0de"
-    assert rec["metrics"]["final"] == {"iteration": 300, "R@1": 0.5, "MAP@R": 0.2}
-    assert rec["git_commit"] == provenance.git_commit()
-    assert rec["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
-    assert {"cpu_count", "cuda_available"} <= set(rec["hardware"])
-    assert rec["wall_time_s"] == 90.5 and rec["started"] == T0.isoformat()
-    assert rec["images_per_second"] == 123.5 and type(rec["images_per_second"]) is float
-    assert rec["extra"] == {"gpu_mem": 1.5}
-    json.dumps(rec, allow_nan=False)  # plain JSON
+    assert rec.params == PARAMS and rec.seed == 7 and rec.code_hash == "c0de"
+    assert rec.metrics["final"] == {"iteration": 300, "R@1": 0.5, "MAP@R": 0.2}
+    assert rec.git_commit == provenance.git_commit()
+    assert rec.versions["torch"] in (torch.__version__, torch.__version__.split("+")[0])
+    assert {"cpu_count", "cuda_available"} <= set(rec.hardware)
+    assert rec.wall_time_s == 90.5 and rec.started == T0.isoformat()
+    assert rec.images_per_second == 123.5 and type(rec.images_per_second) is float
+    assert rec.extra == {"gpu_mem": 1.5}
+    json.dumps(rec.to_dict(), allow_nan=False)  # plain JSON
 
 
 def test_metrics_must_carry_their_iteration_and_become_plain():
     flat = make(metrics={"iteration": np.int64(50), "R@1": np.float64(0.25), "NMI": float("nan")})
-    assert flat["metrics"] == {"iteration": 50, "R@1": 0.25, "NMI": None}
-    assert type(flat["metrics"]["R@1"]) is float and type(flat["metrics"]["iteration"]) is int
+    assert flat.metrics == {"iteration": 50, "R@1": 0.25, "NMI": None}
+    assert type(flat.metrics["R@1"]) is float and type(flat.metrics["iteration"]) is int
     with pytest.raises(ValueError, match="iteration"):
         make(metrics={"R@1": 0.5})
     with pytest.raises(ValueError, match="selected must say which iteration"):
@@ -55,27 +55,27 @@ def test_run_id_is_stable_and_sensitive():
     assert a == R.run_id({**PARAMS, "alpha": np.float64(2.0)}, "abc")  # numpy scalars normalised
     assert a != R.run_id({**PARAMS, "alpha": 2.5}, "abc")
     assert a != R.run_id(PARAMS, "abd")
-    assert make()["run_id"] == R.run_id(PARAMS, "c0de")
+    assert make().run_id == R.run_id(PARAMS, "c0de")
 
 
 def test_write_is_atomic_and_find_and_load(tmp_path):
     assert R.find_record(PARAMS, "c0de", tmp_path) is None
     rec = make()
     path = R.write_record(rec, tmp_path)
-    assert path == tmp_path / f"{rec['run_id']}.json"
-    assert json.loads(path.read_text()) == rec
+    assert path == tmp_path / f"{rec.run_id}.json"
+    assert json.loads(path.read_text()) == rec.to_dict()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
     assert R.find_record(PARAMS, "c0de", tmp_path) == rec
     assert R.find_record(PARAMS, "other-code", tmp_path) is None  # stale: the code changed
     assert R.find_record({**PARAMS, "beta": 40.0}, "c0de", tmp_path) is None
     # Rewriting the same run replaces its record.
     rec2 = make(metrics={"iteration": 1, "R@1": 0.9})
-    assert R.write_record(rec2, tmp_path) == path and R.find_record(PARAMS, "c0de", tmp_path)["metrics"]["R@1"] == 0.9
+    assert R.write_record(rec2, tmp_path) == path and R.find_record(PARAMS, "c0de", tmp_path).metrics["R@1"] == 0.9
     other = make(params={**PARAMS, "dataset": "cub200"}, code="new")
     R.write_record(other, tmp_path)
     assert len(R.load_records(tmp_path)) == 2
-    assert [r["params"]["dataset"] for r in R.load_records(tmp_path, where={"dataset": "cub200"})] == ["cub200"]
-    assert [r["run_id"] for r in R.load_records(tmp_path, code_hash="new")] == [other["run_id"]]
+    assert [r.params["dataset"] for r in R.load_records(tmp_path, where={"dataset": "cub200"})] == ["cub200"]
+    assert [r.run_id for r in R.load_records(tmp_path, code_hash="new")] == [other.run_id]
     assert R.load_records(tmp_path / "missing") == []
 
 
@@ -86,8 +86,11 @@ def test_default_results_dir_and_bad_files(tmp_path, monkeypatch):
     (tmp_path / "res" / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json is not valid JSON"):
         R.load_records()
-    with pytest.raises(ValueError, match="run_id"):
+    with pytest.raises(TypeError, match="expects a RunRecord"):
         R.write_record({"params": {}})
+    (tmp_path / "res" / "broken.json").write_text('{"params": {}}')
+    with pytest.raises(ValueError, match="broken.json is not a run record"):
+        R.load_records()
 
 
 def test_code_hash_tracks_sources_not_notebook_outputs(tmp_path):
@@ -122,3 +125,74 @@ def test_default_code_hash_covers_every_mslib_source():
     assert R.code_hash() == R.code_hash(files) == R.code_hash([package])
     top_level_only = sorted(package.glob("*.py"))
     assert len(R.code_hash()) == 16 and R.code_hash(top_level_only) != R.code_hash()
+
+
+# ------------------------------------------------------------------------------------ the typed record
+def test_record_round_trip_json_dataclass_json(tmp_path):
+    rec = make(images_per_second=10.0, extra={"history": [{"iteration": 3, "loss": 0.5}]})
+    path = R.RunStore(tmp_path).write(rec)
+    text = path.read_text()
+    loaded = R.RunStore(tmp_path).find(PARAMS, "c0de")
+    assert loaded == rec and isinstance(loaded, R.RunRecord)
+    assert json.dumps(loaded.to_dict(), indent=2, sort_keys=True) + "\n" == text, "JSON -> record -> JSON is exact"
+    assert set(json.loads(text)) == {"schema", "run_id", "params", "metrics", "seed", "code_hash", "git_commit",
+                                     "mslib_version", "versions", "hardware", "notebook", "started", "finished",
+                                     "wall_time_s", "images_per_second", "extra"}
+
+
+NESTED = {"final": {"iteration": 12, "test": {"R@1": 0.5, "NMI": None}},
+          "selected": {"iteration": 6, "selected_by": "validation R@1", "val": {"R@1": 0.4}, "test": {"R@1": 0.45}}}
+
+
+def test_metric_reads_a_group_split_and_metric():
+    rec = make(metrics=NESTED)
+    assert rec.metric("R@1") == 0.5 == rec.metric("R@1", split="test", model="final")
+    assert rec.metric("R@1", split="val", model="selected") == 0.4
+    assert rec.metric("R@1", model="selected") == 0.45
+    assert rec.metric("NMI") is None, "a non-finite value is stored as null and read as None"
+
+
+def test_metric_errors_name_what_is_missing():
+    rec = make(metrics=NESTED)
+    with pytest.raises(KeyError, match=r"no model group 'official_best_test'; it has \['final', 'selected'\]"):
+        rec.metric("R@1", model="official_best_test")
+    with pytest.raises(KeyError, match=r"group 'final' has no split 'val'; it has \['test'\]"):
+        rec.metric("R@1", split="val")
+    with pytest.raises(KeyError, match=r"final/test has no metric 'R@8'; it has \['NMI', 'R@1'\]"):
+        rec.metric("R@8")
+
+
+def test_schema_1_files_on_disk_load_into_the_record(tmp_path):
+    """A record file as the previous code wrote it (the same schema 1 JSON) loads; other schemas say so."""
+    old = {"schema": 1, "run_id": "abc123", "params": {"dataset": "glyphs", "iterations": 4},
+           "metrics": {"final": {"iteration": 4, "test": {"R@1": 0.25}}}, "seed": 0, "code_hash": "0123456789abcdef",
+           "git_commit": "deadbeef", "mslib_version": "0.1.0", "versions": {"torch": "2.0"}, "hardware": {},
+           "notebook": None, "started": "2024-05-01T12:00:00+00:00", "finished": "2024-05-01T12:01:00+00:00",
+           "wall_time_s": 60.0, "images_per_second": 12.5, "extra": {}}
+    (tmp_path / "abc123.json").write_text(json.dumps(old))
+    (rec,) = R.load_records(tmp_path)
+    assert rec.metric("R@1") == 0.25 and rec.wall_time_s == 60.0 and rec.to_dict() == old
+    (tmp_path / "abc123.json").write_text(json.dumps({**old, "schema": 2}))
+    with pytest.raises(ValueError, match="abc123.json has record schema 2; this mslib reads schema 1"):
+        R.load_records(tmp_path)
+    (tmp_path / "abc123.json").write_text(json.dumps({k: v for k, v in old.items() if k != "seed"}))
+    with pytest.raises(ValueError, match="abc123.json is an incomplete run record: no seed"):
+        R.load_records(tmp_path)
+
+
+def test_an_unreadable_record_is_recomputed_with_a_warning(tmp_path):
+    rec = make()
+    path = R.write_record(rec, tmp_path)
+    path.write_text(json.dumps({**rec.to_dict(), "schema": 0}))
+    with pytest.warns(UserWarning, match="record schema 0.*recomputing the run"):
+        assert R.RunStore(tmp_path).find(PARAMS, "c0de") is None
+
+
+def test_store_hashes_the_library_plus_the_callers_code(tmp_path):
+    """RunStore keys a run by library_code_paths() (code_hash()'s default) plus the caller's files."""
+    store = R.RunStore(tmp_path)
+    assert store.code_hash() == R.code_hash() == store.code_hash([])
+    nb = tmp_path / "chapter.py"
+    nb.write_text("x = 1\n")
+    assert store.code_hash([nb]) == R.code_hash([*R.library_code_paths(), nb]) != R.code_hash()
+    assert store.run_dir(PARAMS, "c0de") == tmp_path / "runs" / R.run_id(PARAMS, "c0de")

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.train import TrainConfig, build_scheduler, fit, lr_factor, train_or_load
+from mslib.results import RunStore
+from mslib.train import (
+    FitResult,
+    TrainConfig,
+    build_scheduler,
+    eval_iterations,
+    evaluations_on_test,
+    fit,
+    lr_factor,
+    train_or_load,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -115,11 +125,11 @@ def test_fit_logs_the_official_lr_of_each_update_and_resumes_it(tmp_path: Path) 
                eval_every=0, val_fraction=0.0, checkpoint_every=0, lr=2e-3)
     expected = official_lrs(2e-3, 10, warmup_iters=4, warmup_factor=0.1, milestones=[6, 8], gamma=0.5)
     full = fit(cfg, progress=False)
-    assert [h["lr"] for h in full["history"]] == pytest.approx(expected, rel=1e-12, abs=0)
+    assert [h["lr"] for h in full.history] == pytest.approx(expected, rel=1e-12, abs=0)
     fit(cfg, run_dir=tmp_path, progress=False, stop_after=5)  # killed inside the schedule, resumed
     resumed = fit(cfg, run_dir=tmp_path, progress=False)
-    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
-    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
 
 
 def test_config_rejects_unknown_and_invalid_settings() -> None:
@@ -149,9 +159,10 @@ def test_shipped_paper_configs_are_valid() -> None:
                                                                          if k != "embedding_dim"}
     resnet = configs["cub200_resnet50_ms512.yaml"]
     assert resnet.backbone == "resnet50" and resnet.pretrained == "resnet50-imagenet" and resnet.pooling == "avg"
-    from mslib.train import BACKBONE_CONVENTION
+    from mslib.models import INPUT_CONVENTIONS
 
-    assert BACKBONE_CONVENTION[resnet.backbone] == "imagenet", "RGB input with the ImageNet mean/std"
+    convention = INPUT_CONVENTIONS[resnet.backbone]
+    assert (convention.space, convention.mean) == ("RGB", (0.485, 0.456, 0.406)), "RGB with the ImageNet mean/std"
     assert resnet.resize == 256 and resnet.image_size == 227, "official ResNet-50: Resize(256), 227 crop"
 
 
@@ -163,29 +174,29 @@ def test_cuda_request_without_cuda_is_a_clear_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> FitResult:
     return fit(tiny(), run_dir=tmp_path_factory.mktemp("full"), progress=False)
 
 
-def test_interrupted_then_resumed_run_equals_uninterrupted(uninterrupted: dict, tmp_path: Path) -> None:
+def test_interrupted_then_resumed_run_equals_uninterrupted(uninterrupted: FitResult, tmp_path: Path) -> None:
     cfg = tiny()
     partial = fit(cfg, run_dir=tmp_path, progress=False, stop_after=7)  # killed between checkpoints 4 and 8
-    assert not partial["completed"] and partial["iteration"] == 7
+    assert not partial.completed and partial.iteration == 7
     resumed = fit(cfg, run_dir=tmp_path, progress=False)
-    assert resumed["completed"]
-    assert resumed["history"] == uninterrupted["history"]
-    assert resumed["metrics"] == uninterrupted["metrics"]
-    for (name, a), b in zip(resumed["model"].state_dict().items(), uninterrupted["model"].state_dict().values(),
+    assert resumed.completed
+    assert resumed.history == uninterrupted.history
+    assert resumed.metrics == uninterrupted.metrics
+    for (name, a), b in zip(resumed.model.state_dict().items(), uninterrupted.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), f"parameter {name} differs after resume"
 
 
-def test_result_reports_selection_and_final(uninterrupted: dict) -> None:
-    metrics = uninterrupted["metrics"]
+def test_result_reports_selection_and_final(uninterrupted: FitResult) -> None:
+    metrics = uninterrupted.metrics
     assert metrics["final"]["iteration"] == 12
     assert metrics["selected"]["selected_by"] == "validation R@1"
     assert metrics["selected"]["iteration"] in (0, 6, 12)
-    best_val = max(e["val"]["R@1"] for e in uninterrupted["evals"])
+    best_val = max(e["val"]["R@1"] for e in uninterrupted.evals)
     assert metrics["selected"]["val"]["R@1"] == best_val
     assert 0.0 <= metrics["final"]["test"]["R@1"] <= 1.0
     assert "official_best_test" not in metrics  # only when asked for, and then labelled
@@ -196,13 +207,13 @@ def test_official_protocol_is_labelled_and_never_selects_the_final_model(val_fra
     """Official loop: test evals before update 0 and every eval_every updates, none after the last update."""
     result = fit(tiny(val_fraction=val_fraction, official_test_selection=True, iterations=8, eval_every=3,
                       checkpoint_every=0), progress=False)
-    best = result["metrics"]["official_best_test"]
+    best = result.metrics["official_best_test"]
     assert "optimistic" in best["note"] and "final model is not evaluated" in best["note"]
-    assert best["evaluated_at"] == [0, 3, 6] == [e["iteration"] for e in result["evals"] if "test" in e]
-    scores = [e["test"]["R@1"] for e in result["evals"] if "test" in e]
+    assert best["evaluated_at"] == [0, 3, 6] == [e["iteration"] for e in result.evals if "test" in e]
+    scores = [e["test"]["R@1"] for e in result.evals if "test" in e]
     assert best["test"]["R@1"] == max(scores)
     assert best["iteration"] == [0, 3, 6][scores.index(max(scores))], "ties keep the earliest (official strict >)"
-    assert result["metrics"]["final"]["iteration"] == 8  # the final model is reported on its own, labelled final
+    assert result.metrics["final"]["iteration"] == 8  # the final model is reported on its own, labelled final
 
 
 def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
@@ -214,26 +225,62 @@ def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
         official_best_test([{"iteration": 0, "val": {"R@1": 0.2}}])
 
 
-def test_train_or_load_reuses_fresh_records_and_recomputes_stale_ones(tmp_path: Path, monkeypatch) -> None:
+def test_run_store_reuses_fresh_records_and_retrains_on_other_params_or_code(tmp_path: Path, monkeypatch) -> None:
     cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
     marker = tmp_path / "notebook.py"
     marker.write_text("version = 1\n")
-    record, _ = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
-    saved = json.loads((tmp_path / f"{record['run_id']}.json").read_text())
-    assert saved["metrics"] == record["metrics"] and saved["params"]["iterations"] == 4
+    store = RunStore(tmp_path)
+    record, result = store.train_or_load(cfg, code_paths=[marker])
+    assert not record.reused and result.completed
+    saved = json.loads((tmp_path / f"{record.run_id}.json").read_text())
+    assert saved["metrics"] == record.metrics == result.metrics and saved["params"]["iterations"] == 4
 
     import mslib.train as train_module
 
-    def no_training(*args: object, **kwargs: object) -> dict:
+    def no_training(*args: object, **kwargs: object) -> FitResult:
         raise AssertionError("an up-to-date record must be reused, not retrained")
 
     monkeypatch.setattr(train_module, "fit", no_training)
-    again, _ = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
-    assert again["run_id"] == record["run_id"]
-
+    again, nothing = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)  # the mslib.train spelling
+    assert again.reused and nothing is None and again == record
+    with pytest.raises(AssertionError, match="must be reused"):  # other parameters: another run
+        store.train_or_load(tiny(iterations=5, eval_every=0, val_fraction=0.0, checkpoint_every=0),
+                            code_paths=[marker])
     marker.write_text("version = 2\n")  # the code changed: the old record is stale
     with pytest.raises(AssertionError, match="must be reused"):
-        train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)
+        store.train_or_load(cfg, code_paths=[marker])
+
+
+def test_need_model_loads_the_trained_model_from_the_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
+    store = RunStore(tmp_path)
+    _, trained = store.train_or_load(cfg, need_model=True)
+    record, loaded = store.train_or_load(cfg, need_model=True)
+    assert record.reused and loaded.completed and loaded.history == trained.history
+    for a, b in zip(loaded.model.state_dict().values(), trained.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("val_fraction", "official"), [(0.0, False), (0.25, False), (0.0, True), (0.25, True)])
+def test_the_cost_estimate_counts_the_test_evaluations_fit_runs(val_fraction: float, official: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``evaluations_on_test`` (behind experiments.images_processed) equals the test embeddings fit computes."""
+    import mslib.train as train_module
+
+    calls: list[str] = []
+    real = train_module.evaluate_split
+
+    def counting(model: torch.nn.Module, sets: dict, which: str, cfg: TrainConfig) -> dict:
+        calls.append(which)
+        return real(model, sets, which, cfg)
+
+    monkeypatch.setattr(train_module, "evaluate_split", counting)
+    cfg = tiny(iterations=7, eval_every=3, val_fraction=val_fraction, official_test_selection=official,
+               checkpoint_every=0)
+    fit(cfg, progress=False)
+    assert calls.count("test") == evaluations_on_test(cfg)
+    expected_periodic = [0, 3, 6] if (official or val_fraction) else []
+    assert eval_iterations(cfg) == expected_periodic
 
 
 def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -250,11 +297,10 @@ def test_cli_names_a_misspelt_setting_and_a_missing_dataset(tmp_path: Path) -> N
     assert not list(tmp_path.glob("*.json")), "a failed run must not leave a record"
 
 
-def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
-    """params/paper/05_training.yaml (papermill) and configs/cub200_ms512.yaml (CLI) must be the same run."""
-    import yaml
-
-    root = Path(__file__).resolve().parent.parent
-    profile = yaml.safe_load((root / "params" / "paper" / "05_training.yaml").read_text())
-    config = TrainConfig.from_yaml(root / "configs" / "cub200_ms512.yaml").to_dict()
-    assert {k: config[k] for k in profile} == profile
+def test_a_preset_and_its_values_are_the_same_run() -> None:
+    by_name = TrainConfig(loss_params={"preset": "pml", "beta": 50})
+    by_value = TrainConfig(loss_params={"alpha": 2.0, "beta": 50.0, "lam": 0.5, "epsilon": 0.1})
+    assert TrainConfig() == by_name == by_value
+    assert TrainConfig(loss_params={"preset": "official"}).loss_params["beta"] == 40
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig(loss_params={"preset": "nope"})

@@ -1,10 +1,13 @@
-"""Input transforms (``torchvision.transforms.v2``) for the two backbone conventions and the glyphs.
+"""Input transforms (``torchvision.transforms.v2``) of every backbone, built from one table:
+:data:`mslib.models.INPUT_CONVENTIONS` (colour space, value scale, mean/std, channels).
 
-- ``"bninception"``: the official MS code / Cadene BN-Inception convention: BGR, 0–255 range, minus the mean
-  [104, 117, 128] (B, G, R), std 1. Train: Resize(256) → RandomResizedCrop(227, scale=(0.16, 1)) → HFlip;
-  test: Resize(256) → CenterCrop(227) (``book/sources.md#src-official-recipe``).
-- ``"imagenet"``: torchvision's RGB, [0, 1], ImageNet mean/std; the same crops (Resize 256 at size 224).
-- ``"glyphs"``: a ``1×32×32`` float tensor in [0, 1]; training adds a random ±2 px shift only (edge padding).
+- BN-Inception (the official MS code / Cadene convention): BGR, 0–255, minus the mean [104, 117, 128] (B, G, R),
+  std 1. Train: Resize(256) → RandomResizedCrop(227, scale=(0.16, 1)) → HFlip; test: Resize(256) → CenterCrop(227)
+  (``book/sources.md#src-official-recipe``).
+- ResNet-50, GoogLeNet: torchvision's RGB, [0, 1], ImageNet mean/std; the same crops (Resize 256 at size 224).
+- Glyphs: a ``1×32×32`` float tensor in [0, 1]; training adds a random ±2 px shift only (edge padding). The small
+  CNN takes them as they are; an image backbone gets each glyph upscaled (bilinear) to the crop size, repeated on
+  3 channels and normalised in its convention (``notebooks/00_setup.ipynb``, ``notebooks/05_training.ipynb``).
 """
 
 from __future__ import annotations
@@ -15,18 +18,29 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-CONVENTIONS = ("bninception", "imagenet", "glyphs")
-BNINCEPTION_MEAN_BGR = (104.0, 117.0, 128.0)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from mslib.models import INPUT_CONVENTIONS, InputConvention
+
+BNINCEPTION_MEAN_BGR = INPUT_CONVENTIONS["bninception"].mean
+IMAGENET_MEAN = INPUT_CONVENTIONS["resnet50"].mean
+IMAGENET_STD = INPUT_CONVENTIONS["resnet50"].std
 
 
-class RGBToBGR255(torch.nn.Module):
-    """``C×H×W`` RGB float in [0, 1] → BGR in [0, 255] minus the BN-Inception mean."""
+class Normalize(torch.nn.Module):
+    """``C×H×W`` float in [0, 1] (RGB, or gray) → the convention's colour order and scale, minus mean, over std."""
+
+    def __init__(self, convention: InputConvention) -> None:
+        super().__init__()
+        self.convention = convention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(BNINCEPTION_MEAN_BGR, dtype=x.dtype, device=x.device).view(3, 1, 1)
-        return x.flip(-3) * 255.0 - mean
+        c = self.convention
+        if c.space == "BGR":
+            x = x.flip(-3)
+        if c.scale != 1.0:
+            x = x * c.scale
+        mean = torch.tensor(c.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(c.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
 
 
 class ToGlyphTensor(torch.nn.Module):
@@ -42,26 +56,54 @@ class ToGlyphTensor(torch.nn.Module):
         return x.reshape(1, *x.shape[-2:]).float()
 
 
-def build_transform(convention: str, train: bool, size: int = 227, resize: int | None = None) -> Callable:
-    """The transform of ``convention`` (:data:`CONVENTIONS`); ``size`` is the crop (ignored for glyphs: 32).
+class UpscaleGlyph(torch.nn.Module):
+    """A ``1×h×w`` glyph → ``channels×size×size``: bilinear upscale (``align_corners=False``), gray repeated."""
 
-    ``resize`` is the shorter side before cropping; by default ``round(size * 256 / 227)`` for BN-Inception (256 at
-    227) and ``round(size * 256 / 224)`` for ImageNet (256 at 224). The official ResNet-50 recipe crops 227 after a
-    resize to 256, so its config sets ``resize: 256`` (``book/sources.md#src-official-recipe``).
+    def __init__(self, size: int, channels: int) -> None:
+        super().__init__()
+        self.size, self.channels = size, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = torch.nn.functional.interpolate(x[None], size=(self.size, self.size), mode="bilinear",
+                                             align_corners=False)[0]
+        return up.expand(self.channels, -1, -1)
+
+
+def _convention(backbone: str) -> InputConvention:
+    if backbone not in INPUT_CONVENTIONS:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(INPUT_CONVENTIONS)}")
+    return INPUT_CONVENTIONS[backbone]
+
+
+def glyph_transform(backbone: str, train: bool, size: int = 227) -> Callable:
+    """The glyphs for ``backbone``: as they are for the small CNN (``size`` ignored: 32), else upscaled to ``size``
+    and normalised in the backbone's convention; training adds the ±2 px shift before any upscaling."""
+    convention = _convention(backbone)
+    steps: list[Callable] = [ToGlyphTensor()]
+    if train:
+        steps.append(v2.RandomCrop(32, padding=2, padding_mode="edge"))
+    if convention.space != "gray":
+        steps += [UpscaleGlyph(size, convention.channels), Normalize(convention)]
+    return v2.Compose(steps)
+
+
+def build_transform(backbone: str, train: bool, size: int = 227, resize: int | None = None, *,
+                    glyphs: bool = False) -> Callable:
+    """The input transform of ``backbone`` (:data:`mslib.models.INPUT_CONVENTIONS`) for photos, or for the
+    embedded glyphs with ``glyphs=True`` (:func:`glyph_transform`); ``size`` is the crop.
+
+    ``resize`` is the shorter side before cropping; by default ``round(size * 256 / resize_at)``: 256 at 227 for
+    BN-Inception, 256 at 224 for the torchvision backbones. The official ResNet-50 recipe crops 227 after a resize
+    to 256, so its config sets ``resize: 256`` (``book/sources.md#src-official-recipe``).
     """
-    if convention == "glyphs":
-        steps = [ToGlyphTensor()]
-        if train:
-            steps.append(v2.RandomCrop(32, padding=2, padding_mode="edge"))
-        return v2.Compose(steps)
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    convention = _convention(backbone)
+    if glyphs or convention.space == "gray":  # the small CNN reads glyph-like gray tensors only
+        return glyph_transform(backbone, train, size)
     if resize is None:
-        resize = round(size * 256 / (227 if convention == "bninception" else 224))
+        resize = round(size * 256 / convention.resize_at)
     elif resize < size:
         raise ValueError(f"resize {resize} is smaller than the crop size {size}")
     crops = ([v2.Resize(resize), v2.RandomResizedCrop(size, scale=(0.16, 1.0)), v2.RandomHorizontalFlip()]
              if train else [v2.Resize(resize), v2.CenterCrop(size)])
-    tail = ([RGBToBGR255()] if convention == "bninception"
-            else [v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))])
-    return v2.Compose([v2.ToImage(), v2.RGB(), *crops, v2.ToDtype(torch.float32, scale=True), *tail])
+    return v2.Compose([v2.ToImage(), v2.RGB(), *crops, v2.ToDtype(torch.float32, scale=True),
+                       Normalize(convention)])

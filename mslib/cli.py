@@ -1,0 +1,185 @@
+"""The command line, ``python -m mslib <command> ...`` (also installed as ``mslib``): one module for every command.
+
+    python -m mslib train --config FILE [--set KEY=VALUE ...] [--results-dir DIR] [--no-progress]
+    python -m mslib data list
+    python -m mslib data download NAME [--root DIR] [--keep-archives]
+    python -m mslib data verify NAME [--root DIR] [--no-count-check] [--no-images]
+    python -m mslib data glyphs [--seed 0] [--images-per-class 50] [--no-cache]
+    python -m mslib notebooks ...   (run/list/strip the book's notebooks: :mod:`mslib.notebooks`)
+    python -m mslib env             (the versions and hardware a run record stores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from mslib import distributed, notebooks
+from mslib.data.datasets import DATASETS, EXPECTED, verify_dataset
+from mslib.data.download import download_dataset
+from mslib.data.errors import DatasetError
+from mslib.data.glyphs import generate_glyphs, glyphs_sha256
+from mslib.data.sampler import check_global_batch
+from mslib.paths import data_dir
+from mslib.provenance import git_commit, hardware, versions
+from mslib.results import RunRecord, RunStore
+from mslib.train import TrainConfig
+
+
+# ----------------------------------------------------------------------------------------------- train
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mslib train", description=train_main.__doc__)
+    parser.add_argument("--config", help="YAML file of TrainConfig settings (see configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting (YAML value), e.g. --set iterations=100 --set device=cpu")
+    parser.add_argument("--results-dir", default=None, help="where the run record goes (default results/)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The settings of ``--config`` with every ``--set KEY=VALUE`` applied (values read as YAML)."""
+    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
+        data[key] = yaml.safe_load(value)
+    return data or {}
+
+
+def _print_record(record: RunRecord, results_dir: str | None) -> None:
+    """One line per model group of the record (its test metrics in percent), and where the record is."""
+    for group, values in record.metrics.items():
+        test = values.get("test", {})
+        shown = ", ".join(f"{k} {100 * v:.2f}" for k, v in test.items() if k.startswith(("R@", "MAP", "RP", "NMI")))
+        print(f"{group:20s} (iteration {values['iteration']}): {shown}")
+    print(f"record: {record.run_id}.json in {results_dir or 'results/'}")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mslib train --config FILE [--set KEY=VALUE ...]``: train, evaluate, write a run record."""
+    parser = _train_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = TrainConfig.from_dict(_train_settings(args, parser))
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    distributed.init_from_env()
+    try:
+        check_global_batch(cfg.p, distributed.world_size())  # p × k is the global batch, shared by the processes
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        record, _ = RunStore(args.results_dir).train_or_load(cfg, progress=not args.no_progress)
+    except (DatasetError, RuntimeError) as err:  # missing/corrupt data, no CUDA: the message says what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if distributed.rank() == 0:
+        _print_record(record, args.results_dir)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _data_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mslib data", description=data_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="datasets, their published counts and whether they are on disk")
+    dl = sub.add_parser("download", help="download, verify and extract a dataset into data/<name>/")
+    dl.add_argument("name")
+    dl.add_argument("--root", type=Path, default=None, help="target folder (default data/<name>/)")
+    dl.add_argument("--keep-archives", action="store_true")
+    dl.add_argument("--no-progress", action="store_true")
+    ver = sub.add_parser("verify", help="check layout, published counts and that every image decodes")
+    ver.add_argument("name")
+    ver.add_argument("--root", type=Path, default=None, help="dataset folder (default data/<name>/)")
+    ver.add_argument("--no-count-check", action="store_true", help="accept a subset (e.g. a test fixture)")
+    ver.add_argument("--no-images", action="store_true", help="skip decoding every image")
+    gl = sub.add_parser("glyphs", help="generate (and cache) the embedded Glyphs-208 dataset; print its sha256")
+    gl.add_argument("--seed", type=int, default=0)
+    gl.add_argument("--images-per-class", type=int, default=50)
+    gl.add_argument("--fonts", choices=("matplotlib", "extended"), default="matplotlib")
+    gl.add_argument("--no-cache", action="store_true")
+    return parser
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    for name in DATASETS:
+        counts = ", ".join(f"{s} {n:,}" for s, (n, _) in EXPECTED[name].items())
+        where = "embedded" if name == "glyphs" else ("present" if (data_dir() / name).is_dir() else "absent")
+        print(f"{name:8s} {where:9s} {counts}")
+    return 0
+
+
+def _data_glyphs(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    X, y, chars = generate_glyphs(args.seed, args.images_per_class, cache=not args.no_cache, fonts=args.fonts)
+    print(json.dumps({"images": len(X), "classes": len(chars), "seconds": round(time.perf_counter() - start, 1),
+                      "sha256": glyphs_sha256(X)}, indent=2))
+    return 0
+
+
+def _data_download_verify(args: argparse.Namespace) -> int:
+    """``download`` (then verify everything) or ``verify`` one dataset."""
+    if args.name not in DATASETS:
+        raise ValueError(f"unknown dataset {args.name!r}; valid names: {', '.join(DATASETS)}")
+    if args.command == "download":
+        if args.name == "glyphs":
+            print("glyphs is generated locally, nothing to download: `python -m mslib data glyphs`")
+            return 0
+        placed = download_dataset(args.name, args.root or data_dir() / args.name, progress=not args.no_progress,
+                                  keep_archives=args.keep_archives)
+        print("placed: " + ", ".join(str(p) for p in placed))
+        args.no_count_check, args.no_images = False, False
+    summary = verify_dataset(args.name, args.root, check_counts=not args.no_count_check,
+                             check_images=not args.no_images, progress=sys.stderr.isatty())
+    for split, info in summary.items():
+        print(f"{args.name} {split}: {info['images']:,} images, {info['classes']:,} classes")
+    print(f"{args.name}: OK")
+    return 0
+
+
+def data_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mslib data {list,download,verify,glyphs}``: list, download and verify the datasets, generate
+    the embedded glyphs; returns the exit status."""
+    args = _data_parser().parse_args(argv)
+    actions = {"list": _data_list, "glyphs": _data_glyphs}
+    try:
+        return actions.get(args.command, _data_download_verify)(args)
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+# ----------------------------------------------------------------------------------------------- env, dispatch
+def env_main(argv: Sequence[str] | None = None) -> int:
+    """Print the versions and hardware a run record would store."""
+    print(json.dumps({"git_commit": git_commit(), "versions": versions(), "hardware": hardware()}, indent=2))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "notebooks": notebooks.main,
+    "train": train_main,
+    "data": data_main,
+    "env": env_main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mslib <command> ...``: run one of :data:`COMMANDS`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] not in ("-h", "--help"):
+        print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
+    print("usage: python -m mslib {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
+    return 0 if argv and argv[0] in ("-h", "--help") else 2

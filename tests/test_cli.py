@@ -1,0 +1,48 @@
+"""mslib.cli: one command line for ``python -m mslib train|data|env|notebooks``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mslib.cli import main
+from mslib.results import load_records
+
+
+def test_train_writes_a_record_and_prints_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = ["iterations=2", "p=4", "k=2", "embedding_dim=8", "ks=[1]", "log_every=1",
+                "dataset_options={classes: 16, images_per_class: 6}"]
+    argv = ["train", "--results-dir", str(tmp_path), "--no-progress"]
+    assert main([*argv, *(arg for s in settings for arg in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    (record,) = load_records(tmp_path)
+    assert record.params["iterations"] == 2 and record.params["dataset_options"] == {"classes": 16,
+                                                                                     "images_per_class": 6}
+    shown = re.search(r"^final\s+\(iteration 2\): R@1 ([0-9.]+)", out, re.MULTILINE)
+    assert shown and float(shown.group(1)) == pytest.approx(100 * record.metric("R@1"), abs=0.005)
+    assert f"record: {record.run_id}.json in {tmp_path}" in out
+
+
+def test_train_rejects_a_set_without_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--set", "iterations"])
+    assert "--set needs KEY=VALUE" in capsys.readouterr().err
+
+
+def test_data_and_env_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "list"]) == 0
+    assert re.search(r"^glyphs\s+embedded", capsys.readouterr().out, re.MULTILINE)
+    assert main(["data", "verify", "mnist"]) == 1
+    assert "unknown dataset 'mnist'" in capsys.readouterr().err
+    assert main(["env"]) == 0
+    assert {"git_commit", "versions", "hardware"} == set(json.loads(capsys.readouterr().out))
+
+
+def test_unknown_or_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'bogus'" in err and "{notebooks,train,data,env}" in err
+    assert main([]) == 2 and main(["--help"]) == 0
