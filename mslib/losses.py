@@ -32,9 +32,9 @@ __all__ = [
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
 MS_PRESETS: dict[str, dict[str, float]] = {
-    "paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),  # as the paper states
-    "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),  # as the official code runs
-    "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1),  # pytorch-metric-learning's defaults (loss and miner)
+    "paper": dict(alpha=2.0, beta=50.0, lam=1.0, epsilon=0.1),  # as the paper states
+    "official": dict(alpha=2.0, beta=40.0, lam=0.5, epsilon=0.1),  # as the official code runs
+    "pml": dict(alpha=2.0, beta=50.0, lam=0.5, epsilon=0.1),  # pytorch-metric-learning's defaults (loss and miner)
 }
 
 

@@ -250,7 +250,8 @@ def train_step(
 
     Under ``torchrun`` the embeddings of every process are gathered first (:mod:`mslib.distributed`), so ``L``
     is the loss of the global batch and the update equals the single-process one; ``amp_dtype`` runs the forward
-    under autocast, the loss in float32 (float64 embeddings stay float64).
+    under autocast, the loss in float32 (float64 embeddings stay float64). Shown in
+    ``notebooks/05_training.ipynb``.
     """
     with torch.autocast(images.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         embeddings = net(images)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mslib.cli import data_main
 from mslib.data import ChecksumError, DatasetError
-from mslib.data.cli import main as data_main
 from mslib.data.download import (
     SOURCES,
     RemoteFile,
