@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -45,6 +46,7 @@ BUILD = ROOT / "_build" / "html"
 WIDTHS = (1280, 800)
 HEIGHT = 900
 SLACK_PX = 1  # sub-pixel rounding
+REDIRECT = re.compile(r'<meta[^>]+http-equiv="refresh"', re.IGNORECASE)  # Jupyter Book's bare index.html
 
 # Measures one page: returns {"article": bool, "offenders": [...]}; see the module docstring for the rules.
 OVERFLOW_JS = r"""
@@ -121,6 +123,7 @@ class PageScan:
     """What one page showed: overflow offenders per width, and its link facts (measured at the first width)."""
 
     path: Path
+    redirect: bool = False
     has_article: bool = False
     offenders: dict[int, list[dict]] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
@@ -172,12 +175,13 @@ def _open(page: Page, path: Path) -> None:
 
 def scan_site(browser: Browser, root: Path, widths: tuple[int, ...] = WIDTHS) -> dict[Path, PageScan]:
     """Open every page of ``root`` at each width (one context and one page per width) and measure it."""
-    scans = {path: PageScan(path) for path in site_pages(root)}
+    scans = {path: PageScan(path, redirect=bool(REDIRECT.search(path.read_text()))) for path in site_pages(root)}
+    shown = {path: scan for path, scan in scans.items() if not scan.redirect}  # a redirect is not opened
     for n, width in enumerate(widths):
         context = browser.new_context(viewport={"width": width, "height": HEIGHT})
         context.route(re.compile(r"^(?!file:)"), lambda route: route.abort())  # offline: nothing leaves the site
         page = context.new_page()
-        for path, scan in scans.items():
+        for path, scan in shown.items():
             _open(page, path)
             measured = page.evaluate(OVERFLOW_JS)
             scan.has_article, scan.offenders[width] = measured["article"], measured["offenders"]
@@ -258,7 +262,10 @@ def _report(problems: list[str], what: str) -> str:
 def test_book_pages_all_have_an_article(book: dict[Path, PageScan]) -> None:
     chapters = [p for p in book if p.parent.name in ("executed", "book")]
     assert len(chapters) >= 9, f"expected the chapters under executed/ and book/, found {sorted(book)}"
-    missing = [str(p.relative_to(BUILD)) for p in chapters + [BUILD / "index.html"] if not book[p].has_article]
+    pages = [BUILD / "index.html"] + chapters
+    redirects = [str(p.relative_to(BUILD)) for p in pages if book[p].redirect]
+    assert not redirects, f"pages that only redirect (the landing page must be a page): {redirects}"
+    missing = [str(p.relative_to(BUILD)) for p in pages if not book[p].has_article]
     assert not missing, f"pages without an <article> (nothing measured): {missing}"
 
 
@@ -277,8 +284,11 @@ def test_internal_links_resolve(book: dict[Path, PageScan]) -> None:
     assert not problems, _report(problems, "broken internal links")
 
 
-def test_landing_page_links_to_every_chapter(book: dict[Path, PageScan]) -> None:
-    """The root index.html is a page (not a redirect) whose article links to every chapter of _toc.yml."""
+def test_landing_page_links_to_every_chapter_and_the_repository(book: dict[Path, PageScan]) -> None:
+    """The root index.html is a page (not a redirect) whose article links to every chapter of _toc.yml, and whose
+    header links to the repository of _config.yml."""
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert repository in book[BUILD / "index.html"].links, f"index.html has no link to {repository}"
     chapters = re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text())
     linked = {str(t[0].relative_to(BUILD).with_suffix("")) for u in book[BUILD / "index.html"].article_links
               if (t := _target(u, BUILD)) and t[0].is_relative_to(BUILD)}
