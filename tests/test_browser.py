@@ -16,8 +16,9 @@ Collapsed cells (``hide-input``) are opened before measuring: a reader can open 
 are blocked, so the run is offline and quick (one browser, one page per width, about 30 page loads).
 
 Marked ``browser``: the plain ``pytest`` run (before the book is built) deselects it; ``make test`` runs it after the
-strict book build with ``MSLIB_REQUIRE_BROWSER=1``, which turns every skip (no Chromium, no Playwright, no build)
-into a failure. Chromium: ``$MSLIB_CHROMIUM``, else ``chromium``/``chromium-browser``/``google-chrome`` on PATH.
+strict book build (``make browser-test``). Without Chromium, Playwright or a build it skips and says why;
+``MSLIB_REQUIRE_BROWSER=1`` (set by ``.ci/run``) turns each of those skips into a failure. Chromium:
+``$MSLIB_CHROMIUM``, else ``chromium``/``chromium-browser``/``google-chrome`` on PATH.
 """
 
 from __future__ import annotations
