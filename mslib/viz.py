@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from myst_nb import glue
+from sklearn.manifold import TSNE
 from torch import Tensor
 
 from mslib import __version__, gpw
@@ -139,39 +140,76 @@ def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
     return fig
 
 
-def plot_embedding_2d(
-    embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0
-) -> matplotlib.figure.Figure:
-    """First two principal components of the embeddings of ``max_classes`` randomly chosen classes."""
+TSNE_PARAMS: dict[str, Any] = {"perplexity": 30.0, "init": "pca", "metric": "cosine"}
+"""The t-SNE settings of the embedding figure (``notebooks/05_training.ipynb``), stated in its caption."""
 
-    emb = np.asarray(embeddings, dtype=np.float64)
+
+def class_subset(labels: Any, max_classes: int, seed: int) -> np.ndarray:
+    """Boolean mask of the rows whose class is among ``max_classes`` classes drawn with ``seed`` (all if fewer)."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    classes = rng.choice(np.unique(labels), size=min(max_classes, len(np.unique(labels))), replace=False)
-    keep = np.isin(labels, classes)
-    centred = emb[keep] - emb[keep].mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    for c in classes:
+    classes = np.unique(labels)
+    chosen = np.random.default_rng(seed).choice(classes, size=min(max_classes, len(classes)), replace=False)
+    return np.isin(labels, chosen)
+
+
+def embedding_2d(embeddings: Any, method: str = "tsne", *, seed: int = 0, **params: Any) -> np.ndarray:
+    """An ``(n, 2)`` map of the rows of ``embeddings``: scikit-learn's t-SNE (``method="tsne"``, settings
+    :data:`TSNE_PARAMS` updated by ``params``, ``random_state=seed``) or the first two principal components
+    (``"pca"``, no parameters)."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2 or len(emb) < 2:
+        raise ValueError(f"embedding_2d needs an (n, d) array with n >= 2, got shape {emb.shape}")
+    if method == "pca":
+        if params:
+            raise ValueError(f"PCA takes no parameters, got {sorted(params)}")
+        centred = emb - emb.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        return centred @ vt[:2].T
+    if method != "tsne":
+        raise ValueError(f"method must be 'tsne' or 'pca', not {method!r}")
+    settings = {**TSNE_PARAMS, **params}
+    if not 0 < settings["perplexity"] < len(emb):
+        raise ValueError(f"t-SNE perplexity {settings['perplexity']} must be below the {len(emb)} points")
+    return TSNE(n_components=2, random_state=seed, **settings).fit_transform(emb)
+
+
+def plot_embedding_2d(
+    embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0, method: str = "tsne", **params: Any
+) -> matplotlib.figure.Figure:
+    """The embeddings of ``max_classes`` randomly chosen classes (:func:`class_subset`) mapped to 2-D by
+    :func:`embedding_2d` (``method``, ``seed``, ``params``), one colour per class."""
+    labels = np.asarray(labels)
+    keep = class_subset(labels, max_classes, seed)
+    xy = embedding_2d(np.asarray(embeddings)[keep], method, seed=seed, **params)
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    for c in np.unique(labels[keep]):
         m = labels[keep] == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=10, alpha=0.8, label=str(c))
-    ax.set(xlabel="PC 1", ylabel="PC 2", title=f"test embeddings, {len(classes)} classes (PCA)")
-    ax.legend(fontsize=6, ncol=2, title="class", title_fontsize=7, loc="best")
+        ax.scatter(xy[m, 0], xy[m, 1], s=12, alpha=0.8, label=str(c))
+    name, axis = ("t-SNE", "t-SNE") if method == "tsne" else ("PCA", "PC")
+    ax.set(xlabel=f"{axis} 1", ylabel=f"{axis} 2", xticks=[], yticks=[])
+    ax.set_title(f"test embeddings of {len(np.unique(labels[keep]))} classes ({name})")
+    ax.legend(fontsize=8, ncol=1, title="class", title_fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
 
-def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> matplotlib.figure.Figure:
-    """Each row: a query image, then its nearest neighbours, framed green when of the query's class, red if not.
+def _neighbour_title(rank: int, similarity: float | None, correct: bool) -> str:
+    mark = "✓" if correct else "✗"
+    return f"{rank}: {mark}" if similarity is None else f"{rank}: {similarity:.2f} {mark}"
+
+
+def plot_retrieval(
+    images: Any, labels: Any, queries: Any, neighbours: Any, similarities: Any = None
+) -> matplotlib.figure.Figure:
+    """Each row: a query image, then its nearest neighbours, framed green (✓) when of the query's class, red (✗)
+    if not; each neighbour is titled with its rank and, when ``similarities`` is given, its similarity.
 
     ``images(i)`` returns image ``i`` as an H×W (grey) or H×W×3 array; ``neighbours[r]`` are the indices retrieved
-    for ``queries[r]``, nearest first.
+    for ``queries[r]``, nearest first (e.g. from :func:`mslib.evaluate.retrieval_gallery`).
     """
-
     queries, neighbours, labels = np.asarray(queries), np.asarray(neighbours), np.asarray(labels)
     rows, cols = len(queries), neighbours.shape[1] + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.4 * rows), squeeze=False)
     for r, q in enumerate(queries):
         for c, idx in enumerate([q, *neighbours[r]]):
             ax = axes[r, c]
@@ -179,12 +217,13 @@ def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> m
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1 if img.dtype != np.uint8 else 255)
             ax.set_xticks([])
             ax.set_yticks([])
-            colour = "black" if c == 0 else ("tab:green" if labels[idx] == labels[q] else "tab:red")
+            correct = bool(labels[idx] == labels[q])
+            colour = "black" if c == 0 else ("tab:green" if correct else "tab:red")
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(1 if c == 0 else 3)
-            if r == 0:
-                ax.set_title("query" if c == 0 else f"{c}", fontsize=8)
+            sim = None if similarities is None else float(np.asarray(similarities)[r, c - 1])
+            ax.set_title("query" if c == 0 else _neighbour_title(c, sim, correct), fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,4 @@
-"""mslib.viz.save_figure: stable ids, both file formats, one manifest entry per id."""
+"""mslib.viz: figure ids and files, the embedding map (t-SNE, PCA), the retrieval gallery, the plots."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
-from mslib.viz import save_figure
+from mslib.viz import class_subset, embedding_2d, plot_retrieval, save_figure
 
 
 def test_writes_pdf_png_and_manifest(tmp_path: Path) -> None:
@@ -100,3 +101,60 @@ def test_random_cosines_one_panel_per_dimension_with_its_normal_density() -> Non
     plt.close(fig)
     with pytest.raises(ValueError, match="no dimensions"):
         plot_random_cosines({})
+
+
+def _clusters(n_classes: int = 4, per_class: int = 15, dim: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * 5
+    emb = np.repeat(centres, per_class, axis=0) + rng.normal(size=(n_classes * per_class, dim))
+    return emb, np.repeat(np.arange(n_classes), per_class)
+
+
+def test_tsne_map_is_deterministic_for_a_seed_and_keeps_clusters_apart() -> None:
+    emb, labels = _clusters()
+    xy = embedding_2d(emb, "tsne", seed=3, perplexity=10.0)
+    assert xy.shape == (60, 2) and np.isfinite(xy).all()
+    np.testing.assert_array_equal(xy, embedding_2d(emb, "tsne", seed=3, perplexity=10.0))
+    assert not np.allclose(xy, embedding_2d(emb, "tsne", seed=3, perplexity=20.0))
+    # well-separated classes: every point's nearest point in the map is of its own class
+    dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.diag(np.full(60, np.inf))
+    assert (labels[dist.argmin(axis=1)] == labels).all()
+
+
+def test_pca_map_matches_an_independent_svd_up_to_sign() -> None:
+    from sklearn.decomposition import PCA
+
+    emb, _ = _clusters(seed=1)
+    xy = embedding_2d(emb, "pca")
+    ref = PCA(n_components=2).fit_transform(emb)
+    np.testing.assert_allclose(np.abs(xy), np.abs(ref), atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [((np.zeros((5, 3)), "umap"), {}, "method must be"),
+     ((np.zeros((5, 3)), "pca"), {"perplexity": 2.0}, "PCA takes no parameters"),
+     ((np.zeros((5, 3)), "tsne"), {"perplexity": 30.0}, "perplexity 30.0 must be below the 5 points"),
+     ((np.zeros(5),), {}, "shape")],
+)
+def test_embedding_2d_rejects_bad_input(args, kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        embedding_2d(*args, **kwargs)
+
+
+def test_class_subset_keeps_whole_classes_drawn_with_the_seed() -> None:
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5])
+    keep = class_subset(labels, 3, seed=4)
+    chosen = np.random.default_rng(4).choice(np.unique(labels), size=3, replace=False)
+    assert keep.tolist() == [lab in set(chosen.tolist()) for lab in labels]
+    assert class_subset(labels, 50, seed=0).all()
+
+
+def test_retrieval_figure_titles_give_rank_similarity_and_correctness() -> None:
+    labels = np.array([0, 0, 1, 1])
+    fig = plot_retrieval(lambda i: np.full((4, 4), i / 4), labels, [0, 2], [[1, 2], [0, 3]],
+                         similarities=[[0.9, 0.5], [0.4, 0.8]])
+    titles = [[ax.get_title() for ax in row] for row in np.asarray(fig.axes).reshape(2, 3)]
+    assert titles == [["query", "1: 0.90 ✓", "2: 0.50 ✗"], ["query", "1: 0.40 ✗", "2: 0.80 ✓"]]
+    assert fig.axes[1].spines["top"].get_edgecolor() != fig.axes[2].spines["top"].get_edgecolor()
+    plt.close(fig)
