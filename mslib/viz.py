@@ -107,16 +107,20 @@ def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
 
     if not samples:
         raise ValueError("no dimensions to plot")
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 2.8), sharey=False)
-    axes = np.atleast_1d(axes)
+    cols = min(len(samples), 2)  # at most two panels a row: the book's column is ~8 in wide
+    rows = -(-len(samples) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(samples):]:
+        ax.set_visible(False)
     grid = np.linspace(-1, 1, 400)
-    for ax, (d, sims) in zip(axes, samples.items(), strict=True):
+    for ax, (d, sims) in zip(axes.flat[: len(samples)], samples.items(), strict=True):
         ax.hist(sims, bins=60, range=(-1, 1), density=True, alpha=0.7, label="sampled pairs")
         ax.plot(grid, np.sqrt(d / (2 * np.pi)) * np.exp(-d * grid**2 / 2), lw=1.5, label=r"$\mathcal{N}(0, 1/d)$")
         ax.set_title(f"d = {d}")
         ax.set_xlabel(r"cosine similarity $S_{ij}$")
-    axes[0].set_ylabel("density")
-    axes[0].legend(loc="upper left", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -124,7 +128,7 @@ def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
 def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
     """Training loss and R@1 (validation; test too when tracked) against the iteration of a ``fit`` result."""
     hist = [h for h in result["history"] if h.get("event", "train") == "train"]
-    fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(8, 3.2))
     ax_loss.plot([h["iteration"] for h in hist], [h["loss"] for h in hist], lw=1.2)
     ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
     for split, style in (("val", "-o"), ("test", "--s")):
@@ -268,7 +272,7 @@ def plot_with_ci(
         for x, label in (marks or {}).items():
             ax.axvline(float(x), color="grey", ls=":", lw=1)
             ax.annotate(label, (float(x), 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top",
-                        ha="right", fontsize=7, color="dimgrey")
+                        ha="right", fontsize=8, color="dimgrey")
     else:
         raise ValueError(f"kind must be 'bar' or 'line', not {kind!r}")
     low, high = ax.get_ylim()
@@ -289,17 +293,17 @@ def plot_similarity_panels(
 
     if not panels or any(not groups for groups in panels.values()):
         raise ValueError("every panel needs at least one group of similarities")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(8.0, 4.6 * len(panels)), 3.2), squeeze=False)
     for ax, (title, groups) in zip(axes[0], panels.items(), strict=True):
         for label, values in groups.items():
             ax.hist(np.asarray(values, dtype=float), bins=bins, range=(-1, 1), density=True, alpha=0.55, label=label)
         for name, x in (thresholds or {}).items():
             ax.axvline(x, color="dimgrey", ls=":", lw=1)
             ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                        fontsize=7, color="dimgrey")
+                        fontsize=8, color="dimgrey")
         ax.set(title=title, xlabel=r"cosine similarity $S_{ij}$", xlim=(-1, 1.02))
         ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("density (log scale)")
     fig.tight_layout()
     return fig

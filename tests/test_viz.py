@@ -6,10 +6,23 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.text
 import numpy as np
+import pandas as pd
 import pytest
 
-from mslib.viz import class_subset, embedding_2d, plot_retrieval, save_figure
+from mslib.viz import (
+    class_subset,
+    embedding_2d,
+    plot_embedding_2d,
+    plot_random_cosines,
+    plot_retrieval,
+    plot_similarity_panels,
+    plot_training,
+    plot_with_ci,
+    save_figure,
+    set_style,
+)
 
 
 def test_writes_pdf_png_and_manifest(tmp_path: Path) -> None:
@@ -158,3 +171,31 @@ def test_retrieval_figure_titles_give_rank_similarity_and_correctness() -> None:
     assert titles == [["query", "1: 0.90 ✓", "2: 0.50 ✗"], ["query", "1: 0.40 ✗", "2: 0.80 ✓"]]
     assert fig.axes[1].spines["top"].get_edgecolor() != fig.axes[2].spines["top"].get_edgecolor()
     plt.close(fig)
+
+
+def _figures_at_book_size() -> dict[str, object]:
+    """One figure from each plotting function that makes its own, with the book's style and typical inputs."""
+    set_style()
+    rng = np.random.default_rng(0)
+    emb, labels = _clusters(n_classes=10, per_class=8)
+    history = {"history": [{"iteration": i, "loss": 1 / (i + 1)} for i in range(5)],
+               "evals": [{"iteration": i, "val": {"R@1": 0.1 * i}} for i in range(0, 5, 2)]}
+    summary = pd.DataFrame({"R@1": [50.0, 60.0], "R@1 ci": [2.0, 3.0]}, index=["a long loss name", "b"])
+    return {
+        "random cosines": plot_random_cosines({d: rng.normal(size=50) / np.sqrt(d) for d in (2, 16, 64, 512)}),
+        "training": plot_training(history),
+        "embedding": plot_embedding_2d(emb, labels, seed=0, perplexity=10.0),
+        "retrieval": plot_retrieval(lambda i: np.zeros((4, 4)), np.arange(8) % 2, np.arange(8),
+                                    np.tile(np.arange(5), (8, 1)), np.full((8, 5), 0.5)),
+        "with ci": plot_with_ci(summary),
+        "similarity panels": plot_similarity_panels({"a": {"x": [0.1]}, "b": {"y": [0.2]}}, {"λ": 0.5}),
+    }
+
+
+def test_figures_fit_the_column_with_readable_text() -> None:
+    """At most ~8 in wide (the book's column) and no text under 8 pt at that size."""
+    for name, fig in _figures_at_book_size().items():
+        assert fig.get_figwidth() <= 8.0, f"{name}: {fig.get_figwidth():.1f} in wide, more than the column"
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        assert sizes and min(sizes) >= 8, f"{name}: text of {min(sizes)} pt, below 8 pt"
+        plt.close(fig)
