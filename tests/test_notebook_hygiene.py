@@ -220,3 +220,16 @@ def test_the_convention_would_catch_a_table_shown_twice() -> None:
     assert _shows_a_value("t.round(2)")
     assert not _shows_a_value("write_table(t, 'tab-x');")
     assert not _shows_a_value("display(Markdown('a'))")
+
+
+BACKTICK_FENCE = re.compile(r"^(`{3,})(.*)$", flags=re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_backtick_fence_has_a_backtick_in_its_first_line(path: Path) -> None:
+    """CommonMark: a ``` fence whose info string holds a backtick is not a fence, so a directive whose caption has a
+    role ({ref}`...`) silently renders as text and swallows the page's prose; open it with ~~~ instead."""
+    for i, cell in enumerate(_cells(path)):
+        if cell["cell_type"] == "markdown":
+            for m in BACKTICK_FENCE.finditer(_source(cell)):
+                assert "`" not in m[2], f"cell {i}: {m[0][:60]!r}... is no fence (use ~~~ for this directive)"
