@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -431,3 +432,27 @@ def retrieval_examples(
     _, neighbours = knn(emb, emb, n_neighbours, same_set=True)
     queries = np.random.default_rng(seed).choice(len(emb), size=n_queries, replace=False)
     return queries, neighbours[queries]
+
+
+@dataclass(frozen=True)
+class RetrievalGallery:
+    """Retrieval examples for a figure: query rows, their nearest other rows (most similar first), the cosine
+    similarity of each neighbour to its query and whether it is of the query's class."""
+
+    queries: np.ndarray  # (n_queries,) row indices
+    neighbours: np.ndarray  # (n_queries, n_neighbours) row indices, rank 1 first
+    similarities: np.ndarray  # (n_queries, n_neighbours) S_qj
+    correct: np.ndarray  # (n_queries, n_neighbours) bool: labels[j] == labels[q]
+
+
+def retrieval_gallery(
+    embeddings: np.ndarray, labels: np.ndarray, n_queries: int, n_neighbours: int = 5, *, seed: int = 0
+) -> RetrievalGallery:
+    """:func:`retrieval_examples` with each neighbour's similarity (inner product of the unit embeddings, the
+    cosine ``S_qj``) and correctness, for the gallery of ``notebooks/05_training.ipynb``."""
+    emb, labels = np.asarray(embeddings), np.asarray(labels)
+    if len(labels) != len(emb):
+        raise ValueError(f"{len(labels)} labels for {len(emb)} embeddings")
+    queries, neighbours = retrieval_examples(emb, n_queries, n_neighbours, seed=seed)
+    similarities = np.einsum("qd,qkd->qk", emb[queries], emb[neighbours])
+    return RetrievalGallery(queries, neighbours, similarities, labels[neighbours] == labels[queries][:, None])

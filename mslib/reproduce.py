@@ -58,10 +58,17 @@ def schedule_in_words(cfg: TrainConfig) -> str:
 
 def paper_commands(config: str) -> str:
     """The two ways to run the config file ``config`` (a path relative to the repository root): the CLI, and the
-    training chapter with the file as its ``config`` and no overrides (its CPU overrides would apply otherwise)."""
+    training chapter with the file as its ``config`` and no overrides (its CPU overrides would apply otherwise).
+
+    The notebook command is broken over lines with `` \\`` so that no line is wider than the book's column."""
     stem = Path(config).stem
-    return (f"# {stem}\npython -m mslib train --config {config}\n"
-            f"python -m mslib.notebooks run {TRAINING_NOTEBOOK} -p config {config} -p overrides '{json.dumps({})}'")
+    return "\n".join([
+        f"# {stem}",
+        f"python -m mslib train --config {config}",
+        f"python -m mslib.notebooks run {TRAINING_NOTEBOOK} \\",
+        f"    -p config {config} \\",
+        f"    -p overrides '{json.dumps({})}'",
+    ])
 
 
 def evaluation_images(dataset: str) -> int:
@@ -73,14 +80,15 @@ def evaluation_images(dataset: str) -> int:
 
 def plan_row(cfg: TrainConfig, images_per_second: float) -> dict[str, Any]:
     """One row of the plan of paper runs: settings, images processed (training batches plus test evaluations)
-    and the minutes they take at an assumed throughput (an estimate, not a measurement)."""
+    and the minutes they take at an assumed throughput (an estimate, not a measurement). Short column names: the
+    table must fit the book's column."""
     if images_per_second <= 0:
         raise ValueError(f"images_per_second must be positive, not {images_per_second}")
     evaluations, images = images_processed(cfg, evaluation_images(cfg.dataset))
     return {"dataset": cfg.dataset, "backbone": cfg.backbone, "dim": cfg.embedding_dim,
-            "batch (P×K)": f"{cfg.p}×{cfg.k}", "iterations": cfg.iterations,
-            "test evaluations": evaluations, "images processed": images,
-            "estimated GPU minutes": round(images / images_per_second / 60)}
+            "P×K": f"{cfg.p}×{cfg.k}", "iterations": cfg.iterations,
+            "test evals": evaluations, "images": images,
+            "GPU min (est.)": round(images / images_per_second / 60)}
 
 
 def evaluation_share(cfg: TrainConfig) -> float:

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from myst_nb import glue
+from sklearn.manifold import TSNE
 from torch import Tensor
 
 from mslib import __version__, gpw
@@ -106,16 +107,20 @@ def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
 
     if not samples:
         raise ValueError("no dimensions to plot")
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 2.8), sharey=False)
-    axes = np.atleast_1d(axes)
+    cols = min(len(samples), 2)  # at most two panels a row: the book's column is ~8 in wide
+    rows = -(-len(samples) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(samples):]:
+        ax.set_visible(False)
     grid = np.linspace(-1, 1, 400)
-    for ax, (d, sims) in zip(axes, samples.items(), strict=True):
+    for ax, (d, sims) in zip(axes.flat[: len(samples)], samples.items(), strict=True):
         ax.hist(sims, bins=60, range=(-1, 1), density=True, alpha=0.7, label="sampled pairs")
         ax.plot(grid, np.sqrt(d / (2 * np.pi)) * np.exp(-d * grid**2 / 2), lw=1.5, label=r"$\mathcal{N}(0, 1/d)$")
         ax.set_title(f"d = {d}")
         ax.set_xlabel(r"cosine similarity $S_{ij}$")
-    axes[0].set_ylabel("density")
-    axes[0].legend(loc="upper left", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -123,7 +128,7 @@ def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
 def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
     """Training loss and R@1 (validation; test too when tracked) against the iteration of a ``fit`` result."""
     hist = [h for h in result["history"] if h.get("event", "train") == "train"]
-    fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (ax_loss, ax_r1) = plt.subplots(1, 2, figsize=(8, 3.2))
     ax_loss.plot([h["iteration"] for h in hist], [h["loss"] for h in hist], lw=1.2)
     ax_loss.set(xlabel="iteration", ylabel="training loss", title="loss")
     for split, style in (("val", "-o"), ("test", "--s")):
@@ -139,39 +144,76 @@ def plot_training(result: dict[str, Any]) -> matplotlib.figure.Figure:
     return fig
 
 
-def plot_embedding_2d(
-    embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0
-) -> matplotlib.figure.Figure:
-    """First two principal components of the embeddings of ``max_classes`` randomly chosen classes."""
+TSNE_PARAMS: dict[str, Any] = {"perplexity": 30.0, "init": "pca", "metric": "cosine"}
+"""The t-SNE settings of the embedding figure (``notebooks/05_training.ipynb``), stated in its caption."""
 
-    emb = np.asarray(embeddings, dtype=np.float64)
+
+def class_subset(labels: Any, max_classes: int, seed: int) -> np.ndarray:
+    """Boolean mask of the rows whose class is among ``max_classes`` classes drawn with ``seed`` (all if fewer)."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    classes = rng.choice(np.unique(labels), size=min(max_classes, len(np.unique(labels))), replace=False)
-    keep = np.isin(labels, classes)
-    centred = emb[keep] - emb[keep].mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    for c in classes:
+    classes = np.unique(labels)
+    chosen = np.random.default_rng(seed).choice(classes, size=min(max_classes, len(classes)), replace=False)
+    return np.isin(labels, chosen)
+
+
+def embedding_2d(embeddings: Any, method: str = "tsne", *, seed: int = 0, **params: Any) -> np.ndarray:
+    """An ``(n, 2)`` map of the rows of ``embeddings``: scikit-learn's t-SNE (``method="tsne"``, settings
+    :data:`TSNE_PARAMS` updated by ``params``, ``random_state=seed``) or the first two principal components
+    (``"pca"``, no parameters)."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2 or len(emb) < 2:
+        raise ValueError(f"embedding_2d needs an (n, d) array with n >= 2, got shape {emb.shape}")
+    if method == "pca":
+        if params:
+            raise ValueError(f"PCA takes no parameters, got {sorted(params)}")
+        centred = emb - emb.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        return centred @ vt[:2].T
+    if method != "tsne":
+        raise ValueError(f"method must be 'tsne' or 'pca', not {method!r}")
+    settings = {**TSNE_PARAMS, **params}
+    if not 0 < settings["perplexity"] < len(emb):
+        raise ValueError(f"t-SNE perplexity {settings['perplexity']} must be below the {len(emb)} points")
+    return TSNE(n_components=2, random_state=seed, **settings).fit_transform(emb)
+
+
+def plot_embedding_2d(
+    embeddings: Any, labels: Any, *, max_classes: int = 10, seed: int = 0, method: str = "tsne", **params: Any
+) -> matplotlib.figure.Figure:
+    """The embeddings of ``max_classes`` randomly chosen classes (:func:`class_subset`) mapped to 2-D by
+    :func:`embedding_2d` (``method``, ``seed``, ``params``), one colour per class."""
+    labels = np.asarray(labels)
+    keep = class_subset(labels, max_classes, seed)
+    xy = embedding_2d(np.asarray(embeddings)[keep], method, seed=seed, **params)
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    for c in np.unique(labels[keep]):
         m = labels[keep] == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=10, alpha=0.8, label=str(c))
-    ax.set(xlabel="PC 1", ylabel="PC 2", title=f"test embeddings, {len(classes)} classes (PCA)")
-    ax.legend(fontsize=6, ncol=2, title="class", title_fontsize=7, loc="best")
+        ax.scatter(xy[m, 0], xy[m, 1], s=12, alpha=0.8, label=str(c))
+    name, axis = ("t-SNE", "t-SNE") if method == "tsne" else ("PCA", "PC")
+    ax.set(xlabel=f"{axis} 1", ylabel=f"{axis} 2", xticks=[], yticks=[])
+    ax.set_title(f"test embeddings of {len(np.unique(labels[keep]))} classes ({name})")
+    ax.legend(fontsize=8, ncol=1, title="class", title_fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
 
-def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> matplotlib.figure.Figure:
-    """Each row: a query image, then its nearest neighbours, framed green when of the query's class, red if not.
+def _neighbour_title(rank: int, similarity: float | None, correct: bool) -> str:
+    mark = "✓" if correct else "✗"
+    return f"{rank}: {mark}" if similarity is None else f"{rank}: {similarity:.2f} {mark}"
+
+
+def plot_retrieval(
+    images: Any, labels: Any, queries: Any, neighbours: Any, similarities: Any = None
+) -> matplotlib.figure.Figure:
+    """Each row: a query image, then its nearest neighbours, framed green (✓) when of the query's class, red (✗)
+    if not; each neighbour is titled with its rank and, when ``similarities`` is given, its similarity.
 
     ``images(i)`` returns image ``i`` as an H×W (grey) or H×W×3 array; ``neighbours[r]`` are the indices retrieved
-    for ``queries[r]``, nearest first.
+    for ``queries[r]``, nearest first (e.g. from :func:`mslib.evaluate.retrieval_gallery`).
     """
-
     queries, neighbours, labels = np.asarray(queries), np.asarray(neighbours), np.asarray(labels)
     rows, cols = len(queries), neighbours.shape[1] + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.4 * rows), squeeze=False)
     for r, q in enumerate(queries):
         for c, idx in enumerate([q, *neighbours[r]]):
             ax = axes[r, c]
@@ -179,12 +221,13 @@ def plot_retrieval(images: Any, labels: Any, queries: Any, neighbours: Any) -> m
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1 if img.dtype != np.uint8 else 255)
             ax.set_xticks([])
             ax.set_yticks([])
-            colour = "black" if c == 0 else ("tab:green" if labels[idx] == labels[q] else "tab:red")
+            correct = bool(labels[idx] == labels[q])
+            colour = "black" if c == 0 else ("tab:green" if correct else "tab:red")
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(1 if c == 0 else 3)
-            if r == 0:
-                ax.set_title("query" if c == 0 else f"{c}", fontsize=8)
+            sim = None if similarities is None else float(np.asarray(similarities)[r, c - 1])
+            ax.set_title("query" if c == 0 else _neighbour_title(c, sim, correct), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -229,7 +272,7 @@ def plot_with_ci(
         for x, label in (marks or {}).items():
             ax.axvline(float(x), color="grey", ls=":", lw=1)
             ax.annotate(label, (float(x), 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top",
-                        ha="right", fontsize=7, color="dimgrey")
+                        ha="right", fontsize=8, color="dimgrey")
     else:
         raise ValueError(f"kind must be 'bar' or 'line', not {kind!r}")
     low, high = ax.get_ylim()
@@ -250,17 +293,17 @@ def plot_similarity_panels(
 
     if not panels or any(not groups for groups in panels.values()):
         raise ValueError("every panel needs at least one group of similarities")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(8.0, 4.6 * len(panels)), 3.2), squeeze=False)
     for ax, (title, groups) in zip(axes[0], panels.items(), strict=True):
         for label, values in groups.items():
             ax.hist(np.asarray(values, dtype=float), bins=bins, range=(-1, 1), density=True, alpha=0.55, label=label)
         for name, x in (thresholds or {}).items():
             ax.axvline(x, color="dimgrey", ls=":", lw=1)
             ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                        fontsize=7, color="dimgrey")
+                        fontsize=8, color="dimgrey")
         ax.set(title=title, xlabel=r"cosine similarity $S_{ij}$", xlim=(-1, 1.02))
         ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("density (log scale)")
     fig.tight_layout()
     return fig

@@ -438,3 +438,23 @@ def test_retrieval_examples_match_a_plain_loop() -> None:
         assert row.tolist() == sorted(sims, key=sims.get, reverse=True)[:5]
     with pytest.raises(ValueError, match="n_queries"):
         retrieval_examples(emb, 31)
+
+
+def test_retrieval_gallery_matches_a_plain_loop() -> None:
+    from mslib.evaluate import retrieval_gallery
+
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(40, 8))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.arange(40) % 4
+    gallery = retrieval_gallery(emb, labels, 8, 5, seed=2)
+    assert gallery.queries.tolist() == np.random.default_rng(2).choice(40, size=8, replace=False).tolist()
+    assert gallery.neighbours.shape == gallery.similarities.shape == gallery.correct.shape == (8, 5)
+    for r, q in enumerate(gallery.queries):
+        cosines = {j: float(np.dot(emb[q].astype(np.float64), emb[j])) for j in range(40) if j != q}
+        ranked = sorted(cosines, key=cosines.get, reverse=True)[:5]
+        assert gallery.neighbours[r].tolist() == ranked
+        np.testing.assert_allclose(gallery.similarities[r], [cosines[j] for j in ranked], atol=1e-6)
+        assert gallery.correct[r].tolist() == [labels[j] == labels[q] for j in ranked]
+    with pytest.raises(ValueError, match="39 labels for 40 embeddings"):
+        retrieval_gallery(emb, labels[:-1], 8)

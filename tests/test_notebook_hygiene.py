@@ -141,3 +141,95 @@ def test_literalincludes_name_a_real_function(include: tuple[str, str, str]) -> 
     assert obj, f"{stem}: literalinclude {rel} must show one function (:pyobject:), not a whole file"
     defined = {n.name for n in ast.parse(target.read_text()).body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     assert obj in defined, f"{stem}: {rel} defines no top-level {obj!r} (renamed? update the notebook)"
+
+
+# --- what a reader sees: the cell-visibility convention (see the contributor notes) -------------------------------
+
+VISIBILITY = {"remove-cell", "remove-input", "hide-input"}
+KNOWN_TAGS = VISIBILITY | {"parameters", "remove-output", "hide-output"}
+COLUMN = 88  # characters of code that fit the book's text column at 800 px
+SILENT_CALLS = {"display", "print", "glue", "publish", "write_table", "set_style"}  # return None: nothing shown
+
+
+def _code_cells(path: Path) -> list[tuple[int, dict, set[str]]]:
+    return [(i, c, set(c.get("metadata", {}).get("tags", []))) for i, c in enumerate(_cells(path))
+            if c["cell_type"] == "code"]
+
+
+def _call_name(node: ast.AST) -> str:
+    func = node.func if isinstance(node, ast.Call) else None
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _shows_a_value(source: str) -> bool:
+    """IPython displays a cell's last bare expression (unless it ends with ``;`` or is a call returning None)."""
+    body = ast.parse(source).body
+    if not body or not isinstance(body[-1], ast.Expr) or source.rstrip().endswith(";"):
+        return False
+    return _call_name(body[-1].value) not in SILENT_CALLS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_visibility_tags_are_known_and_one_per_cell(path: Path) -> None:
+    for i, _, tags in _code_cells(path):
+        assert tags <= KNOWN_TAGS, f"cell {i}: unknown tag(s) {sorted(tags - KNOWN_TAGS)}"
+        assert len(tags & VISIBILITY) <= 1, f"cell {i}: more than one of {sorted(VISIBILITY)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_a_reader_sees_or_opens_fits_the_column(path: Path) -> None:
+    for i, cell, tags in _code_cells(path):
+        if tags & {"remove-cell", "remove-input"}:
+            continue
+        for n, line in enumerate(_source(cell).splitlines(), 1):
+            assert len(line) <= COLUMN, f"cell {i} line {n}: {len(line)} chars > {COLUMN}, cut off in the book"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_import_cells_are_removed_from_the_page(path: Path) -> None:
+    for i, cell, tags in _code_cells(path):
+        body = ast.parse(_source(cell)).body
+        plumbing = all(isinstance(n, ast.Import | ast.ImportFrom)
+                       or (isinstance(n, ast.Expr) and _call_name(n.value) == "set_style") for n in body)
+        if body and plumbing:
+            assert "remove-cell" in tags, f"cell {i} only imports: tag it remove-cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_removed_cell_has_no_output_a_reader_needs(path: Path) -> None:
+    for i, cell, tags in _code_cells(path):
+        if "remove-cell" not in tags:
+            continue
+        source = _source(cell)
+        assert not _shows_a_value(source), f"cell {i} is removed but shows a value: tag it remove-input"
+        called = {_call_name(n) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)}
+        assert not called & {"display", "print"}, f"cell {i} is removed but prints or displays: remove-input"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_written_table_is_shown_once(path: Path) -> None:
+    """A table written for a numbered ``{csv-table}`` must not also appear as the cell's DataFrame output."""
+    for i, cell, tags in _code_cells(path):
+        source = _source(cell)
+        if "write_table(" in source and not tags & {"remove-output", "remove-cell"}:
+            assert not _shows_a_value(source), f"cell {i} writes a table and also shows a value (twice on the page)"
+
+
+def test_the_convention_would_catch_a_table_shown_twice() -> None:
+    assert _shows_a_value("write_table(t, 'tab-x')\nt")
+    assert _shows_a_value("t.round(2)")
+    assert not _shows_a_value("write_table(t, 'tab-x');")
+    assert not _shows_a_value("display(Markdown('a'))")
+
+
+BACKTICK_FENCE = re.compile(r"^(`{3,})(.*)$", flags=re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_backtick_fence_has_a_backtick_in_its_first_line(path: Path) -> None:
+    """CommonMark: a ``` fence whose info string holds a backtick is not a fence, so a directive whose caption has a
+    role ({ref}`...`) silently renders as text and swallows the page's prose; open it with ~~~ instead."""
+    for i, cell in enumerate(_cells(path)):
+        if cell["cell_type"] == "markdown":
+            for m in BACKTICK_FENCE.finditer(_source(cell)):
+                assert "`" not in m[2], f"cell {i}: {m[0][:60]!r}... is no fence (use ~~~ for this directive)"

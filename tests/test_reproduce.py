@@ -62,7 +62,9 @@ def test_schedule_in_words_reads_every_number_from_the_config() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_the_notebook_command_runs_exactly_the_config(path: Path) -> None:
     rel = path.relative_to(ROOT).as_posix()
-    header, cli, notebook = paper_commands(rel).splitlines()
+    text = paper_commands(rel)
+    assert max(len(line) for line in text.splitlines()) <= 88, "a command line is wider than the book's column"
+    header, cli, notebook = text.replace(" \\\n", " ").splitlines()  # a shell joins lines ending in " \"
     assert header == f"# {path.stem}" and cli == f"python -m mslib train --config {rel}"
     words = shlex.split(notebook)
     assert words[:5] == ["python", "-m", "mslib.notebooks", "run", "05_training"]
@@ -83,11 +85,11 @@ def test_plan_row_and_evaluation_share_by_hand() -> None:
     cfg = TrainConfig(dataset="cub200", iterations=10, p=2, k=2, official_test_selection=True, eval_every=4)
     images = 10 * 2 * 2 + 4 * 5924
     assert plan_row(cfg, 100.0) == {
-        "dataset": "cub200", "backbone": "smallcnn", "dim": 64, "batch (P×K)": "2×2", "iterations": 10,
-        "test evaluations": 4, "images processed": images, "estimated GPU minutes": 4}  # 23,736 / 100 / 60 = 3.96
+        "dataset": "cub200", "backbone": "smallcnn", "dim": 64, "P×K": "2×2", "iterations": 10,
+        "test evals": 4, "images": images, "GPU min (est.)": 4}  # 23,736 / 100 / 60 = 3.96
     assert evaluation_share(cfg) == pytest.approx(100 * 4 * 5924 / images)
     single = TrainConfig(dataset="cub200", iterations=10, p=2, k=2)  # the final evaluation only
-    assert plan_row(single, 100.0)["test evaluations"] == 1
+    assert plan_row(single, 100.0)["test evals"] == 1
     with pytest.raises(ValueError, match="positive"):
         plan_row(cfg, 0.0)
 

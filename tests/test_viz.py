@@ -1,4 +1,4 @@
-"""mslib.viz.save_figure: stable ids, both file formats, one manifest entry per id."""
+"""mslib.viz: figure ids and files, the embedding map (t-SNE, PCA), the retrieval gallery, the plots."""
 
 from __future__ import annotations
 
@@ -6,9 +6,23 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.text
+import numpy as np
+import pandas as pd
 import pytest
 
-from mslib.viz import save_figure
+from mslib.viz import (
+    class_subset,
+    embedding_2d,
+    plot_embedding_2d,
+    plot_random_cosines,
+    plot_retrieval,
+    plot_similarity_panels,
+    plot_training,
+    plot_with_ci,
+    save_figure,
+    set_style,
+)
 
 
 def test_writes_pdf_png_and_manifest(tmp_path: Path) -> None:
@@ -100,3 +114,88 @@ def test_random_cosines_one_panel_per_dimension_with_its_normal_density() -> Non
     plt.close(fig)
     with pytest.raises(ValueError, match="no dimensions"):
         plot_random_cosines({})
+
+
+def _clusters(n_classes: int = 4, per_class: int = 15, dim: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * 5
+    emb = np.repeat(centres, per_class, axis=0) + rng.normal(size=(n_classes * per_class, dim))
+    return emb, np.repeat(np.arange(n_classes), per_class)
+
+
+def test_tsne_map_is_deterministic_for_a_seed_and_keeps_clusters_apart() -> None:
+    emb, labels = _clusters()
+    xy = embedding_2d(emb, "tsne", seed=3, perplexity=10.0)
+    assert xy.shape == (60, 2) and np.isfinite(xy).all()
+    np.testing.assert_array_equal(xy, embedding_2d(emb, "tsne", seed=3, perplexity=10.0))
+    assert not np.allclose(xy, embedding_2d(emb, "tsne", seed=3, perplexity=20.0))
+    # well-separated classes: every point's nearest point in the map is of its own class
+    dist = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.diag(np.full(60, np.inf))
+    assert (labels[dist.argmin(axis=1)] == labels).all()
+
+
+def test_pca_map_matches_an_independent_svd_up_to_sign() -> None:
+    from sklearn.decomposition import PCA
+
+    emb, _ = _clusters(seed=1)
+    xy = embedding_2d(emb, "pca")
+    ref = PCA(n_components=2).fit_transform(emb)
+    np.testing.assert_allclose(np.abs(xy), np.abs(ref), atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [((np.zeros((5, 3)), "umap"), {}, "method must be"),
+     ((np.zeros((5, 3)), "pca"), {"perplexity": 2.0}, "PCA takes no parameters"),
+     ((np.zeros((5, 3)), "tsne"), {"perplexity": 30.0}, "perplexity 30.0 must be below the 5 points"),
+     ((np.zeros(5),), {}, "shape")],
+)
+def test_embedding_2d_rejects_bad_input(args, kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        embedding_2d(*args, **kwargs)
+
+
+def test_class_subset_keeps_whole_classes_drawn_with_the_seed() -> None:
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5])
+    keep = class_subset(labels, 3, seed=4)
+    chosen = np.random.default_rng(4).choice(np.unique(labels), size=3, replace=False)
+    assert keep.tolist() == [lab in set(chosen.tolist()) for lab in labels]
+    assert class_subset(labels, 50, seed=0).all()
+
+
+def test_retrieval_figure_titles_give_rank_similarity_and_correctness() -> None:
+    labels = np.array([0, 0, 1, 1])
+    fig = plot_retrieval(lambda i: np.full((4, 4), i / 4), labels, [0, 2], [[1, 2], [0, 3]],
+                         similarities=[[0.9, 0.5], [0.4, 0.8]])
+    titles = [[ax.get_title() for ax in row] for row in np.asarray(fig.axes).reshape(2, 3)]
+    assert titles == [["query", "1: 0.90 ✓", "2: 0.50 ✗"], ["query", "1: 0.40 ✗", "2: 0.80 ✓"]]
+    assert fig.axes[1].spines["top"].get_edgecolor() != fig.axes[2].spines["top"].get_edgecolor()
+    plt.close(fig)
+
+
+def _figures_at_book_size() -> dict[str, object]:
+    """One figure from each plotting function that makes its own, with the book's style and typical inputs."""
+    set_style()
+    rng = np.random.default_rng(0)
+    emb, labels = _clusters(n_classes=10, per_class=8)
+    history = {"history": [{"iteration": i, "loss": 1 / (i + 1)} for i in range(5)],
+               "evals": [{"iteration": i, "val": {"R@1": 0.1 * i}} for i in range(0, 5, 2)]}
+    summary = pd.DataFrame({"R@1": [50.0, 60.0], "R@1 ci": [2.0, 3.0]}, index=["a long loss name", "b"])
+    return {
+        "random cosines": plot_random_cosines({d: rng.normal(size=50) / np.sqrt(d) for d in (2, 16, 64, 512)}),
+        "training": plot_training(history),
+        "embedding": plot_embedding_2d(emb, labels, seed=0, perplexity=10.0),
+        "retrieval": plot_retrieval(lambda i: np.zeros((4, 4)), np.arange(8) % 2, np.arange(8),
+                                    np.tile(np.arange(5), (8, 1)), np.full((8, 5), 0.5)),
+        "with ci": plot_with_ci(summary),
+        "similarity panels": plot_similarity_panels({"a": {"x": [0.1]}, "b": {"y": [0.2]}}, {"λ": 0.5}),
+    }
+
+
+def test_figures_fit_the_column_with_readable_text() -> None:
+    """At most ~8 in wide (the book's column) and no text under 8 pt at that size."""
+    for name, fig in _figures_at_book_size().items():
+        assert fig.get_figwidth() <= 8.0, f"{name}: {fig.get_figwidth():.1f} in wide, more than the column"
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        assert sizes and min(sizes) >= 8, f"{name}: text of {min(sizes)} pt, below 8 pt"
+        plt.close(fig)
