@@ -19,11 +19,12 @@ from torch import Tensor
 
 from mslib.losses import LOSSES
 from mslib.mining import ms_pair_mask, restrict, triplet_mask
+from mslib.proxy_losses import PROXY_LOSSES, check_proxy_sim
 from mslib.similarity import check_sim, pair_masks, reference_is_batch
 
 __all__ = [
-    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "similarity_dependence",
-    "table1_comparison", "weight_sweep",
+    "CLOSED_FORM", "CLOSED_FORM_PROXY", "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
+    "ms_summary", "pair_weights", "proxy_weights", "similarity_dependence", "table1_comparison", "weight_sweep",
 ]
 
 
@@ -174,6 +175,62 @@ def closed_form_weights(
         raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM)}")
     check_sim(sim, labels, ref_labels)
     return CLOSED_FORM[name](sim.detach(), labels, ref_labels, **hparams)
+
+
+# --- sample–proxy weights: S is B × C (embeddings × proxies), the positive pair of sample i is (i, y_i) --------
+
+def _split_proxy(grad: Tensor, labels: Tensor) -> PairWeights:
+    pos = torch.nn.functional.one_hot(labels, grad.shape[1]).bool()
+    zero = torch.zeros_like(grad)
+    return PairWeights(torch.where(pos, grad.abs(), zero), torch.where(~pos, grad.abs(), zero), grad)
+
+
+def proxy_weights(loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
+    """Sample–proxy weights by autograd: ``w_ic = |∂L/∂S_ic|`` of a proxy loss (``pos``: ``c = y_i``)."""
+    fn = PROXY_LOSSES[loss_fn].fn if isinstance(loss_fn, str) else loss_fn
+    s = sim.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(fn(s, labels, **hparams), s)
+    return _split_proxy(grad, labels)
+
+
+def proxy_anchor_weights(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: float = 32.0) -> PairWeights:
+    """Proxy-Anchor (Kim et al. 2020, eq. 5): per proxy ``c`` a softmax over the batch, with a 1 in the denominator:
+
+    ``w⁺_ic = α e^{−α(S_ic−δ)} / (|P⁺| (1 + Σ_{j∈X_c⁺} e^{−α(S_jc−δ)}))``,
+    ``w⁻_ic = α e^{α(S_ic+δ)} / (C (1 + Σ_{j∈X_c⁻} e^{α(S_jc+δ)}))``: each weight uses its own ``S`` and the
+    other samples' similarities to the same proxy.
+    """
+    n_classes = sim.shape[1]
+    pos = torch.nn.functional.one_hot(labels, n_classes).bool()
+    zero = torch.zeros_like(sim)
+    e_pos = torch.where(pos, torch.exp(-alpha * (sim - margin)), zero)
+    e_neg = torch.where(~pos, torch.exp(alpha * (sim + margin)), zero)
+    n_pos = pos.any(dim=0).sum().clamp(min=1).to(sim.dtype)
+    wp = alpha * e_pos / (1 + e_pos.sum(dim=0, keepdim=True)) / n_pos
+    wn = alpha * e_neg / (1 + e_neg.sum(dim=0, keepdim=True)) / n_classes
+    return _split_proxy(wn - wp, labels)
+
+
+def proxy_nca_weights(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0) -> PairWeights:
+    """Proxy-NCA (PML's form): with ``p_ic = softmax_c(2s S_ic)``, ``w⁺_ii = 2s(1 − p_{i y_i})/B`` and
+    ``w⁻_ic = 2s p_ic/B``: a softmax over the sample's proxies, so every weight sees all of its row."""
+    pos = torch.nn.functional.one_hot(labels, sim.shape[1]).to(sim.dtype)
+    prob = torch.softmax(2 * softmax_scale * sim, dim=1)
+    return _split_proxy(2 * softmax_scale * (prob - pos) / sim.shape[0], labels)
+
+
+CLOSED_FORM_PROXY: dict[str, Callable[..., PairWeights]] = {
+    "proxy_anchor": proxy_anchor_weights,
+    "proxy_nca": proxy_nca_weights,
+}
+
+
+def closed_form_proxy_weights(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
+    """The derived sample–proxy ``PairWeights`` of proxy loss ``name`` (a key of ``mslib.losses.PROXY_LOSSES``)."""
+    if name not in CLOSED_FORM_PROXY:
+        raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM_PROXY)}")
+    check_proxy_sim(sim, labels)
+    return CLOSED_FORM_PROXY[name](sim.detach(), labels, **hparams)
 
 
 def similarity_dependence(

@@ -22,11 +22,13 @@ import torch
 from torch import Tensor
 
 from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms_pairs, restrict
+from mslib.proxy_losses import PROXY_LOSSES, ProxyLoss, loss_param_groups, proxy_anchor, proxy_nca
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "canonical_params", "contrastive",
-    "generalized_lifted_structure", "lifted_structure", "multi_similarity", "multi_similarity_autograd", "npair",
+    "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "binomial_deviance", "build_loss",
+    "canonical_params", "contrastive", "generalized_lifted_structure", "lifted_structure", "loss_names",
+    "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor", "proxy_nca",
     "triplet",
 ]
 
@@ -373,9 +375,23 @@ class PairLoss(torch.nn.Module):
         return ", ".join([self.name, *mining, *(f"{k}={v}" for k, v in self.hparams.items())])
 
 
+def loss_names() -> list[str]:
+    """Every name :func:`build_loss` takes: the pair losses (:data:`LOSSES`), then the proxy and classification
+    losses (:data:`mslib.proxy_losses.PROXY_LOSSES`)."""
+    return [*LOSSES, *PROXY_LOSSES]
+
+
+def _loss_function(name: str) -> Callable[..., Tensor]:
+    if name in LOSSES:
+        return LOSSES[name]
+    if name in PROXY_LOSSES:
+        return PROXY_LOSSES[name].fn
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(loss_names())}")
+
+
 def _check_hyperparameters(name: str, hparams: dict[str, Any]) -> None:
-    """``ValueError`` naming the loss and any unknown or missing hyperparameter of ``LOSSES[name]``."""
-    params = inspect.signature(LOSSES[name]).parameters.values()
+    """``ValueError`` naming the loss and any unknown or missing hyperparameter of loss ``name``."""
+    params = inspect.signature(_loss_function(name)).parameters.values()
     known = {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL}
     unknown = sorted(set(hparams) - set(known))
     missing = sorted(k for k, p in known.items() if p.default is p.empty and k not in hparams)
@@ -419,16 +435,43 @@ def _miner(name: str, miner: Miner | None, ms_mining: float | None, hparams: dic
 
 def build_loss(
     name: str, *, miner: Miner | None = None, ms_mining: float | None = None, preset: str | None = None,
+    num_classes: int | None = None, embedding_dim: int | None = None, lr_factor: float | None = None,
     **hparams: Any,
-) -> PairLoss:
-    """The module for ``LOSSES[name]`` with its hyperparameters checked now (unknown or missing: ``ValueError``).
+) -> PairLoss | ProxyLoss:
+    """The module for loss ``name`` (:func:`loss_names`) with its hyperparameters checked now (unknown or missing:
+    ``ValueError``).
 
-    ``miner``: a :class:`mslib.mining.Miner` choosing the pairs the loss sees; ``ms_mining=ε`` is shorthand for
-    ``miner=MSMiner(ε)`` (the "mining only" ablations). ``multi_similarity`` takes ``preset=`` (a key of
-    :data:`MS_PRESETS`) with optional overrides.
+    Pair losses (:data:`LOSSES`) give a :class:`PairLoss`. ``miner``: a :class:`mslib.mining.Miner` choosing the
+    pairs the loss sees; ``ms_mining=ε`` is shorthand for ``miner=MSMiner(ε)`` (the "mining only" ablations).
+    ``multi_similarity`` takes ``preset=`` (a key of :data:`MS_PRESETS`) with optional overrides. A pair loss has
+    no parameters and ignores ``num_classes`` and ``embedding_dim``, so a trainer may pass them for every loss.
+
+    Proxy and classification losses (:data:`mslib.proxy_losses.PROXY_LOSSES`) give a
+    :class:`mslib.proxy_losses.ProxyLoss` and need ``num_classes`` and ``embedding_dim`` (the training classes and
+    the embedding size); ``lr_factor`` overrides the paper's learning-rate factor for their parameters. They
+    take no miner or preset.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    _loss_function(name)  # unknown name: ValueError listing every loss
+    if name in PROXY_LOSSES:
+        return _build_proxy_loss(name, miner, ms_mining, preset, num_classes, embedding_dim, lr_factor, hparams)
+    if lr_factor is not None:
+        raise ValueError(f"{name} has no parameters, so no lr_factor")
     hparams = _preset(name, preset, hparams)
     _check_hyperparameters(name, hparams)
     return PairLoss(name, LOSSES[name], miner=_miner(name, miner, ms_mining, hparams), **hparams)
+
+
+def _build_proxy_loss(
+    name: str, miner: Miner | None, ms_mining: float | None, preset: str | None, num_classes: int | None,
+    embedding_dim: int | None, lr_factor: float | None, hparams: dict[str, Any],
+) -> ProxyLoss:
+    """:func:`build_loss` for a proxy or classification loss: its sizes and hyperparameters checked."""
+    if miner is not None or ms_mining is not None or preset is not None:
+        raise ValueError(f"{name} compares samples with class proxies, not pairs: it takes no miner, ms_mining "
+                         "or preset")
+    for key, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} learns one proxy per class: build_loss needs {key}= a positive integer, "
+                             f"got {value!r}")
+    _check_hyperparameters(name, hparams)
+    return ProxyLoss(name, PROXY_LOSSES[name], num_classes, embedding_dim, lr_factor=lr_factor, **hparams)

@@ -157,3 +157,32 @@ REFERENCES = {
     "npair": npair,
     "multi_similarity": multi_similarity,
 }
+
+
+# --- proxy losses: sim is samples × proxies (B × C), labels index the proxies ----------------------------------------
+
+def proxy_anchor(sim, labels, margin=0.1, alpha=32.0):
+    """Kim et al. 2020, eq. 4, one proxy at a time: classes with positives in the first mean, all in the second."""
+    n, n_classes = sim.shape
+    pos_total, neg_total, with_pos = sim.sum() * 0, sim.sum() * 0, 0
+    for c in range(n_classes):
+        members = [i for i in range(n) if int(labels[i]) == c]
+        others = [i for i in range(n) if int(labels[i]) != c]
+        if members:
+            with_pos += 1
+            pos_total = pos_total + torch.log(1 + sum(torch.exp(-alpha * (sim[i, c] - margin)) for i in members))
+        if others:
+            neg_total = neg_total + torch.log(1 + sum(torch.exp(alpha * (sim[i, c] + margin)) for i in others))
+    return pos_total / max(with_pos, 1) + neg_total / n_classes
+
+
+def proxy_nca(sim, labels, softmax_scale=1.0):
+    """−log of the softmax probability of the own proxy, distances ``d² = 2 − 2S``, averaged over samples."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        weights = [torch.exp(-softmax_scale * (2 - 2 * sim[i, c])) for c in range(sim.shape[1])]
+        total = total - torch.log(weights[int(labels[i])] / sum(weights))
+    return total / sim.shape[0]
+
+
+PROXY_REFERENCES = {"proxy_anchor": proxy_anchor, "proxy_nca": proxy_nca}

@@ -1,0 +1,207 @@
+"""mslib.proxy_losses against pytorch-metric-learning 2.9 (same proxies copied in) and plain loops, in float64.
+
+Gradients are compared with respect to the embeddings and the proxies. Tolerances: 1e-10 against the loops (same
+arithmetic, other order); rtol 1e-9 against PML (Proxy-Anchor's α = 32 amplifies rounding in e^{α S}).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import losses as pml_losses
+
+from mslib import gpw, losses
+from mslib.proxy_losses import PROXY_LOSSES, loss_param_groups
+from mslib.similarity import cosine
+from tests import reference_losses as ref
+
+PML = {"proxy_anchor": pml_losses.ProxyAnchorLoss, "proxy_nca": pml_losses.ProxyNCALoss}
+CASES = {
+    "proxy_anchor": dict(),
+    "proxy_anchor-wide": dict(margin=0.3, alpha=8.0),
+    "proxy_nca": dict(),
+    "proxy_nca-scaled": dict(softmax_scale=4.0),
+}
+LABELS = {
+    "pk": [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
+    "absent-classes": [0, 0, 4, 4, 4, 1, 1, 1, 0, 4, 1, 0],  # classes 2, 3 and 5 have no sample
+    "lone-sample": [0, 0, 0, 0, 1, 1, 1, 1, 5, 2, 2, 2],
+}
+
+
+def _name(case: str) -> str:
+    return case.split("-")[0]
+
+
+def _embeddings(seed: int, n: int = 12, dim: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 3 * torch.randn(n, dim, generator=g, dtype=torch.float64)  # not unit length: both sides normalise
+
+
+def _pair(name: str, num_classes: int, dim: int, **hp):
+    """Our module and PML's with the same proxies (ours drawn, copied into PML's), both float64."""
+    torch.manual_seed(1)
+    ours = losses.build_loss(name, num_classes=num_classes, embedding_dim=dim, **hp).double()
+    theirs = PML[name](num_classes, dim, **hp).double()
+    theirs.proxies.data.copy_(ours.proxies.data)
+    return ours, theirs
+
+
+def _value_grads(module, x: torch.Tensor, y: torch.Tensor):
+    x = x.detach().clone().requires_grad_(True)
+    v = module(x, y)
+    gx, gp = torch.autograd.grad(v, (x, module.proxies))
+    return v.detach(), gx, gp
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("labels", LABELS)
+def test_matches_pytorch_metric_learning(case: str, labels: str) -> None:
+    y = torch.tensor(LABELS[labels])
+    ours, theirs = _pair(_name(case), 6, 8, **CASES[case])
+    v, gx, gp = _value_grads(ours, _embeddings(0), y)
+    v2, gx2, gp2 = _value_grads(theirs, _embeddings(0), y)
+    assert float(v) > 0 and float(gp.abs().max()) > 0
+    torch.testing.assert_close(v, v2, rtol=1e-9, atol=0)
+    torch.testing.assert_close(gx, gx2, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gp, gp2, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", PML)
+def test_one_class_matches_pytorch_metric_learning(name: str) -> None:
+    y = torch.zeros(6, dtype=torch.long)
+    ours, theirs = _pair(name, 1, 8)
+    v, gx, gp = _value_grads(ours, _embeddings(2, n=6), y)
+    v2, gx2, gp2 = _value_grads(theirs, _embeddings(2, n=6), y)
+    torch.testing.assert_close(v, v2, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(gx, gx2, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gp, gp2, rtol=1e-9, atol=1e-12)
+    if name == "proxy_nca":  # a softmax over one proxy is 1: nothing to learn
+        assert float(v) == 0.0
+    else:  # only the positive term: samples are pulled to the one proxy
+        assert float(v) > 0
+
+
+def _sim(seed: int, n: int = 10, n_classes: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, n_classes, generator=g, dtype=torch.float64) * 2 - 1
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_plain_loops(case: str, seed: int) -> None:
+    y = torch.tensor([0, 0, 1, 1, 1, 3, 3, 0, 1, 3])  # classes 2 and 4 absent
+    sim = _sim(seed)
+    s1, s2 = sim.clone().requires_grad_(True), sim.clone().requires_grad_(True)
+    v = losses.PROXY_LOSSES[_name(case)].fn(s1, y, **CASES[case])
+    rv = ref.PROXY_REFERENCES[_name(case)](s2, y, **CASES[case])
+    (g,), (rg,) = torch.autograd.grad(v, s1), torch.autograd.grad(rv, s2)
+    torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
+    torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
+    assert float(v.detach()) > 0
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradcheck(case: str) -> None:
+    y = torch.tensor([0, 0, 1, 2, 2, 0])
+    sim = _sim(3, n=6, n_classes=4).requires_grad_(True)
+    fn = PROXY_LOSSES[_name(case)].fn
+    assert torch.autograd.gradcheck(lambda s: fn(s, y, **CASES[case]), (sim,), eps=1e-6, atol=1e-7)
+    x, proxies = _embeddings(4, n=6, dim=5).requires_grad_(True), _embeddings(5, n=4, dim=5).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda e, p: fn(cosine(e, p), y, **CASES[case]), (x, proxies))
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("labels", LABELS)
+def test_closed_form_weights_equal_autograd(case: str, labels: str) -> None:
+    y = torch.tensor(LABELS[labels])
+    sim = _sim(5, n=len(y), n_classes=6)
+    auto = gpw.proxy_weights(_name(case), sim, y, **CASES[case])
+    closed = gpw.closed_form_proxy_weights(_name(case), sim, y, **CASES[case])
+    assert float(auto.pos.max()) > 0 and float(auto.neg.max()) > 0
+    torch.testing.assert_close(closed.grad, auto.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(closed.pos, auto.pos, rtol=0, atol=1e-12)
+    torch.testing.assert_close(closed.neg, auto.neg, rtol=0, atol=1e-12)
+    assert bool((auto.grad[torch.arange(len(y)), y] <= 0).all()), "the own proxy is pulled closer"
+
+
+def test_proxy_anchor_weight_is_the_papers_formula_by_loop() -> None:
+    # eq. 5: ∂L/∂s(x, p) for x ∈ X_p⁻ is (1/|P|) α h_p⁻(x) / (1 + Σ_{x'∈X_p⁻} h_p⁻(x')), h⁻ = e^{α(s + δ)}
+    y = torch.tensor(LABELS["absent-classes"])
+    sim, alpha, delta = _sim(6, n=len(y), n_classes=6), 8.0, 0.2
+    w = gpw.proxy_weights("proxy_anchor", sim, y, alpha=alpha, margin=delta)
+    for c in range(6):
+        others = [i for i in range(len(y)) if int(y[i]) != c]
+        z = 1 + sum(torch.exp(alpha * (sim[j, c] + delta)) for j in others)
+        for i in others:
+            assert abs(float(w.neg[i, c]) - float(alpha * torch.exp(alpha * (sim[i, c] + delta)) / z / 6)) < 1e-12
+
+
+def test_labels_outside_the_classes_are_refused() -> None:
+    sim = _sim(0, n=4, n_classes=3)
+    for name in PROXY_LOSSES:
+        fn = PROXY_LOSSES[name].fn
+        with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*got \[3\]"):
+            fn(sim, torch.tensor([0, 1, 2, 3]))
+        with pytest.raises(ValueError, match=r"got \[-1\]"):
+            fn(sim, torch.tensor([0, -1, 2, 2]))
+        with pytest.raises(ValueError, match="integer"):
+            fn(sim, torch.tensor([0.0, 1.0, 2.0, 2.0]))
+        with pytest.raises(ValueError, match="labels has length"):
+            fn(sim, torch.tensor([0, 1, 2]))
+        bad = sim.clone()
+        bad[1, 1] = float("nan")
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            fn(bad, torch.tensor([0, 1, 2, 2]))
+        module = losses.build_loss(name, num_classes=3, embedding_dim=8)
+        with pytest.raises(ValueError, match=r"\[0, 3\)"):
+            module(torch.randn(4, 8), torch.tensor([0, 1, 2, 7]))
+        with pytest.raises(ValueError, match="embedding_dim=8"):
+            module(torch.randn(4, 5), torch.tensor([0, 1, 2, 2]))
+
+
+def test_build_loss_for_proxy_losses() -> None:
+    assert set(losses.loss_names()) == set(losses.LOSSES) | {"proxy_anchor", "proxy_nca"}
+    with pytest.raises(ValueError, match="needs num_classes= a positive integer, got None"):
+        losses.build_loss("proxy_anchor", embedding_dim=8)
+    with pytest.raises(ValueError, match="needs embedding_dim= a positive integer, got 0"):
+        losses.build_loss("proxy_nca", num_classes=3, embedding_dim=0)
+    with pytest.raises(ValueError, match="proxy_anchor has no hyperparameter beta; it takes margin, alpha"):
+        losses.build_loss("proxy_anchor", num_classes=3, embedding_dim=8, beta=2)
+    with pytest.raises(ValueError, match="takes no miner"):
+        losses.build_loss("proxy_nca", num_classes=3, embedding_dim=8, ms_mining=0.1)
+    with pytest.raises(ValueError, match="no parameters, so no lr_factor"):
+        losses.build_loss("contrastive", lr_factor=10)
+    pair = losses.build_loss("contrastive", num_classes=3, embedding_dim=8)  # a trainer may pass them to any loss
+    assert isinstance(pair, losses.PairLoss) and list(pair.parameters()) == []
+    assert losses.canonical_params("proxy_anchor", {"alpha": 16.0}) == {"alpha": 16.0}
+
+
+def test_parameters_layout_init_and_lr_factor_match_pml() -> None:
+    # PML draws its proxies in the constructor: the same seed gives ours the same values (same init, same layout)
+    for name, factor in (("proxy_anchor", 100.0), ("proxy_nca", 1.0)):
+        torch.manual_seed(7)
+        ours = losses.build_loss(name, num_classes=5, embedding_dim=16)
+        torch.manual_seed(7)
+        theirs = PML[name](5, 16)
+        assert ours.proxies.shape == (5, 16) and torch.equal(ours.proxies.data, theirs.proxies.data)
+        assert set(ours.state_dict()) == {"proxies"} == set(theirs.state_dict())
+        assert ours.lr_factor == factor
+        (group,) = loss_param_groups(ours, 1e-3)
+        assert group["lr"] == pytest.approx(1e-3 * factor) and group["params"][0] is ours.proxies
+    assert losses.build_loss("proxy_anchor", num_classes=2, embedding_dim=4, lr_factor=10).lr_factor == 10.0
+    assert loss_param_groups(losses.build_loss("contrastive"), 1e-3) == []
+
+
+def test_state_dict_round_trip_and_training_moves_proxies() -> None:
+    a = losses.build_loss("proxy_anchor", num_classes=4, embedding_dim=8)
+    b = losses.build_loss("proxy_anchor", num_classes=4, embedding_dim=8)
+    assert not torch.equal(a.proxies, b.proxies)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.randn(8, 8), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert torch.equal(a(x, y), b(x, y))
+    before = a.proxies.detach().clone()
+    opt = torch.optim.SGD(loss_param_groups(a, 0.01), lr=0.01)
+    a(x, y).backward()
+    opt.step()
+    assert not torch.equal(a.proxies.detach(), before)
