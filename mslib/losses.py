@@ -22,14 +22,24 @@ import torch
 from torch import Tensor
 
 from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms_pairs, restrict
-from mslib.proxy_losses import PROXY_LOSSES, ProxyLoss, loss_param_groups, proxy_anchor, proxy_nca
+from mslib.proxy_losses import (
+    PROXY_LOSSES,
+    ProxyLoss,
+    arcface,
+    cosface,
+    loss_param_groups,
+    proxy_anchor,
+    proxy_nca,
+    soft_triple,
+    sphereface,
+)
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "binomial_deviance", "build_loss",
-    "canonical_params", "contrastive", "generalized_lifted_structure", "lifted_structure", "loss_names",
+    "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance", "build_loss",
+    "canonical_params", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure", "loss_names",
     "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor", "proxy_nca",
-    "triplet",
+    "soft_triple", "sphereface", "triplet",
 ]
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
@@ -322,7 +332,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "npair": npair,
     "multi_similarity": multi_similarity,
 }
-_PER_CALL = ("pairs", "self_index")  # loss arguments that are not hyperparameters
+_PER_CALL = ("pairs", "self_index", "norms")  # loss arguments that are not hyperparameters
 
 
 class PairLoss(torch.nn.Module):

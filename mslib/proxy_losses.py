@@ -13,6 +13,7 @@ their papers use (Proxy-Anchor: 100), :func:`loss_param_groups` gives the optimi
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from torch import Tensor
 from mslib.similarity import check_embeddings, cosine
 
 __all__ = [
-    "PROXY_LOSSES", "ProxyLoss", "ProxySpec", "check_proxy_sim", "loss_param_groups", "proxy_anchor", "proxy_nca",
+    "PROXY_LOSSES", "ProxyLoss", "ProxySpec", "arcface", "check_proxy_sim", "cosface", "loss_param_groups",
+    "proxy_anchor", "proxy_nca", "soft_triple", "sphereface",
 ]
 
 
@@ -87,6 +89,76 @@ def proxy_nca(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0) -> Ten
     return -torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).mean()
 
 
+def soft_triple(
+    sim: Tensor, labels: Tensor, *, centers_per_class: int = 10, la: float = 20.0, gamma: float = 0.1,
+    margin: float = 0.01,
+) -> Tensor:
+    """SoftTriple loss (Qian et al., ICCV 2019, eqs. 7–9; PML ``SoftTripleLoss``), ``K = centers_per_class``.
+
+    ``sim`` is ``B × C·K``, column ``c·K + k`` the ``k``-th centre of class ``c``. Per class the relaxed similarity
+    ``S'_ic = Σ_k softmax_k(S_ick/γ) S_ick``; then ``L = mean_i −log softmax_c(λ(S'_ic − δ[c = y_i]))_{y_i}``,
+    ``λ = la``, ``δ = margin``. As PML, without the paper's regulariser that merges similar centres (eq. 10).
+    """
+    n_classes = check_proxy_sim(sim, labels, per_class=centers_per_class)
+    per_centre = sim.reshape(sim.shape[0], n_classes, centers_per_class)
+    relaxed = (torch.softmax(per_centre / gamma, dim=2) * per_centre).sum(dim=2)
+    target = torch.nn.functional.one_hot(labels, n_classes).to(sim.dtype)
+    return torch.nn.functional.cross_entropy(la * (relaxed - margin * target), labels)
+
+
+def _target_logits(sim: Tensor, labels: Tensor, target: Tensor, scale: Tensor | float) -> Tensor:
+    """Cross-entropy over ``scale · S`` with the target column ``S_{i y_i}`` replaced by ``target``."""
+    mask = torch.nn.functional.one_hot(labels, sim.shape[1]).to(sim.dtype)
+    own = sim.gather(1, labels[:, None])
+    logits = sim + mask * (target[:, None] - own)
+    return torch.nn.functional.cross_entropy(logits * scale, labels)
+
+
+def arcface(sim: Tensor, labels: Tensor, *, margin: float = 28.6, scale: float = 64.0) -> Tensor:
+    """ArcFace (Deng et al., CVPR 2019, eq. 3; PML ``ArcFaceLoss``): the target logit ``s cos(θ + m)``.
+
+    ``margin`` in degrees as PML (28.6° ≈ the paper's m = 0.5 rad), ``scale`` = s. Where ``θ + m > π`` the target
+    is ``cos θ − m sin m`` instead (PML's choice, keeping the logit decreasing in ``θ``).
+    """
+    check_proxy_sim(sim, labels)
+    m = math.radians(margin)
+    cos = sim.gather(1, labels[:, None]).squeeze(1)
+    theta = torch.acos(cos.clamp(-1, 1))
+    target = torch.where(theta <= math.pi - m, torch.cos(theta + m), cos - m * math.sin(m))
+    return _target_logits(sim, labels, target, scale)
+
+
+def cosface(sim: Tensor, labels: Tensor, *, margin: float = 0.35, scale: float = 64.0) -> Tensor:
+    """CosFace / large-margin cosine loss (Wang et al., CVPR 2018, eq. 4; PML ``CosFaceLoss``): target logit
+    ``s(cos θ − m)``, ``m = margin``, ``s = scale``."""
+    check_proxy_sim(sim, labels)
+    return _target_logits(sim, labels, sim.gather(1, labels[:, None]).squeeze(1) - margin, scale)
+
+
+def _cos_multiple_angle(cos: Tensor, m: int) -> Tensor:
+    """``cos(mθ)`` as a polynomial of ``c = cos θ``: ``Σ_n (−1)^n C(m, 2n) c^{m−2n} (1 − c²)^n`` (smooth at ±1)."""
+    return sum((-1) ** n * math.comb(m, 2 * n) * cos ** (m - 2 * n) * (1 - cos**2) ** n for n in range(m // 2 + 1))
+
+
+def sphereface(
+    sim: Tensor, labels: Tensor, *, margin: int = 4, scale: float = 1.0, norms: Tensor | None = None
+) -> Tensor:
+    """SphereFace / A-Softmax (Liu et al., CVPR 2017, eq. 7; PML ``SphereFaceLoss``): target ``ψ(θ) = (−1)^k
+    cos(mθ) − 2k`` for ``θ ∈ [kπ/m, (k+1)π/m]``, ``m = margin`` (an integer).
+
+    Logits are ``scale · ‖x_i‖ · ψ`` (other classes ``cos θ``): the embedding norms ``norms`` are an input (the
+    module passes them; ``None`` takes them as 1). Normalised class weights, as the paper.
+    """
+    check_proxy_sim(sim, labels)
+    m = int(margin)
+    cos = sim.gather(1, labels[:, None]).squeeze(1)
+    with torch.no_grad():
+        k = torch.floor(torch.acos(cos.clamp(-1, 1)) / (math.pi / m))
+    target = (-1) ** k * _cos_multiple_angle(cos, m) - 2 * k
+    factor = scale if norms is None else scale * norms[:, None]
+    return _target_logits(sim, labels, target, factor)
+
+
 @dataclass(frozen=True)
 class ProxySpec:
     """How a loss keeps its class representatives: PML's parameter ``name`` and ``layout`` (``rows``: ``(C·K, D)``;
@@ -99,6 +171,7 @@ class ProxySpec:
     init: Callable[[Tensor], Any] = torch.nn.init.normal_
     per_class: str | None = None
     lr_factor: float = 1.0
+    needs_norms: bool = False
 
 
 def _kaiming_normal_fan_out(w: Tensor) -> Any:
@@ -112,7 +185,23 @@ def _kaiming_uniform(w: Tensor) -> Any:
 PROXY_LOSSES: dict[str, ProxySpec] = {
     "proxy_anchor": ProxySpec(proxy_anchor, init=_kaiming_normal_fan_out, lr_factor=100.0),  # Kim et al., Sec. 4.1
     "proxy_nca": ProxySpec(proxy_nca),
+    # Qian et al. 2019, Sec. 5.1: centres at 1e-2, the network at 1e-4
+    "soft_triple": ProxySpec(soft_triple, name="fc", layout="columns", init=_kaiming_uniform,
+                             per_class="centers_per_class", lr_factor=100.0),
+    "arcface": ProxySpec(arcface, name="W", layout="columns"),
+    "cosface": ProxySpec(cosface, name="W", layout="columns"),
+    "sphereface": ProxySpec(sphereface, name="W", layout="columns", needs_norms=True),
 }
+
+
+def _per_class(spec: ProxySpec, hparams: dict[str, Any]) -> int:
+    """Representatives per class: 1, or the loss's ``spec.per_class`` hyperparameter (given or its default)."""
+    if spec.per_class is None:
+        return 1
+    value = hparams.get(spec.per_class, inspect.signature(spec.fn).parameters[spec.per_class].default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{spec.per_class} must be a positive integer, got {value!r}")
+    return value
 
 
 class ProxyLoss(torch.nn.Module):
@@ -126,7 +215,7 @@ class ProxyLoss(torch.nn.Module):
     def __init__(self, name: str, spec: ProxySpec, num_classes: int, embedding_dim: int, *,
                  lr_factor: float | None = None, **hparams: Any) -> None:
         super().__init__()
-        per_class = int(hparams[spec.per_class]) if spec.per_class else 1
+        per_class = _per_class(spec, hparams)
         rows = (num_classes * per_class, embedding_dim)
         shape = rows if spec.layout == "rows" else rows[::-1]
         weight = torch.nn.Parameter(torch.empty(shape))
@@ -154,7 +243,8 @@ class ProxyLoss(torch.nn.Module):
         if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
             got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f"labels must be 1-D of length {embeddings.shape[0]}, got {got}")
-        return self.spec.fn(self.similarity(embeddings), labels, **self.hparams)
+        extra = {"norms": embeddings.norm(dim=1)} if self.spec.needs_norms else {}
+        return self.spec.fn(self.similarity(embeddings), labels, **extra, **self.hparams)
 
     def extra_repr(self) -> str:
         return ", ".join([self.name, f"num_classes={self.num_classes}", f"lr_factor={self.lr_factor}",

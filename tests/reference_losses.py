@@ -186,3 +186,58 @@ def proxy_nca(sim, labels, softmax_scale=1.0):
 
 
 PROXY_REFERENCES = {"proxy_anchor": proxy_anchor, "proxy_nca": proxy_nca}
+
+
+def _cross_entropy(logits, target):
+    """−log(e^{logits[target]} / Σ_c e^{logits[c]}) of one sample's list of logits."""
+    return -torch.log(torch.exp(logits[target]) / sum(torch.exp(v) for v in logits))
+
+
+def soft_triple(sim, labels, centers_per_class=10, la=20.0, gamma=0.1, margin=0.01):
+    """Qian et al. 2019: per class the softmax(S/γ)-weighted mean of its centres' S, then a margin softmax."""
+    k, total = centers_per_class, sim.sum() * 0
+    for i in range(sim.shape[0]):
+        logits = []
+        for c in range(sim.shape[1] // k):
+            cols = [sim[i, c * k + j] for j in range(k)]
+            z = sum(torch.exp(v / gamma) for v in cols)
+            relaxed = sum(torch.exp(v / gamma) / z * v for v in cols)
+            logits.append(la * (relaxed - (margin if c == int(labels[i]) else 0.0)))
+        total = total + _cross_entropy(logits, int(labels[i]))
+    return total / sim.shape[0]
+
+
+def _margin_softmax(sim, labels, target_fn, scale, norms=None):
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        s = scale * (1.0 if norms is None else norms[i])
+        logits = [s * (target_fn(sim[i, c]) if c == y else sim[i, c]) for c in range(sim.shape[1])]
+        total = total + _cross_entropy(logits, y)
+    return total / sim.shape[0]
+
+
+def arcface(sim, labels, margin=28.6, scale=64.0):
+    """Deng et al. 2019: the target logit ``cos(θ + m)`` (``cos θ − m sin m`` once ``θ + m > π``), m in degrees."""
+    m = math.radians(margin)
+
+    def target(cos):
+        theta = torch.acos(cos)
+        return torch.cos(theta + m) if float(theta.detach()) + m <= math.pi else cos - m * math.sin(m)
+    return _margin_softmax(sim, labels, target, scale)
+
+
+def cosface(sim, labels, margin=0.35, scale=64.0):
+    return _margin_softmax(sim, labels, lambda cos: cos - margin, scale)
+
+
+def sphereface(sim, labels, margin=4, scale=1.0, norms=None):
+    """Liu et al. 2017: ``ψ(θ) = (−1)^k cos(mθ) − 2k`` on ``θ ∈ [kπ/m, (k+1)π/m]``, by ``cos(m · acos S)``."""
+    def target(cos):
+        theta = torch.acos(cos)
+        k = math.floor(float(theta.detach()) / (math.pi / margin))
+        return (-1) ** k * torch.cos(margin * theta) - 2 * k
+    return _margin_softmax(sim, labels, target, scale, norms)
+
+
+PROXY_REFERENCES.update(soft_triple=soft_triple, arcface=arcface, cosface=cosface, sphereface=sphereface)

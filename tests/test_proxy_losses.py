@@ -15,12 +15,22 @@ from mslib.proxy_losses import PROXY_LOSSES, loss_param_groups
 from mslib.similarity import cosine
 from tests import reference_losses as ref
 
-PML = {"proxy_anchor": pml_losses.ProxyAnchorLoss, "proxy_nca": pml_losses.ProxyNCALoss}
+PML = {"proxy_anchor": pml_losses.ProxyAnchorLoss, "proxy_nca": pml_losses.ProxyNCALoss,
+       "soft_triple": pml_losses.SoftTripleLoss, "arcface": pml_losses.ArcFaceLoss, "cosface": pml_losses.CosFaceLoss,
+       "sphereface": pml_losses.SphereFaceLoss}
 CASES = {
     "proxy_anchor": dict(),
     "proxy_anchor-wide": dict(margin=0.3, alpha=8.0),
     "proxy_nca": dict(),
     "proxy_nca-scaled": dict(softmax_scale=4.0),
+    "soft_triple": dict(centers_per_class=3),
+    "soft_triple-sharp": dict(centers_per_class=2, la=8.0, gamma=0.5, margin=0.2),
+    "arcface": dict(),
+    "arcface-wide": dict(margin=70.0, scale=4.0),  # θ + m > π for some targets: the fallback branch
+    "cosface": dict(),
+    "cosface-small": dict(margin=0.2, scale=8.0),
+    "sphereface": dict(),
+    "sphereface-3": dict(margin=3, scale=2.0),
 }
 LABELS = {
     "pk": [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
@@ -38,19 +48,28 @@ def _embeddings(seed: int, n: int = 12, dim: int = 8) -> torch.Tensor:
     return 3 * torch.randn(n, dim, generator=g, dtype=torch.float64)  # not unit length: both sides normalise
 
 
+def _weight(module) -> torch.nn.Parameter:
+    """The class representatives under PML's parameter name (``proxies``, ``fc`` or ``W``)."""
+    return dict(module.named_parameters())[PROXY_LOSSES[_name_of(module)].name]
+
+
+def _name_of(module) -> str:
+    return module.name if hasattr(module, "spec") else {v: k for k, v in PML.items()}[type(module)]
+
+
 def _pair(name: str, num_classes: int, dim: int, **hp):
-    """Our module and PML's with the same proxies (ours drawn, copied into PML's), both float64."""
+    """Our module and PML's with the same representatives (ours drawn, copied into PML's), both float64."""
     torch.manual_seed(1)
     ours = losses.build_loss(name, num_classes=num_classes, embedding_dim=dim, **hp).double()
     theirs = PML[name](num_classes, dim, **hp).double()
-    theirs.proxies.data.copy_(ours.proxies.data)
+    _weight(theirs).data.copy_(_weight(ours).data)
     return ours, theirs
 
 
 def _value_grads(module, x: torch.Tensor, y: torch.Tensor):
     x = x.detach().clone().requires_grad_(True)
     v = module(x, y)
-    gx, gp = torch.autograd.grad(v, (x, module.proxies))
+    gx, gp = torch.autograd.grad(v, (x, _weight(module)))
     return v.detach(), gx, gp
 
 
@@ -76,22 +95,24 @@ def test_one_class_matches_pytorch_metric_learning(name: str) -> None:
     torch.testing.assert_close(v, v2, rtol=1e-9, atol=1e-15)
     torch.testing.assert_close(gx, gx2, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(gp, gp2, rtol=1e-9, atol=1e-12)
-    if name == "proxy_nca":  # a softmax over one proxy is 1: nothing to learn
-        assert float(v) == 0.0
-    else:  # only the positive term: samples are pulled to the one proxy
+    if name == "proxy_anchor":  # only its positive term: samples are pulled to the one proxy
         assert float(v) > 0
+    else:  # a softmax over one class is 1: nothing to learn
+        assert float(v) == 0.0
 
 
-def _sim(seed: int, n: int = 10, n_classes: int = 5) -> torch.Tensor:
+def _sim(seed: int, n: int = 10, n_classes: int = 5, case: str = "") -> torch.Tensor:
+    """Random cosines in (−1, 1), ``n × C·K`` (``K`` the case's centres per class)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, n_classes, generator=g, dtype=torch.float64) * 2 - 1
+    width = n_classes * CASES.get(case, {}).get("centers_per_class", 1)
+    return torch.rand(n, width, generator=g, dtype=torch.float64) * 2 - 1
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_plain_loops(case: str, seed: int) -> None:
     y = torch.tensor([0, 0, 1, 1, 1, 3, 3, 0, 1, 3])  # classes 2 and 4 absent
-    sim = _sim(seed)
+    sim = _sim(seed, case=case)
     s1, s2 = sim.clone().requires_grad_(True), sim.clone().requires_grad_(True)
     v = losses.PROXY_LOSSES[_name(case)].fn(s1, y, **CASES[case])
     rv = ref.PROXY_REFERENCES[_name(case)](s2, y, **CASES[case])
@@ -104,14 +125,15 @@ def test_matches_plain_loops(case: str, seed: int) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_gradcheck(case: str) -> None:
     y = torch.tensor([0, 0, 1, 2, 2, 0])
-    sim = _sim(3, n=6, n_classes=4).requires_grad_(True)
+    sim = _sim(3, n=6, n_classes=4, case=case).requires_grad_(True)
     fn = PROXY_LOSSES[_name(case)].fn
     assert torch.autograd.gradcheck(lambda s: fn(s, y, **CASES[case]), (sim,), eps=1e-6, atol=1e-7)
-    x, proxies = _embeddings(4, n=6, dim=5).requires_grad_(True), _embeddings(5, n=4, dim=5).requires_grad_(True)
+    x = _embeddings(4, n=6, dim=5).requires_grad_(True)
+    proxies = _embeddings(5, n=sim.shape[1], dim=5).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda e, p: fn(cosine(e, p), y, **CASES[case]), (x, proxies))
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [c for c in CASES if _name(c) in gpw.CLOSED_FORM_PROXY])
 @pytest.mark.parametrize("labels", LABELS)
 def test_closed_form_weights_equal_autograd(case: str, labels: str) -> None:
     y = torch.tensor(LABELS[labels])
@@ -138,22 +160,21 @@ def test_proxy_anchor_weight_is_the_papers_formula_by_loop() -> None:
 
 
 def test_labels_outside_the_classes_are_refused() -> None:
-    sim = _sim(0, n=4, n_classes=3)
     for name in PROXY_LOSSES:
-        fn = PROXY_LOSSES[name].fn
+        fn, sim, hp = PROXY_LOSSES[name].fn, _sim(0, n=4, n_classes=3, case=name), CASES[name]
         with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*got \[3\]"):
-            fn(sim, torch.tensor([0, 1, 2, 3]))
+            fn(sim, torch.tensor([0, 1, 2, 3]), **hp)
         with pytest.raises(ValueError, match=r"got \[-1\]"):
-            fn(sim, torch.tensor([0, -1, 2, 2]))
+            fn(sim, torch.tensor([0, -1, 2, 2]), **hp)
         with pytest.raises(ValueError, match="integer"):
-            fn(sim, torch.tensor([0.0, 1.0, 2.0, 2.0]))
+            fn(sim, torch.tensor([0.0, 1.0, 2.0, 2.0]), **hp)
         with pytest.raises(ValueError, match="labels has length"):
-            fn(sim, torch.tensor([0, 1, 2]))
+            fn(sim, torch.tensor([0, 1, 2]), **hp)
         bad = sim.clone()
         bad[1, 1] = float("nan")
         with pytest.raises(ValueError, match="NaN or Inf"):
-            fn(bad, torch.tensor([0, 1, 2, 2]))
-        module = losses.build_loss(name, num_classes=3, embedding_dim=8)
+            fn(bad, torch.tensor([0, 1, 2, 2]), **hp)
+        module = losses.build_loss(name, num_classes=3, embedding_dim=8, **hp)
         with pytest.raises(ValueError, match=r"\[0, 3\)"):
             module(torch.randn(4, 8), torch.tensor([0, 1, 2, 7]))
         with pytest.raises(ValueError, match="embedding_dim=8"):
@@ -161,7 +182,11 @@ def test_labels_outside_the_classes_are_refused() -> None:
 
 
 def test_build_loss_for_proxy_losses() -> None:
-    assert set(losses.loss_names()) == set(losses.LOSSES) | {"proxy_anchor", "proxy_nca"}
+    assert set(losses.loss_names()) == set(losses.LOSSES) | set(PML)
+    with pytest.raises(ValueError, match="centers_per_class must be a positive integer, got 0"):
+        losses.build_loss("soft_triple", num_classes=3, embedding_dim=8, centers_per_class=0)
+    with pytest.raises(ValueError, match="not a multiple of 4 proxies per class"):
+        losses.soft_triple(_sim(0, n_classes=5), torch.zeros(10, dtype=torch.long), centers_per_class=4)
     with pytest.raises(ValueError, match="needs num_classes= a positive integer, got None"):
         losses.build_loss("proxy_anchor", embedding_dim=8)
     with pytest.raises(ValueError, match="needs embedding_dim= a positive integer, got 0"):
@@ -177,18 +202,26 @@ def test_build_loss_for_proxy_losses() -> None:
     assert losses.canonical_params("proxy_anchor", {"alpha": 16.0}) == {"alpha": 16.0}
 
 
-def test_parameters_layout_init_and_lr_factor_match_pml() -> None:
-    # PML draws its proxies in the constructor: the same seed gives ours the same values (same init, same layout)
-    for name, factor in (("proxy_anchor", 100.0), ("proxy_nca", 1.0)):
-        torch.manual_seed(7)
-        ours = losses.build_loss(name, num_classes=5, embedding_dim=16)
-        torch.manual_seed(7)
-        theirs = PML[name](5, 16)
-        assert ours.proxies.shape == (5, 16) and torch.equal(ours.proxies.data, theirs.proxies.data)
-        assert set(ours.state_dict()) == {"proxies"} == set(theirs.state_dict())
-        assert ours.lr_factor == factor
-        (group,) = loss_param_groups(ours, 1e-3)
-        assert group["lr"] == pytest.approx(1e-3 * factor) and group["params"][0] is ours.proxies
+@pytest.mark.parametrize(("name", "shape", "factor"), [
+    ("proxy_anchor", (5, 16), 100.0), ("proxy_nca", (5, 16), 1.0), ("soft_triple", (16, 50), 100.0),
+    ("arcface", (16, 5), 1.0), ("cosface", (16, 5), 1.0), ("sphereface", (16, 5), 1.0),
+])
+def test_parameters_layout_init_and_lr_factor_match_pml(name: str, shape: tuple[int, int], factor: float) -> None:
+    # PML draws its weights in the constructor: the same seed gives ours the same values (same init, same layout)
+    torch.manual_seed(7)
+    ours = losses.build_loss(name, num_classes=5, embedding_dim=16)
+    torch.manual_seed(7)
+    theirs = PML[name](5, 16)
+    assert _weight(ours).shape == shape and torch.equal(_weight(ours).data, _weight(theirs).data)
+    assert set(ours.state_dict()) == set(theirs.state_dict()) == {PROXY_LOSSES[name].name}
+    assert ours.lr_factor == factor
+    (group,) = loss_param_groups(ours, 1e-3)
+    assert group["lr"] == pytest.approx(1e-3 * factor) and group["params"][0] is _weight(ours)
+    rows = ours.representatives()
+    assert rows.shape == (shape[0] * shape[1] // 16, 16), "representatives are rows whatever PML's layout"
+
+
+def test_lr_factor_override_and_pair_losses() -> None:
     assert losses.build_loss("proxy_anchor", num_classes=2, embedding_dim=4, lr_factor=10).lr_factor == 10.0
     assert loss_param_groups(losses.build_loss("contrastive"), 1e-3) == []
 
