@@ -121,12 +121,18 @@ def generalized_lifted_structure_weights(sim, labels, ref_labels=None, *, margin
     return _split(wn - wp, labels, ref_labels)
 
 
-def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, pairs=None):
-    """With ``z_ip = Σ_{n∈N_i} e^{s(S_in−S_ip)}``: ``w⁺_ip = s z_ip/((1+z_ip)Q)``,
-    ``w⁻_in = s Σ_p e^{s(S_in−S_ip)}/((1+z_ip)Q)``, ``Q`` the number of (anchor, positive) pairs, ``s`` the scale."""
+def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, mode="mc", pairs=None):
+    """With ``r_ipn = e^{s(S_in−S_ip)}`` and ``z_ip = Σ_{n∈N_i} r_ipn``, ``Q`` the (anchor, positive) pairs:
+    ``mc``: ``w⁺_ip = s z_ip/((1+z_ip)Q)``, ``w⁻_in = s Σ_p r_ipn/((1+z_ip)Q)`` (a softmax over the negatives);
+    ``ovo``: ``w⁺_ip = s Σ_n σ_ipn/Q``, ``w⁻_in = s Σ_p σ_ipn/Q``, ``σ_ipn = r_ipn/(1+r_ipn)`` (each pair alone)."""
     pos, neg = _masks(labels, ref_labels, pairs)
     q = pos.sum().to(sim.dtype).clamp(min=1)
     ratio = torch.exp(scale * (sim[:, None, :] - sim[:, :, None])) * (pos[:, :, None] & neg[:, None, :])  # [i,p,n]
+    if mode == "ovo":
+        sig = ratio / (1 + ratio)
+        wp, wn = scale * sig.sum(dim=2) / q, scale * sig.sum(dim=1) / q
+        return _split(torch.where(neg, wn, torch.zeros_like(sim)) - torch.where(pos, wp, torch.zeros_like(sim)),
+                      labels, ref_labels)
     z = ratio.sum(dim=2)
     wp = torch.where(pos, scale * z / (1 + z), torch.zeros_like(sim)) / q
     wn = scale * (ratio / (1 + z)[:, :, None]).sum(dim=1) / q

@@ -198,25 +198,38 @@ def binomial_deviance(
 
 
 def npair(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0,
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0, mode: str = "mc",
     pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
-    """Multi-class N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``.
+    """N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``; ``mode`` is Sohn's form.
 
-    ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``, ``s = scale`` (a temperature ``1/s``). Sohn uses
-    unnormalised inner products (``sim = x xᵀ``, any scale); on cosine similarities ``s`` stands in for the
-    squared embedding norm, and ``s = 1`` leaves the softmax over ``[-1, 1]`` nearly uniform. Sohn's batch of N
-    anchors against their N positives is the rectangular case: ``sim`` = anchors × positives, ``ref_labels`` =
-    the positives' labels. Chapters: *Pair losses*, *Recall@K*.
+    ``mc`` (multi-class, eq. 4): ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``; ``ovo`` (one-vs-one,
+    eq. 5): ``L = mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{s(S_in − S_ip)})``, each negative a binary problem.
+    ``s = scale`` (a temperature ``1/s``). Sohn uses unnormalised inner products (``sim = x xᵀ``, any scale); on
+    cosine similarities ``s`` stands in for the squared embedding norm, and ``s = 1`` leaves the softmax over
+    ``[-1, 1]`` nearly uniform. Sohn's batch of N anchors against their N positives is the rectangular case:
+    ``sim`` = anchors × positives, ``ref_labels`` = the positives' labels. Chapters: *Pair losses*, *Recall@K*.
     """
     if not scale > 0:
         raise ValueError(f"npair scale must be > 0, got {scale}")
+    if mode not in ("mc", "ovo"):
+        raise ValueError(f"unknown npair mode {mode!r}; choose mc (multi-class) or ovo (one-vs-one)")
     pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
+    if mode == "ovo":
+        return _npair_ovo(scale * sim, pos, neg)
     logits = scale * sim
     lse = _masked_lse(logits, neg)
     zero = torch.zeros_like(sim)
     per = torch.where(pos, torch.logaddexp(zero, lse[:, None] - logits), zero)  # exact log(1 + e^x) for large s
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
+
+
+def _npair_ovo(logits: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """``mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{l_in − l_ip})`` as an ``m × R × R`` tensor ``[i, p, n]``."""
+    gap = logits[:, None, :] - logits[:, :, None]  # [i, p, n] = l_in − l_ip
+    both = pos[:, :, None] & neg[:, None, :]
+    per = torch.where(both, torch.logaddexp(torch.zeros_like(gap), gap), torch.zeros_like(gap))
+    return per.sum() / pos.sum().clamp(min=1).to(logits.dtype)
 
 
 def _ms_masks(

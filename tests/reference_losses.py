@@ -103,13 +103,17 @@ def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.
     return total / sim.shape[0]
 
 
-def npair(sim, labels, ref_labels=None, scale=1.0, self_index=None):
+def npair(sim, labels, ref_labels=None, scale=1.0, mode="mc", self_index=None):
+    """Sohn 2016: per (anchor, positive) ``log(1 + Σ_n e^{s(S_an − S_ap)})`` (mc) or ``Σ_n log(1 + e^{...})`` (ovo)."""
     losses = []
     for i in range(sim.shape[0]):
         pos, neg = pairs(labels, ref_labels, i, self_index)
         for p in pos:
-            z = sum((torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg), sim.sum() * 0)
-            losses.append(torch.log(1 + z))
+            terms = [torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg]
+            if mode == "mc":
+                losses.append(torch.log(1 + sum(terms, sim.sum() * 0)))
+            else:
+                losses.append(sum((torch.log(1 + t) for t in terms), sim.sum() * 0))
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
