@@ -80,6 +80,19 @@ def triplet_weights(sim, labels, ref_labels=None, *, margin=0.1, mode="all", red
     return _split(grad, labels, ref_labels)
 
 
+def quadruplet_weights(sim, labels, ref_labels=None, *, margin=0.1, margin2=0.05, pairs=None):
+    """The triplet term's weights (``reduction="mean"``) plus, per active quadruplet ``(a,p,l,k)``, ``1/T₂`` on
+    ``w⁺_ap`` and on ``w⁻_lk``: the second term weights a negative pair by how many positive pairs it beats."""
+    first = triplet_weights(sim, labels, ref_labels, margin=margin, reduction="mean", pairs=pairs).grad
+    pos, neg = _masks(labels, ref_labels, pairs)
+    ref = labels if ref_labels is None else ref_labels
+    away = (labels[None, :] != labels[:, None])[:, :, None] & (ref[None, None, :] != labels[:, None, None])  # [a,l,k]
+    quad = pos[:, :, None, None] & (neg[None] & away)[:, None]  # [a, p, l, k]
+    active = (quad & (sim[None, None] - sim[:, :, None, None] + margin2 > 0)).to(sim.dtype)
+    t2 = quad.sum().to(sim.dtype).clamp(min=1)
+    return _split(first + (active.sum(dim=(0, 1)) - active.sum(dim=(2, 3))) / t2, labels, ref_labels)
+
+
 def lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=None):
     """``w⁺_ij = [J_ij]_+/Q``; ``w⁻_ik = e^{S_ik} Σ_{j∈P_i} ([J_ij]_+ + [J_ji]_+)/(Q Z_ij)`` (square ``S``)."""
     pos, neg = _masks(labels, ref_labels, pairs)
@@ -170,6 +183,7 @@ CLOSED_FORM: dict[str, Callable[..., PairWeights]] = {
     "binomial_deviance": binomial_deviance_weights,
     "npair": npair_weights,
     "multi_similarity": multi_similarity_weights,
+    "quadruplet": quadruplet_weights,
 }
 
 

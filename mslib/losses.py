@@ -39,7 +39,7 @@ __all__ = [
     "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance", "build_loss",
     "canonical_params", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure", "loss_names",
     "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor", "proxy_nca",
-    "soft_triple", "sphereface", "triplet",
+    "quadruplet", "soft_triple", "sphereface", "triplet",
 ]
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
@@ -137,6 +137,33 @@ def triplet(
         raise ValueError(f"unknown reduction {reduction!r}; choose nonzero, mean or sum")
     count = active if reduction == "nonzero" else considered
     return total / count.clamp(min=1).to(sim.dtype)
+
+
+def quadruplet(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 0.1, margin2: float = 0.05,
+    pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
+) -> Tensor:
+    """Quadruplet loss (Chen et al., CVPR 2017, eq. 3) with similarities for the squared distances.
+
+    ``L = mean_{(a,p,n)} [S_an − S_ap + α₁]_+ + mean_{(a,p,l,k)} [S_lk − S_ap + α₂]_+``: the triplet term
+    (:func:`triplet`, ``reduction="mean"``) plus, for every positive pair, every negative pair ``(l, k)`` (row ``l``,
+    column ``k`` of ``sim``) whose labels both differ from the anchor's. ``α₁ = margin``, ``α₂ = margin2``
+    (Chen et al. take ``α₂ < α₁``; their sums become means here). Memory ``O(U·m·R)``, ``U`` classes in the rows.
+    """
+    first = triplet(sim, labels, ref_labels, margin=margin, reduction="mean", pairs=pairs, self_index=self_index)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
+    ref = labels if ref_labels is None else ref_labels
+    classes, row_class = torch.unique(labels, return_inverse=True)
+    away = (labels[None, :] != classes[:, None])[:, :, None] & (ref[None, None, :] != classes[:, None, None])
+    allowed = (neg[None] & away).reshape(len(classes), -1)  # [u, (l, k)]: negative pairs avoiding class u
+    keys, prefix = _sorted_rows(sim.reshape(1, -1).expand(len(classes), -1), allowed)
+    a, p = torch.nonzero(pos, as_tuple=True)
+    u, q = row_class[a], sim[a, p] - margin2  # a pair (l, k) is active when S_lk > q
+    first_above = torch.searchsorted(keys[u], q.detach()[:, None].contiguous(), right=True).squeeze(1)
+    total = allowed.sum(dim=1)[u]
+    above = prefix[u, total] - prefix[u, first_above] - (total - first_above).to(sim.dtype) * q
+    second = above.sum() / total.sum().clamp(min=1).to(sim.dtype)
+    return first + second
 
 
 def lifted_structure(
@@ -344,6 +371,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,
+    "quadruplet": quadruplet,
 }
 _PER_CALL = ("pairs", "self_index", "norms")  # loss arguments that are not hyperparameters
 

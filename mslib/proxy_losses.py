@@ -25,8 +25,8 @@ from torch import Tensor
 from mslib.similarity import check_embeddings, cosine
 
 __all__ = [
-    "PROXY_LOSSES", "ProxyLoss", "ProxySpec", "arcface", "check_proxy_sim", "cosface", "loss_param_groups",
-    "proxy_anchor", "proxy_nca", "soft_triple", "sphereface",
+    "PROXY_LOSSES", "ProxyLoss", "ProxySpec", "arcface", "center", "check_proxy_sim", "cosface", "loss_param_groups",
+    "proxy_anchor", "proxy_nca", "soft_triple", "sphereface", "triplet_center",
 ]
 
 
@@ -159,6 +159,36 @@ def sphereface(
     return _target_logits(sim, labels, target, factor)
 
 
+def triplet_center(sim: Tensor, labels: Tensor, *, margin: float = 0.1) -> Tensor:
+    """Triplet-center loss (He et al., CVPR 2018, eq. 3) on the unit sphere, ``sim`` = samples × centres.
+
+    ``L = mean_i [max_{c≠y_i} S_ic − S_{i y_i} + m]_+``: He et al.'s ``D = ½‖x − c‖²`` is ``1 − S`` for unit
+    vectors, so the own centre must beat the nearest other centre by ``m = margin``. The paper sums over the
+    batch and adds a softmax loss; here the mean, alone (add a classification loss for their total). One class:
+    no other centre, 0.
+    """
+    n_classes = check_proxy_sim(sim, labels)
+    if n_classes == 1:
+        return sim.sum() * 0
+    own = torch.nn.functional.one_hot(labels, n_classes).bool()
+    nearest_other = torch.where(own, torch.full_like(sim, -torch.inf), sim).amax(dim=1)
+    return torch.relu(nearest_other - sim.gather(1, labels[:, None]).squeeze(1) + margin).mean()
+
+
+def center(sim: Tensor, labels: Tensor, *, lam: float = 0.1, scale: float = 16.0) -> Tensor:
+    """Center loss (Wen et al., ECCV 2016, eq. 5) on the unit sphere: softmax plus the pull to the class centre.
+
+    ``sim`` is ``B × 2C``: columns ``0..C−1`` the cosines to the softmax weights ``W``, columns ``C..2C−1`` to the
+    centres. ``L = −mean_i log softmax_c(s S_ic)_{y_i} + λ mean_i ½‖x̂_i − ĉ_{y_i}‖²``, ``½‖x̂ − ĉ‖² = 1 − S``,
+    ``λ = lam``, ``s = scale``. Wen et al. use unnormalised features, a biased softmax and their own centre update
+    (rate α); here the centres learn by gradient, and ``lam``, ``scale`` are mslib's defaults, not the paper's.
+    """
+    n_classes = check_proxy_sim(sim, labels, per_class=2)
+    softmax = torch.nn.functional.cross_entropy(scale * sim[:, :n_classes], labels)
+    to_centre = 1 - sim[:, n_classes:].gather(1, labels[:, None]).squeeze(1)
+    return softmax + lam * to_centre.mean()
+
+
 @dataclass(frozen=True)
 class ProxySpec:
     """How a loss keeps its class representatives: PML's parameter ``name`` and ``layout`` (``rows``: ``(C·K, D)``;
@@ -172,6 +202,7 @@ class ProxySpec:
     per_class: str | None = None
     lr_factor: float = 1.0
     needs_norms: bool = False
+    with_centers: bool = False  # a second set, ``centers`` (C, D), whose cosines follow the first set's columns
 
 
 def _kaiming_normal_fan_out(w: Tensor) -> Any:
@@ -191,6 +222,8 @@ PROXY_LOSSES: dict[str, ProxySpec] = {
     "arcface": ProxySpec(arcface, name="W", layout="columns"),
     "cosface": ProxySpec(cosface, name="W", layout="columns"),
     "sphereface": ProxySpec(sphereface, name="W", layout="columns", needs_norms=True),
+    "triplet_center": ProxySpec(triplet_center, name="centers"),
+    "center": ProxySpec(center, name="W", layout="columns", with_centers=True),
 }
 
 
@@ -208,7 +241,8 @@ class ProxyLoss(torch.nn.Module):
     """``forward(embeddings, labels)``: the loss of the cosines between the embeddings and the class representatives.
 
     The representatives are the parameter PML names (``proxies``, ``W`` or ``fc``) in PML's layout, so
-    ``ours.proxies.data.copy_(pml.proxies.data)`` (or ``load_state_dict``) moves weights either way.
+    ``ours.proxies.data.copy_(pml.proxies.data)`` (or ``load_state_dict``) moves weights either way. Losses PML
+    lacks: ``triplet_center`` keeps ``centers`` ``(C, D)``; ``center`` keeps ``W`` ``(D, C)`` and ``centers``.
     ``lr_factor``: multiply the model's learning rate by it for these parameters (:func:`loss_param_groups`).
     """
 
@@ -221,14 +255,17 @@ class ProxyLoss(torch.nn.Module):
         weight = torch.nn.Parameter(torch.empty(shape))
         spec.init(weight.data)
         self.register_parameter(spec.name, weight)
+        if spec.with_centers:
+            self.centers = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(num_classes, embedding_dim)))
         self.name, self.spec, self.hparams = name, spec, hparams
         self.num_classes, self.per_class = num_classes, per_class
         self.lr_factor = spec.lr_factor if lr_factor is None else float(lr_factor)
 
     def representatives(self) -> Tensor:
-        """The class representatives as rows, ``(C·K, D)``, whatever PML's layout."""
+        """The class representatives as rows, ``(C·K, D)`` (then the ``centers``, if any), whatever PML's layout."""
         weight = getattr(self, self.spec.name)
-        return weight if self.spec.layout == "rows" else weight.T
+        rows = weight if self.spec.layout == "rows" else weight.T
+        return torch.cat([rows, self.centers]) if self.spec.with_centers else rows
 
     def similarity(self, embeddings: Tensor) -> Tensor:
         """``S = x̂ p̂ᵀ``, ``B × C·K``, cast to the embeddings' dtype (as PML's ``cast_types``)."""

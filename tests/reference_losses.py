@@ -117,6 +117,21 @@ def npair(sim, labels, ref_labels=None, scale=1.0, mode="mc", self_index=None):
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
+def quadruplet(sim, labels, ref_labels=None, margin=0.1, margin2=0.05, self_index=None):
+    """Chen et al. 2017: the mean triplet term plus the mean over (a, p, l, k) of ``[S_lk − S_ap + α₂]_+``, ``(l, k)``
+    a negative pair whose labels both differ from the anchor's."""
+    first = triplet(sim, labels, ref_labels, margin, "all", "mean", self_index)
+    ref = labels if ref_labels is None else ref_labels
+    negative_pairs = [(lr, k) for lr in range(sim.shape[0]) for k in pairs(labels, ref_labels, lr, self_index)[1]]
+    terms = []
+    for a in range(sim.shape[0]):
+        for p in pairs(labels, ref_labels, a, self_index)[0]:
+            for lr, k in negative_pairs:
+                if int(labels[lr]) != int(labels[a]) and int(ref[k]) != int(labels[a]):
+                    terms.append(torch.relu(sim[lr, k] - sim[a, p] + margin2))
+    return first + sum(terms, sim.sum() * 0) / max(len(terms), 1)
+
+
 def ms_mined(sim, labels, ref_labels, i, epsilon, self_index=None):
     """Anchor ``i``'s mined positives and negatives by the paper's rule (all pairs for ``epsilon=None``)."""
     pos, neg = pairs(labels, ref_labels, i, self_index)
@@ -160,6 +175,7 @@ REFERENCES = {
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,
+    "quadruplet": quadruplet,
 }
 
 
@@ -245,3 +261,28 @@ def sphereface(sim, labels, margin=4, scale=1.0, norms=None):
 
 
 PROXY_REFERENCES.update(soft_triple=soft_triple, arcface=arcface, cosface=cosface, sphereface=sphereface)
+
+
+def triplet_center(sim, labels, margin=0.1):
+    """He et al. 2018 with ``D = 1 − S``: ``[D(x, c_y) + m − min_{c≠y} D(x, c)]_+``, averaged over samples."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        others = [c for c in range(sim.shape[1]) if c != y]
+        if others:
+            nearest = max(others, key=lambda c: float(sim[i, c].detach()))
+            total = total + torch.relu((1 - sim[i, y]) + margin - (1 - sim[i, nearest]))
+    return total / sim.shape[0]
+
+
+def center(sim, labels, lam=0.1, scale=16.0):
+    """Wen et al. 2016 on the unit sphere: softmax over the first C columns + λ ½‖x̂ − ĉ_y‖² = λ(1 − S_{i, C+y})."""
+    n_classes, total = sim.shape[1] // 2, sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        total = total + _cross_entropy([scale * sim[i, c] for c in range(n_classes)], y)
+        total = total + lam * (1 - sim[i, n_classes + y])
+    return total / sim.shape[0]
+
+
+PROXY_REFERENCES.update(triplet_center=triplet_center, center=center)

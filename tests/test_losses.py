@@ -35,6 +35,8 @@ CASES = {
     "multi_similarity-official": losses.MS_PRESETS["official"],
     "multi_similarity-paper": losses.MS_PRESETS["paper"],
     "multi_similarity-nomining": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=None),
+    "quadruplet": dict(margin=0.2, margin2=0.1),
+    "quadruplet-wide": dict(margin=0.5, margin2=0.4),
 }
 
 
@@ -363,7 +365,7 @@ def test_module_matches_functional_with_and_without_reference(case: str) -> None
 
 def test_registry_presets_and_errors() -> None:
     assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
-                                  "binomial_deviance", "npair", "multi_similarity"}
+                                  "binomial_deviance", "npair", "multi_similarity", "quadruplet"}
     assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
                                  "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),
                                  "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1)}

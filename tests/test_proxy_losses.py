@@ -31,7 +31,24 @@ CASES = {
     "cosface-small": dict(margin=0.2, scale=8.0),
     "sphereface": dict(),
     "sphereface-3": dict(margin=3, scale=2.0),
+    "triplet_center": dict(),
+    "triplet_center-wide": dict(margin=0.8),
+    "center": dict(),
+    "center-heavy": dict(lam=2.0, scale=4.0),
 }
+
+
+def _name(case: str) -> str:
+    return case.split("-")[0]
+
+
+PML_CASES = [case for case in CASES if _name(case) in PML]
+
+
+def _width(case: str, n_classes: int) -> int:
+    """Columns of ``sim`` for ``n_classes``: ``C·K`` for SoftTriple, ``2C`` (weights, centres) for center."""
+    hp = CASES.get(case, {})
+    return n_classes * (2 if _name(case) == "center" else hp.get("centers_per_class", 1))
 LABELS = {
     "pk": [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
     "absent-classes": [0, 0, 4, 4, 4, 1, 1, 1, 0, 4, 1, 0],  # classes 2, 3 and 5 have no sample
@@ -39,8 +56,6 @@ LABELS = {
 }
 
 
-def _name(case: str) -> str:
-    return case.split("-")[0]
 
 
 def _embeddings(seed: int, n: int = 12, dim: int = 8) -> torch.Tensor:
@@ -73,7 +88,7 @@ def _value_grads(module, x: torch.Tensor, y: torch.Tensor):
     return v.detach(), gx, gp
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", PML_CASES)
 @pytest.mark.parametrize("labels", LABELS)
 def test_matches_pytorch_metric_learning(case: str, labels: str) -> None:
     y = torch.tensor(LABELS[labels])
@@ -101,10 +116,17 @@ def test_one_class_matches_pytorch_metric_learning(name: str) -> None:
         assert float(v) == 0.0
 
 
+def test_one_class_without_pml() -> None:
+    # triplet-center has no other centre to beat: 0; center's softmax over one class is 1, only the pull remains
+    sim, y = _sim(4, n=5, n_classes=1, case="center"), torch.zeros(5, dtype=torch.long)
+    assert float(losses.triplet_center(sim[:, :1], y)) == 0.0
+    torch.testing.assert_close(losses.center(sim, y, lam=0.5), 0.5 * (1 - sim[:, 1]).mean(), rtol=0, atol=1e-15)
+
+
 def _sim(seed: int, n: int = 10, n_classes: int = 5, case: str = "") -> torch.Tensor:
     """Random cosines in (−1, 1), ``n × C·K`` (``K`` the case's centres per class)."""
     g = torch.Generator().manual_seed(seed)
-    width = n_classes * CASES.get(case, {}).get("centers_per_class", 1)
+    width = _width(case, n_classes)
     return torch.rand(n, width, generator=g, dtype=torch.float64) * 2 - 1
 
 
@@ -182,7 +204,7 @@ def test_labels_outside_the_classes_are_refused() -> None:
 
 
 def test_build_loss_for_proxy_losses() -> None:
-    assert set(losses.loss_names()) == set(losses.LOSSES) | set(PML)
+    assert set(losses.loss_names()) == set(losses.LOSSES) | set(PML) | {"triplet_center", "center"}
     with pytest.raises(ValueError, match="centers_per_class must be a positive integer, got 0"):
         losses.build_loss("soft_triple", num_classes=3, embedding_dim=8, centers_per_class=0)
     with pytest.raises(ValueError, match="not a multiple of 4 proxies per class"):
@@ -219,6 +241,20 @@ def test_parameters_layout_init_and_lr_factor_match_pml(name: str, shape: tuple[
     assert group["lr"] == pytest.approx(1e-3 * factor) and group["params"][0] is _weight(ours)
     rows = ours.representatives()
     assert rows.shape == (shape[0] * shape[1] // 16, 16), "representatives are rows whatever PML's layout"
+
+
+@pytest.mark.parametrize(("name", "shapes"), [
+    ("triplet_center", {"centers": (5, 16)}), ("center", {"W": (16, 5), "centers": (5, 16)}),
+])
+def test_parameters_of_losses_pml_lacks(name: str, shapes: dict) -> None:
+    module = losses.build_loss(name, num_classes=5, embedding_dim=16).double()
+    assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == shapes
+    assert module.representatives().shape == (5 * len(shapes), 16)
+    x, y = _embeddings(3, n=10, dim=16), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    want = PROXY_LOSSES[name].fn(cosine(x, module.representatives()), y)
+    torch.testing.assert_close(module(x, y), want, rtol=0, atol=1e-12)
+    grads = torch.autograd.grad(module(x, y), list(module.parameters()))
+    assert all(float(g.abs().max()) > 0 for g in grads), "every parameter set learns"
 
 
 def test_lr_factor_override_and_pair_losses() -> None:
