@@ -10,6 +10,11 @@ al., CVPR 2019 ("the MS paper"): ``S`` similarity, ``α`` positive scale, ``β``
 ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss. Which pairs a
 loss uses is an argument: ``pairs=`` (boolean masks, :class:`mslib.mining.Pairs`) on the functions, ``miner=``
 (:mod:`mslib.mining`) on the module. Self-pairs follow :func:`mslib.similarity.self_columns` (``self_index=``).
+
+The proxy and classification losses (Proxy-Anchor, Proxy-NCA, SoftTriple, ArcFace, CosFace, SphereFace, center,
+triplet-center) are functions of the samples × proxies similarity; they live in :mod:`mslib.proxy_losses`, are
+re-exported here and built by the same :func:`build_loss` (:func:`loss_names` lists every name). A cross-batch
+memory for any pair loss is :class:`mslib.memory.CrossBatchMemory`.
 """
 
 from __future__ import annotations
@@ -26,20 +31,22 @@ from mslib.proxy_losses import (
     PROXY_LOSSES,
     ProxyLoss,
     arcface,
+    center,
     cosface,
     loss_param_groups,
     proxy_anchor,
     proxy_nca,
     soft_triple,
     sphereface,
+    triplet_center,
 )
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
     "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance", "build_loss",
-    "canonical_params", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure", "loss_names",
-    "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor", "proxy_nca",
-    "quadruplet", "soft_triple", "sphereface", "triplet",
+    "canonical_params", "center", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure",
+    "loss_names", "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor",
+    "proxy_nca", "quadruplet", "soft_triple", "sphereface", "triplet", "triplet_center",
 ]
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
