@@ -214,7 +214,7 @@ def proxy_weights(loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Ten
 
 
 def proxy_anchor_weights(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: float = 32.0) -> PairWeights:
-    """Proxy-Anchor (Kim et al. 2020, eq. 5): per proxy ``c`` a softmax over the batch, with a 1 in the denominator:
+    """Proxy-Anchor (Kim et al. 2020): per proxy ``c`` a softmax over the batch, with a 1 in the denominator:
 
     ``w⁺_ic = α e^{−α(S_ic−δ)} / (|P⁺| (1 + Σ_{j∈X_c⁺} e^{−α(S_jc−δ)}))``,
     ``w⁻_ic = α e^{α(S_ic+δ)} / (C (1 + Σ_{j∈X_c⁻} e^{α(S_jc+δ)}))``: each weight uses its own ``S`` and the

@@ -150,7 +150,7 @@ def quadruplet(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 0.1, margin2: float = 0.05,
     pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
-    """Quadruplet loss (Chen et al., CVPR 2017, eq. 3) with similarities for the squared distances.
+    """Quadruplet loss (Chen et al., CVPR 2017) with similarities for the squared distances.
 
     ``L = mean_{(a,p,n)} [S_an − S_ap + α₁]_+ + mean_{(a,p,l,k)} [S_lk − S_ap + α₂]_+``: the triplet term
     (:func:`triplet`, ``reduction="mean"``) plus, for every positive pair, every negative pair ``(l, k)`` (row ``l``,
@@ -237,8 +237,8 @@ def npair(
 ) -> Tensor:
     """N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``; ``mode`` is Sohn's form.
 
-    ``mc`` (multi-class, eq. 4): ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``; ``ovo`` (one-vs-one,
-    eq. 5): ``L = mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{s(S_in − S_ip)})``, each negative a binary problem.
+    ``mc`` (multi-class): ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``; ``ovo`` (one-vs-one):
+    ``L = mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{s(S_in − S_ip)})``, each negative a binary problem.
     ``s = scale`` (a temperature ``1/s``). Sohn uses unnormalised inner products (``sim = x xᵀ``, any scale); on
     cosine similarities ``s`` stands in for the squared embedding norm, and ``s = 1`` leaves the softmax over
     ``[-1, 1]`` nearly uniform. Sohn's batch of N anchors against their N positives is the rectangular case:

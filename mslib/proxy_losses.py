@@ -61,7 +61,7 @@ def _column_lse_plus_one(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def proxy_anchor(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: float = 32.0) -> Tensor:
-    """Proxy-Anchor loss (Kim et al., CVPR 2020, eq. 4; PML ``ProxyAnchorLoss``, δ = ``margin``, α = ``alpha``).
+    """Proxy-Anchor loss (Kim et al., CVPR 2020; PML ``ProxyAnchorLoss``, δ = ``margin``, α = ``alpha``).
 
     ``L = (1/|P⁺|) Σ_{c∈P⁺} log(1 + Σ_{i∈X_c⁺} e^{−α(S_ic − δ)}) + (1/C) Σ_c log(1 + Σ_{i∈X_c⁻} e^{α(S_ic + δ)})``:
     each proxy is an anchor over the batch (``X_c⁺``: the samples of class ``c``, ``X_c⁻``: the others), ``P⁺`` the
@@ -77,7 +77,7 @@ def proxy_anchor(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: flo
 
 
 def proxy_nca(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0) -> Tensor:
-    """Proxy-NCA loss (Movshovitz-Attias et al., ICCV 2017, eq. 4) as PML's ``ProxyNCALoss`` computes it.
+    """Proxy-NCA loss (Movshovitz-Attias et al., ICCV 2017) as PML's ``ProxyNCALoss`` computes it.
 
     ``L = −(1/B) Σ_i log(e^{−s d²_{i y_i}} / Σ_c e^{−s d²_ic})``, ``d²_ic = ‖x̂_i − p̂_c‖² = 2 − 2 S_ic``,
     ``s = softmax_scale``: a softmax over all ``C`` proxies. The paper's denominator leaves out the sample's own
@@ -93,11 +93,11 @@ def soft_triple(
     sim: Tensor, labels: Tensor, *, centers_per_class: int = 10, la: float = 20.0, gamma: float = 0.1,
     margin: float = 0.01,
 ) -> Tensor:
-    """SoftTriple loss (Qian et al., ICCV 2019, eqs. 7–9; PML ``SoftTripleLoss``), ``K = centers_per_class``.
+    """SoftTriple loss (Qian et al., ICCV 2019; PML ``SoftTripleLoss``), ``K = centers_per_class``.
 
     ``sim`` is ``B × C·K``, column ``c·K + k`` the ``k``-th centre of class ``c``. Per class the relaxed similarity
     ``S'_ic = Σ_k softmax_k(S_ick/γ) S_ick``; then ``L = mean_i −log softmax_c(λ(S'_ic − δ[c = y_i]))_{y_i}``,
-    ``λ = la``, ``δ = margin``. As PML, without the paper's regulariser that merges similar centres (eq. 10).
+    ``λ = la``, ``δ = margin``. As PML, without the paper's regulariser that merges similar centres.
     """
     n_classes = check_proxy_sim(sim, labels, per_class=centers_per_class)
     per_centre = sim.reshape(sim.shape[0], n_classes, centers_per_class)
@@ -115,7 +115,7 @@ def _target_logits(sim: Tensor, labels: Tensor, target: Tensor, scale: Tensor | 
 
 
 def arcface(sim: Tensor, labels: Tensor, *, margin: float = 28.6, scale: float = 64.0) -> Tensor:
-    """ArcFace (Deng et al., CVPR 2019, eq. 3; PML ``ArcFaceLoss``): the target logit ``s cos(θ + m)``.
+    """ArcFace (Deng et al., CVPR 2019; PML ``ArcFaceLoss``): the target logit ``s cos(θ + m)``.
 
     ``margin`` in degrees as PML (28.6° ≈ the paper's m = 0.5 rad), ``scale`` = s. Where ``θ + m > π`` the target
     is ``cos θ − m sin m`` instead (PML's choice, keeping the logit decreasing in ``θ``).
@@ -129,7 +129,7 @@ def arcface(sim: Tensor, labels: Tensor, *, margin: float = 28.6, scale: float =
 
 
 def cosface(sim: Tensor, labels: Tensor, *, margin: float = 0.35, scale: float = 64.0) -> Tensor:
-    """CosFace / large-margin cosine loss (Wang et al., CVPR 2018, eq. 4; PML ``CosFaceLoss``): target logit
+    """CosFace / large-margin cosine loss (Wang et al., CVPR 2018; PML ``CosFaceLoss``): target logit
     ``s(cos θ − m)``, ``m = margin``, ``s = scale``."""
     check_proxy_sim(sim, labels)
     return _target_logits(sim, labels, sim.gather(1, labels[:, None]).squeeze(1) - margin, scale)
@@ -143,7 +143,7 @@ def _cos_multiple_angle(cos: Tensor, m: int) -> Tensor:
 def sphereface(
     sim: Tensor, labels: Tensor, *, margin: int = 4, scale: float = 1.0, norms: Tensor | None = None
 ) -> Tensor:
-    """SphereFace / A-Softmax (Liu et al., CVPR 2017, eq. 7; PML ``SphereFaceLoss``): target ``ψ(θ) = (−1)^k
+    """SphereFace / A-Softmax (Liu et al., CVPR 2017; PML ``SphereFaceLoss``): target ``ψ(θ) = (−1)^k
     cos(mθ) − 2k`` for ``θ ∈ [kπ/m, (k+1)π/m]``, ``m = margin`` (an integer).
 
     Logits are ``scale · ‖x_i‖ · ψ`` (other classes ``cos θ``): the embedding norms ``norms`` are an input (the
@@ -160,7 +160,7 @@ def sphereface(
 
 
 def triplet_center(sim: Tensor, labels: Tensor, *, margin: float = 0.1) -> Tensor:
-    """Triplet-center loss (He et al., CVPR 2018, eq. 3) on the unit sphere, ``sim`` = samples × centres.
+    """Triplet-center loss (He et al., CVPR 2018) on the unit sphere, ``sim`` = samples × centres.
 
     ``L = mean_i [max_{c≠y_i} S_ic − S_{i y_i} + m]_+``: He et al.'s ``D = ½‖x − c‖²`` is ``1 − S`` for unit
     vectors, so the own centre must beat the nearest other centre by ``m = margin``. The paper sums over the
@@ -176,7 +176,7 @@ def triplet_center(sim: Tensor, labels: Tensor, *, margin: float = 0.1) -> Tenso
 
 
 def center(sim: Tensor, labels: Tensor, *, lam: float = 0.1, scale: float = 16.0) -> Tensor:
-    """Center loss (Wen et al., ECCV 2016, eq. 5) on the unit sphere: softmax plus the pull to the class centre.
+    """Center loss (Wen et al., ECCV 2016) on the unit sphere: softmax plus the pull to the class centre.
 
     ``sim`` is ``B × 2C``: columns ``0..C−1`` the cosines to the softmax weights ``W``, columns ``C..2C−1`` to the
     centres. ``L = −mean_i log softmax_c(s S_ic)_{y_i} + λ mean_i ½‖x̂_i − ĉ_{y_i}‖²``, ``½‖x̂ − ĉ‖² = 1 − S``,
@@ -214,9 +214,10 @@ def _kaiming_uniform(w: Tensor) -> Any:
 
 
 PROXY_LOSSES: dict[str, ProxySpec] = {
-    "proxy_anchor": ProxySpec(proxy_anchor, init=_kaiming_normal_fan_out, lr_factor=100.0),  # Kim et al., Sec. 4.1
+    # the authors' code trains the proxies at 100 × the network's rate (book/sources.md#src-pml)
+    "proxy_anchor": ProxySpec(proxy_anchor, init=_kaiming_normal_fan_out, lr_factor=100.0),
     "proxy_nca": ProxySpec(proxy_nca),
-    # Qian et al. 2019, Sec. 5.1: centres at 1e-2, the network at 1e-4
+    # the authors' code: centres at 1e-2, the network at 1e-4 (book/sources.md#src-pml)
     "soft_triple": ProxySpec(soft_triple, name="fc", layout="columns", init=_kaiming_uniform,
                              per_class="centers_per_class", lr_factor=100.0),
     "arcface": ProxySpec(arcface, name="W", layout="columns"),

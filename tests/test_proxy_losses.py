@@ -170,7 +170,7 @@ def test_closed_form_weights_equal_autograd(case: str, labels: str) -> None:
 
 
 def test_proxy_anchor_weight_is_the_papers_formula_by_loop() -> None:
-    # eq. 5: ∂L/∂s(x, p) for x ∈ X_p⁻ is (1/|P|) α h_p⁻(x) / (1 + Σ_{x'∈X_p⁻} h_p⁻(x')), h⁻ = e^{α(s + δ)}
+    # Kim et al.: ∂L/∂s(x, p) for x ∈ X_p⁻ is (1/|P|) α h_p⁻(x) / (1 + Σ_{x'∈X_p⁻} h_p⁻(x')), h⁻ = e^{α(s + δ)}
     y = torch.tensor(LABELS["absent-classes"])
     sim, alpha, delta = _sim(6, n=len(y), n_classes=6), 8.0, 0.2
     w = gpw.proxy_weights("proxy_anchor", sim, y, alpha=alpha, margin=delta)
