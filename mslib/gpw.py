@@ -24,7 +24,8 @@ from mslib.similarity import check_sim, pair_masks, reference_is_batch
 
 __all__ = [
     "CLOSED_FORM", "CLOSED_FORM_PROXY", "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
-    "ms_summary", "pair_weights", "proxy_weights", "similarity_dependence", "table1_comparison", "weight_sweep",
+    "ms_summary", "pair_weights", "proxy_similarity_dependence", "proxy_weights", "similarity_dependence",
+    "table1_comparison", "weight_sweep",
 ]
 
 
@@ -251,6 +252,44 @@ def closed_form_proxy_weights(name: str, sim: Tensor, labels: Tensor, **hparams:
         raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM_PROXY)}")
     check_proxy_sim(sim, labels)
     return CLOSED_FORM_PROXY[name](sim.detach(), labels, **hparams)
+
+
+def proxy_similarity_dependence(
+    name: str, sim: Tensor, labels: Tensor, *, deltas: Sequence[float] = (-0.3, -0.1, 0.1, 0.3), tol: float = 1e-6,
+    **hparams: Any,
+) -> dict[str, bool]:
+    """Which similarities a **negative** sample–proxy weight ``w⁻_ic`` of proxy loss ``name`` uses (by perturbation).
+
+    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ; along
+    the sample's row, ``N-row`` (another negative proxy ``S_id``) and ``P-row`` (its own proxy ``S_{i y_i}``); along
+    the proxy's column, ``N-col`` (a sample of another class, ``S_jc``) and ``P-col`` (a sample of class ``c``).
+    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself.
+    """
+    check_proxy_sim(sim, labels)
+    sim = sim.detach()
+    base = proxy_weights(name, sim, labels, **hparams).neg
+    i, c = divmod(int(base.argmax()), sim.shape[1])
+    y = labels.tolist()
+    probes = {
+        "N-row": [(i, d) for d in range(sim.shape[1]) if d not in (c, y[i])],
+        "P-row": [(i, y[i])],
+        "N-col": [(j, c) for j in range(len(y)) if j != i and y[j] != c],
+        "P-col": [(j, c) for j in range(len(y)) if y[j] == c],
+    }
+
+    def changes(s: Tensor) -> bool:
+        return bool((proxy_weights(name, s, labels, **hparams).neg[i, c] - base[i, c]).abs() > tol * base[i, c])
+
+    out = {"S": any(changes(sim + d) for d in deltas)}
+    for key, entries in probes.items():
+        out[key] = bool(entries) and any(changes(_moved(sim, entries[0], d)) for d in deltas)
+    return out
+
+
+def _moved(sim: Tensor, entry: tuple[int, int], delta: float) -> Tensor:
+    out = sim.clone()
+    out[entry] += delta
+    return out
 
 
 def similarity_dependence(
