@@ -27,12 +27,14 @@ class CrossBatchMemory(torch.nn.Module):
     full only the written slots are used), so both give the same values. Before ``start_iteration`` (counted in
     calls) the memory stays empty and the loss is ``loss`` of the batch against itself, as the XBM paper enables the
     memory only after a warm-up. Every call in training mode writes to the memory; in eval mode it reads only.
-    The XBM paper's total adds the batch's own loss, ``L(B, B) + λ L(B, M)``; here the memory holds the batch too,
-    so ``L(B, M ∪ B)`` is one loss (PML's form).
+
+    The memory holds the batch too, so by default the loss is ``weight · L(B, M)`` (PML's form, ``weight = 1``).
+    ``batch_loss=True`` adds the batch's own loss, ``L(B, B) + weight · L(B, M)``, as the XBM authors' trainer does
+    (``book/sources.md#src-xbm``; their ``XBM.WEIGHT`` is ``weight``).
     """
 
     def __init__(self, loss: PairLoss, size: int, embedding_dim: int, *, start_iteration: int = 0,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 weight: float = 1.0, batch_loss: bool = False, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if not isinstance(loss, PairLoss):
             raise ValueError(f"a cross-batch memory serves pair losses (mslib.losses.PairLoss), not "
@@ -41,6 +43,7 @@ class CrossBatchMemory(torch.nn.Module):
             raise ValueError(f"need size ≥ 1, embedding_dim ≥ 1, start_iteration ≥ 0; got {size}, {embedding_dim}, "
                              f"{start_iteration}")
         self.loss, self.size, self.start_iteration = loss, size, start_iteration
+        self.weight, self.batch_loss = float(weight), bool(batch_loss)
         self.register_buffer("embedding_memory", torch.zeros(size, embedding_dim, dtype=dtype))
         self.register_buffer("label_memory", torch.zeros(size, dtype=torch.long))
         self.register_buffer("position", torch.zeros((), dtype=torch.long))  # the next slot written
@@ -75,7 +78,8 @@ class CrossBatchMemory(torch.nn.Module):
         self.iteration += 1
         if not active:
             return self.loss(embeddings, labels)
-        return self._against_memory(embeddings, labels, self.enqueue(embeddings, labels))
+        memory_loss = self.weight * self._against_memory(embeddings, labels, self.enqueue(embeddings, labels))
+        return self.loss(embeddings, labels) + memory_loss if self.batch_loss else memory_loss
 
     def _against_memory(self, embeddings: Tensor, labels: Tensor, slots: Tensor | None) -> Tensor:
         ref, ref_labels = self.contents()
@@ -86,4 +90,5 @@ class CrossBatchMemory(torch.nn.Module):
                          ref_labels=ref_labels.to(labels.device), self_index=own.to(labels.device))
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, start_iteration={self.start_iteration}"
+        return (f"size={self.size}, start_iteration={self.start_iteration}, weight={self.weight}, "
+                f"batch_loss={self.batch_loss}")

@@ -165,3 +165,19 @@ def test_eval_mode_reads_without_writing_and_errors() -> None:
         xbm.train()(torch.randn(13, DIM, dtype=torch.float64), torch.zeros(13, dtype=torch.long))
     with pytest.raises(ValueError, match="serves pair losses"):
         CrossBatchMemory(losses.build_loss("proxy_nca", num_classes=3, embedding_dim=DIM), 10, DIM)
+
+
+def test_xbm_trainers_form_adds_the_batch_loss() -> None:
+    # the XBM authors' trainer: L(B, B) + w · L(B, M); our default is L(B, M) (PML's form)
+    official = CrossBatchMemory(losses.build_loss("multi_similarity", preset="official"), 16, DIM, weight=0.5,
+                                batch_loss=True, start_iteration=1, dtype=torch.float64)
+    pml_form = _memory("multi_similarity", 16, preset="official")
+    plain = losses.build_loss("multi_similarity", preset="official")
+    for step, (x, y) in enumerate(_batches(4, p=3, k=2)):
+        got = official(x, y)
+        if step == 0:  # before start_iteration: the batch loss alone, nothing written
+            assert torch.equal(got, plain(x, y)) and int(official.count) == 0
+            continue
+        want = plain(x, y) + 0.5 * pml_form(x, y)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert "batch_loss=True" in repr(official)
