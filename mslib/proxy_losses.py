@@ -8,7 +8,8 @@ layout, name and initialisation (so weights move across), and takes ``(embedding
 :class:`mslib.losses.PairLoss` does. Hyperparameters carry PML's constructor names and defaults.
 
 Training: the representatives are ``loss.parameters()``; :attr:`ProxyLoss.lr_factor` is the learning-rate factor
-their papers use (Proxy-Anchor: 100), :func:`loss_param_groups` gives the optimizer's parameter groups.
+their authors' code uses (Proxy-Anchor and SoftTriple: 100; ``book/sources.md#src-pml``), and
+:func:`loss_param_groups` gives the optimizer's parameter groups.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def check_proxy_sim(sim: Tensor, labels: Tensor, per_class: int = 1) -> int:
     integers in ``[0, C)``; returns ``C``."""
     if not isinstance(sim, Tensor) or sim.dim() != 2:
         raise ValueError(f"sim must be a 2-D samples x proxies matrix, got {getattr(sim, 'shape', type(sim))}")
-    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype.is_floating_point:
+    integer = isinstance(labels, Tensor) and not labels.dtype.is_floating_point and labels.dtype != torch.bool
+    if not integer or labels.dim() != 1:
         raise ValueError("labels must be a 1-D integer tensor of class indices")
     if labels.shape[0] != sim.shape[0]:
         raise ValueError(f"labels has length {labels.shape[0]} but sim has {sim.shape[0]} rows")
@@ -65,8 +67,9 @@ def proxy_anchor(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: flo
 
     ``L = (1/|P⁺|) Σ_{c∈P⁺} log(1 + Σ_{i∈X_c⁺} e^{−α(S_ic − δ)}) + (1/C) Σ_c log(1 + Σ_{i∈X_c⁻} e^{α(S_ic + δ)})``:
     each proxy is an anchor over the batch (``X_c⁺``: the samples of class ``c``, ``X_c⁻``: the others), ``P⁺`` the
-    classes present in the batch. As PML: a class absent from the batch adds 0 to the second sum but counts in
-    ``C``; with one class the second sum is 0.
+    classes present in the batch. As PML: a class absent from the batch has no positive term and is not in
+    ``|P⁺|``, but its proxy still pushes every sample away (second sum); with one class the second sum is 0.
+    Weights: :func:`mslib.gpw.proxy_anchor_weights`.
     """
     n_classes = check_proxy_sim(sim, labels)
     pos = torch.nn.functional.one_hot(labels, n_classes).bool()
@@ -82,7 +85,8 @@ def proxy_nca(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0) -> Ten
     ``L = −(1/B) Σ_i log(e^{−s d²_{i y_i}} / Σ_c e^{−s d²_ic})``, ``d²_ic = ‖x̂_i − p̂_c‖² = 2 − 2 S_ic``,
     ``s = softmax_scale``: a softmax over all ``C`` proxies. The paper's denominator leaves out the sample's own
     proxy (``Σ_{c≠y_i}``); PML and we keep it. PML also drops a sample whose probability underflows to exactly 0;
-    we compute ``log_softmax`` and keep every sample (no difference unless ``s`` is huge).
+    we compute ``log_softmax`` and keep every sample (no difference unless ``s`` is huge). Weights:
+    :func:`mslib.gpw.proxy_nca_weights`.
     """
     check_proxy_sim(sim, labels)
     logits = -softmax_scale * (2 - 2 * sim)
