@@ -13,11 +13,11 @@ PROFILE ?= default
 NOTEBOOKS ?=
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help install notebooks book book-only test lint pytest smoke bench clean
+.PHONY: help install notebooks book book-only test lint pytest browser-test smoke bench clean
 
 help:
 	@echo "make book    set up .venv, run every notebook (default profile), build _build/html"
-	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build"
+	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build, browser test"
 	@echo "make notebooks PROFILE=smoke|default|paper NOTEBOOKS='00_setup ...'"
 	@echo "make bench   run the benchmarks in benchmarks/ (quick sizes; BENCH_FLAGS= for full sizes)"
 
@@ -46,14 +46,20 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --output-format concise .
 
+# the browser test is deselected here (pyproject.toml: -m 'not browser'): it needs the built book
 pytest: $(STAMP)
 	$(PY) -m pytest -q
+
+# the built book in headless Chromium at 1280/800 px; skips without Chromium unless MSLIB_REQUIRE_BROWSER=1 (CI)
+browser-test: $(STAMP)
+	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 smoke: $(STAMP)
 	$(PY) -m mslib.notebooks run --profile smoke --no-progress
 
 test: lint pytest smoke
 	$(MAKE) book-only
+	$(MAKE) browser-test
 
 # BENCH_FLAGS='' runs the full sizes (tens of minutes on a 2-core CPU); results go to benchmarks/results/*.json
 BENCH_FLAGS ?= --quick

@@ -47,7 +47,8 @@ def _walk(*patterns: str) -> list[Path]:
 def checked_files() -> list[Path]:
     """The files a reader or a test follows: notebooks, book pages, configs, parameters, READMEs, Python sources."""
     return _walk(
-        "notebooks/*.ipynb", "book/**/*.md", "configs/**/*.yaml", "params/**/*.yaml", "_config.yml", "_toc.yml",
+        "notebooks/*.ipynb", "book/**/*.md", "index.md", "CONTRIBUTING.md", "configs/**/*.yaml", "params/**/*.yaml",
+        "_config.yml", "_toc.yml",
         "pyproject.toml", "environment.yml", "CITATION.cff", "Makefile", "**/README.md", "mslib/**/*.py",
         "tests/**/*.py", "benchmarks/**/*.py",
     )
