@@ -19,10 +19,12 @@ from torch import Tensor
 
 from mslib.losses import LOSSES
 from mslib.mining import ms_pair_mask, restrict, triplet_mask
+from mslib.proxy_losses import PROXY_LOSSES, check_proxy_sim
 from mslib.similarity import check_sim, pair_masks, reference_is_batch
 
 __all__ = [
-    "CLOSED_FORM", "PairWeights", "closed_form_weights", "ms_summary", "pair_weights", "similarity_dependence",
+    "CLOSED_FORM", "CLOSED_FORM_PROXY", "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
+    "ms_summary", "pair_weights", "proxy_similarity_dependence", "proxy_weights", "similarity_dependence",
     "table1_comparison", "weight_sweep",
 ]
 
@@ -79,6 +81,19 @@ def triplet_weights(sim, labels, ref_labels=None, *, margin=0.1, mode="all", red
     return _split(grad, labels, ref_labels)
 
 
+def quadruplet_weights(sim, labels, ref_labels=None, *, margin=0.1, margin2=0.05, pairs=None):
+    """The triplet term's weights (``reduction="mean"``) plus, per active quadruplet ``(a,p,l,k)``, ``1/T₂`` on
+    ``w⁺_ap`` and on ``w⁻_lk``: the second term weights a negative pair by how many positive pairs it beats."""
+    first = triplet_weights(sim, labels, ref_labels, margin=margin, reduction="mean", pairs=pairs).grad
+    pos, neg = _masks(labels, ref_labels, pairs)
+    ref = labels if ref_labels is None else ref_labels
+    away = (labels[None, :] != labels[:, None])[:, :, None] & (ref[None, None, :] != labels[:, None, None])  # [a,l,k]
+    quad = pos[:, :, None, None] & (neg[None] & away)[:, None]  # [a, p, l, k]
+    active = (quad & (sim[None, None] - sim[:, :, None, None] + margin2 > 0)).to(sim.dtype)
+    t2 = quad.sum().to(sim.dtype).clamp(min=1)
+    return _split(first + (active.sum(dim=(0, 1)) - active.sum(dim=(2, 3))) / t2, labels, ref_labels)
+
+
 def lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=None):
     """``w⁺_ij = [J_ij]_+/Q``; ``w⁻_ik = e^{S_ik} Σ_{j∈P_i} ([J_ij]_+ + [J_ji]_+)/(Q Z_ij)`` (square ``S``)."""
     pos, neg = _masks(labels, ref_labels, pairs)
@@ -120,12 +135,18 @@ def generalized_lifted_structure_weights(sim, labels, ref_labels=None, *, margin
     return _split(wn - wp, labels, ref_labels)
 
 
-def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, pairs=None):
-    """With ``z_ip = Σ_{n∈N_i} e^{s(S_in−S_ip)}``: ``w⁺_ip = s z_ip/((1+z_ip)Q)``,
-    ``w⁻_in = s Σ_p e^{s(S_in−S_ip)}/((1+z_ip)Q)``, ``Q`` the number of (anchor, positive) pairs, ``s`` the scale."""
+def npair_weights(sim, labels, ref_labels=None, *, scale=1.0, mode="mc", pairs=None):
+    """With ``r_ipn = e^{s(S_in−S_ip)}`` and ``z_ip = Σ_{n∈N_i} r_ipn``, ``Q`` the (anchor, positive) pairs:
+    ``mc``: ``w⁺_ip = s z_ip/((1+z_ip)Q)``, ``w⁻_in = s Σ_p r_ipn/((1+z_ip)Q)`` (a softmax over the negatives);
+    ``ovo``: ``w⁺_ip = s Σ_n σ_ipn/Q``, ``w⁻_in = s Σ_p σ_ipn/Q``, ``σ_ipn = r_ipn/(1+r_ipn)`` (each pair alone)."""
     pos, neg = _masks(labels, ref_labels, pairs)
     q = pos.sum().to(sim.dtype).clamp(min=1)
     ratio = torch.exp(scale * (sim[:, None, :] - sim[:, :, None])) * (pos[:, :, None] & neg[:, None, :])  # [i,p,n]
+    if mode == "ovo":
+        sig = ratio / (1 + ratio)
+        wp, wn = scale * sig.sum(dim=2) / q, scale * sig.sum(dim=1) / q
+        return _split(torch.where(neg, wn, torch.zeros_like(sim)) - torch.where(pos, wp, torch.zeros_like(sim)),
+                      labels, ref_labels)
     z = ratio.sum(dim=2)
     wp = torch.where(pos, scale * z / (1 + z), torch.zeros_like(sim)) / q
     wn = scale * (ratio / (1 + z)[:, :, None]).sum(dim=1) / q
@@ -163,6 +184,7 @@ CLOSED_FORM: dict[str, Callable[..., PairWeights]] = {
     "binomial_deviance": binomial_deviance_weights,
     "npair": npair_weights,
     "multi_similarity": multi_similarity_weights,
+    "quadruplet": quadruplet_weights,
 }
 
 
@@ -174,6 +196,100 @@ def closed_form_weights(
         raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM)}")
     check_sim(sim, labels, ref_labels)
     return CLOSED_FORM[name](sim.detach(), labels, ref_labels, **hparams)
+
+
+# --- sample–proxy weights: S is B × C (embeddings × proxies), the positive pair of sample i is (i, y_i) --------
+
+def _split_proxy(grad: Tensor, labels: Tensor) -> PairWeights:
+    pos = torch.nn.functional.one_hot(labels, grad.shape[1]).bool()
+    zero = torch.zeros_like(grad)
+    return PairWeights(torch.where(pos, grad.abs(), zero), torch.where(~pos, grad.abs(), zero), grad)
+
+
+def proxy_weights(loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
+    """Sample–proxy weights by autograd: ``w_ic = |∂L/∂S_ic|`` of a proxy loss (``pos``: ``c = y_i``)."""
+    fn = PROXY_LOSSES[loss_fn].fn if isinstance(loss_fn, str) else loss_fn
+    s = sim.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(fn(s, labels, **hparams), s)
+    return _split_proxy(grad, labels)
+
+
+def proxy_anchor_weights(sim: Tensor, labels: Tensor, *, margin: float = 0.1, alpha: float = 32.0) -> PairWeights:
+    """Proxy-Anchor (Kim et al. 2020): per proxy ``c`` a softmax over the batch, with a 1 in the denominator:
+
+    ``w⁺_ic = α e^{−α(S_ic−δ)} / (|P⁺| (1 + Σ_{j∈X_c⁺} e^{−α(S_jc−δ)}))``,
+    ``w⁻_ic = α e^{α(S_ic+δ)} / (C (1 + Σ_{j∈X_c⁻} e^{α(S_jc+δ)}))``: each weight uses its own ``S`` and the
+    other samples' similarities to the same proxy.
+    """
+    n_classes = sim.shape[1]
+    pos = torch.nn.functional.one_hot(labels, n_classes).bool()
+    zero = torch.zeros_like(sim)
+    e_pos = torch.where(pos, torch.exp(-alpha * (sim - margin)), zero)
+    e_neg = torch.where(~pos, torch.exp(alpha * (sim + margin)), zero)
+    n_pos = pos.any(dim=0).sum().clamp(min=1).to(sim.dtype)
+    wp = alpha * e_pos / (1 + e_pos.sum(dim=0, keepdim=True)) / n_pos
+    wn = alpha * e_neg / (1 + e_neg.sum(dim=0, keepdim=True)) / n_classes
+    return _split_proxy(wn - wp, labels)
+
+
+def proxy_nca_weights(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0) -> PairWeights:
+    """Proxy-NCA (PML's form): with ``p_ic = softmax_c(2s S_ic)``, ``w⁺_ii = 2s(1 − p_{i y_i})/B`` and
+    ``w⁻_ic = 2s p_ic/B``: a softmax over the sample's proxies, so every weight sees all of its row."""
+    pos = torch.nn.functional.one_hot(labels, sim.shape[1]).to(sim.dtype)
+    prob = torch.softmax(2 * softmax_scale * sim, dim=1)
+    return _split_proxy(2 * softmax_scale * (prob - pos) / sim.shape[0], labels)
+
+
+CLOSED_FORM_PROXY: dict[str, Callable[..., PairWeights]] = {
+    "proxy_anchor": proxy_anchor_weights,
+    "proxy_nca": proxy_nca_weights,
+}
+
+
+def closed_form_proxy_weights(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
+    """The derived sample–proxy ``PairWeights`` of proxy loss ``name`` (a key of ``mslib.losses.PROXY_LOSSES``)."""
+    if name not in CLOSED_FORM_PROXY:
+        raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM_PROXY)}")
+    check_proxy_sim(sim, labels)
+    return CLOSED_FORM_PROXY[name](sim.detach(), labels, **hparams)
+
+
+def proxy_similarity_dependence(
+    name: str, sim: Tensor, labels: Tensor, *, deltas: Sequence[float] = (-0.3, -0.1, 0.1, 0.3), tol: float = 1e-6,
+    **hparams: Any,
+) -> dict[str, bool]:
+    """Which similarities a **negative** sample–proxy weight ``w⁻_ic`` of proxy loss ``name`` uses (by perturbation).
+
+    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ; along
+    the sample's row, ``N-row`` (another negative proxy ``S_id``) and ``P-row`` (its own proxy ``S_{i y_i}``); along
+    the proxy's column, ``N-col`` (a sample of another class, ``S_jc``) and ``P-col`` (a sample of class ``c``).
+    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself.
+    """
+    check_proxy_sim(sim, labels)
+    sim = sim.detach()
+    base = proxy_weights(name, sim, labels, **hparams).neg
+    i, c = divmod(int(base.argmax()), sim.shape[1])
+    y = labels.tolist()
+    probes = {
+        "N-row": [(i, d) for d in range(sim.shape[1]) if d not in (c, y[i])],
+        "P-row": [(i, y[i])],
+        "N-col": [(j, c) for j in range(len(y)) if j != i and y[j] != c],
+        "P-col": [(j, c) for j in range(len(y)) if y[j] == c],
+    }
+
+    def changes(s: Tensor) -> bool:
+        return bool((proxy_weights(name, s, labels, **hparams).neg[i, c] - base[i, c]).abs() > tol * base[i, c])
+
+    out = {"S": any(changes(sim + d) for d in deltas)}
+    for key, entries in probes.items():
+        out[key] = bool(entries) and any(changes(_moved(sim, entries[0], d)) for d in deltas)
+    return out
+
+
+def _moved(sim: Tensor, entry: tuple[int, int], delta: float) -> Tensor:
+    out = sim.clone()
+    out[entry] += delta
+    return out
 
 
 def similarity_dependence(

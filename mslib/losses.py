@@ -10,6 +10,11 @@ al., CVPR 2019 ("the MS paper"): ``S`` similarity, ``α`` positive scale, ``β``
 ref_labels=None)``: it L2-normalises, computes cosine similarities and calls the functional loss. Which pairs a
 loss uses is an argument: ``pairs=`` (boolean masks, :class:`mslib.mining.Pairs`) on the functions, ``miner=``
 (:mod:`mslib.mining`) on the module. Self-pairs follow :func:`mslib.similarity.self_columns` (``self_index=``).
+
+The proxy and classification losses (Proxy-Anchor, Proxy-NCA, SoftTriple, ArcFace, CosFace, SphereFace, center,
+triplet-center) are functions of the samples × proxies similarity; they live in :mod:`mslib.proxy_losses`, are
+re-exported here and built by the same :func:`build_loss` (:func:`loss_names` lists every name). A cross-batch
+memory for any pair loss is :class:`mslib.memory.CrossBatchMemory`.
 """
 
 from __future__ import annotations
@@ -22,12 +27,26 @@ import torch
 from torch import Tensor
 
 from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms_pairs, restrict
+from mslib.proxy_losses import (
+    PROXY_LOSSES,
+    ProxyLoss,
+    arcface,
+    center,
+    cosface,
+    loss_param_groups,
+    proxy_anchor,
+    proxy_nca,
+    soft_triple,
+    sphereface,
+    triplet_center,
+)
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PairLoss", "binomial_deviance", "build_loss", "canonical_params", "contrastive",
-    "generalized_lifted_structure", "lifted_structure", "multi_similarity", "multi_similarity_autograd", "npair",
-    "triplet",
+    "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance", "build_loss",
+    "canonical_params", "center", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure",
+    "loss_names", "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor",
+    "proxy_nca", "quadruplet", "soft_triple", "sphereface", "triplet", "triplet_center",
 ]
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
@@ -127,6 +146,33 @@ def triplet(
     return total / count.clamp(min=1).to(sim.dtype)
 
 
+def quadruplet(
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 0.1, margin2: float = 0.05,
+    pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
+) -> Tensor:
+    """Quadruplet loss (Chen et al., CVPR 2017) with similarities for the squared distances.
+
+    ``L = mean_{(a,p,n)} [S_an − S_ap + α₁]_+ + mean_{(a,p,l,k)} [S_lk − S_ap + α₂]_+``: the triplet term
+    (:func:`triplet`, ``reduction="mean"``) plus, for every positive pair, every negative pair ``(l, k)`` (row ``l``,
+    column ``k`` of ``sim``) whose labels both differ from the anchor's. ``α₁ = margin``, ``α₂ = margin2``
+    (Chen et al. take ``α₂ < α₁``; their sums become means here). Memory ``O(U·m·R)``, ``U`` classes in the rows.
+    """
+    first = triplet(sim, labels, ref_labels, margin=margin, reduction="mean", pairs=pairs, self_index=self_index)
+    pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
+    ref = labels if ref_labels is None else ref_labels
+    classes, row_class = torch.unique(labels, return_inverse=True)
+    away = (labels[None, :] != classes[:, None])[:, :, None] & (ref[None, None, :] != classes[:, None, None])
+    allowed = (neg[None] & away).reshape(len(classes), -1)  # [u, (l, k)]: negative pairs avoiding class u
+    keys, prefix = _sorted_rows(sim.reshape(1, -1).expand(len(classes), -1), allowed)
+    a, p = torch.nonzero(pos, as_tuple=True)
+    u, q = row_class[a], sim[a, p] - margin2  # a pair (l, k) is active when S_lk > q
+    first_above = torch.searchsorted(keys[u], q.detach()[:, None].contiguous(), right=True).squeeze(1)
+    total = allowed.sum(dim=1)[u]
+    above = prefix[u, total] - prefix[u, first_above] - (total - first_above).to(sim.dtype) * q
+    second = above.sum() / total.sum().clamp(min=1).to(sim.dtype)
+    return first + second
+
+
 def lifted_structure(
     sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0,
     pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
@@ -186,25 +232,38 @@ def binomial_deviance(
 
 
 def npair(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0,
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, scale: float = 1.0, mode: str = "mc",
     pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
-    """Multi-class N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``.
+    """N-pair loss (Sohn 2016), over every (anchor, positive) pair, on logits ``s·S``; ``mode`` is Sohn's form.
 
-    ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``, ``s = scale`` (a temperature ``1/s``). Sohn uses
-    unnormalised inner products (``sim = x xᵀ``, any scale); on cosine similarities ``s`` stands in for the
-    squared embedding norm, and ``s = 1`` leaves the softmax over ``[-1, 1]`` nearly uniform. Sohn's batch of N
-    anchors against their N positives is the rectangular case: ``sim`` = anchors × positives, ``ref_labels`` =
-    the positives' labels. Chapters: *Pair losses*, *Recall@K*.
+    ``mc`` (multi-class): ``L = mean_{(i,p)} log(1 + Σ_{n∈N_i} e^{s(S_in − S_ip)})``; ``ovo`` (one-vs-one):
+    ``L = mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{s(S_in − S_ip)})``, each negative a binary problem.
+    ``s = scale`` (a temperature ``1/s``). Sohn uses unnormalised inner products (``sim = x xᵀ``, any scale); on
+    cosine similarities ``s`` stands in for the squared embedding norm, and ``s = 1`` leaves the softmax over
+    ``[-1, 1]`` nearly uniform. Sohn's batch of N anchors against their N positives is the rectangular case:
+    ``sim`` = anchors × positives, ``ref_labels`` = the positives' labels. Chapters: *Pair losses*, *Recall@K*.
     """
     if not scale > 0:
         raise ValueError(f"npair scale must be > 0, got {scale}")
+    if mode not in ("mc", "ovo"):
+        raise ValueError(f"unknown npair mode {mode!r}; choose mc (multi-class) or ovo (one-vs-one)")
     pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
+    if mode == "ovo":
+        return _npair_ovo(scale * sim, pos, neg)
     logits = scale * sim
     lse = _masked_lse(logits, neg)
     zero = torch.zeros_like(sim)
     per = torch.where(pos, torch.logaddexp(zero, lse[:, None] - logits), zero)  # exact log(1 + e^x) for large s
     return per.sum() / pos.sum().clamp(min=1).to(sim.dtype)
+
+
+def _npair_ovo(logits: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """``mean_{(i,p)} Σ_{n∈N_i} log(1 + e^{l_in − l_ip})`` as an ``m × R × R`` tensor ``[i, p, n]``."""
+    gap = logits[:, None, :] - logits[:, :, None]  # [i, p, n] = l_in − l_ip
+    both = pos[:, :, None] & neg[:, None, :]
+    per = torch.where(both, torch.logaddexp(torch.zeros_like(gap), gap), torch.zeros_like(gap))
+    return per.sum() / pos.sum().clamp(min=1).to(logits.dtype)
 
 
 def _ms_masks(
@@ -319,8 +378,9 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,
+    "quadruplet": quadruplet,
 }
-_PER_CALL = ("pairs", "self_index")  # loss arguments that are not hyperparameters
+_PER_CALL = ("pairs", "self_index", "norms")  # loss arguments that are not hyperparameters
 
 
 class PairLoss(torch.nn.Module):
@@ -373,9 +433,23 @@ class PairLoss(torch.nn.Module):
         return ", ".join([self.name, *mining, *(f"{k}={v}" for k, v in self.hparams.items())])
 
 
+def loss_names() -> list[str]:
+    """Every name :func:`build_loss` takes: the pair losses (:data:`LOSSES`), then the proxy and classification
+    losses (:data:`mslib.proxy_losses.PROXY_LOSSES`)."""
+    return [*LOSSES, *PROXY_LOSSES]
+
+
+def _loss_function(name: str) -> Callable[..., Tensor]:
+    if name in LOSSES:
+        return LOSSES[name]
+    if name in PROXY_LOSSES:
+        return PROXY_LOSSES[name].fn
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(loss_names())}")
+
+
 def _check_hyperparameters(name: str, hparams: dict[str, Any]) -> None:
-    """``ValueError`` naming the loss and any unknown or missing hyperparameter of ``LOSSES[name]``."""
-    params = inspect.signature(LOSSES[name]).parameters.values()
+    """``ValueError`` naming the loss and any unknown or missing hyperparameter of loss ``name``."""
+    params = inspect.signature(_loss_function(name)).parameters.values()
     known = {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL}
     unknown = sorted(set(hparams) - set(known))
     missing = sorted(k for k, p in known.items() if p.default is p.empty and k not in hparams)
@@ -419,16 +493,43 @@ def _miner(name: str, miner: Miner | None, ms_mining: float | None, hparams: dic
 
 def build_loss(
     name: str, *, miner: Miner | None = None, ms_mining: float | None = None, preset: str | None = None,
+    num_classes: int | None = None, embedding_dim: int | None = None, lr_factor: float | None = None,
     **hparams: Any,
-) -> PairLoss:
-    """The module for ``LOSSES[name]`` with its hyperparameters checked now (unknown or missing: ``ValueError``).
+) -> PairLoss | ProxyLoss:
+    """The module for loss ``name`` (:func:`loss_names`) with its hyperparameters checked now (unknown or missing:
+    ``ValueError``).
 
-    ``miner``: a :class:`mslib.mining.Miner` choosing the pairs the loss sees; ``ms_mining=ε`` is shorthand for
-    ``miner=MSMiner(ε)`` (the "mining only" ablations). ``multi_similarity`` takes ``preset=`` (a key of
-    :data:`MS_PRESETS`) with optional overrides.
+    Pair losses (:data:`LOSSES`) give a :class:`PairLoss`. ``miner``: a :class:`mslib.mining.Miner` choosing the
+    pairs the loss sees; ``ms_mining=ε`` is shorthand for ``miner=MSMiner(ε)`` (the "mining only" ablations).
+    ``multi_similarity`` takes ``preset=`` (a key of :data:`MS_PRESETS`) with optional overrides. A pair loss has
+    no parameters and ignores ``num_classes`` and ``embedding_dim``, so a trainer may pass them for every loss.
+
+    Proxy and classification losses (:data:`mslib.proxy_losses.PROXY_LOSSES`) give a
+    :class:`mslib.proxy_losses.ProxyLoss` and need ``num_classes`` and ``embedding_dim`` (the training classes and
+    the embedding size); ``lr_factor`` overrides the paper's learning-rate factor for their parameters. They
+    take no miner or preset.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    _loss_function(name)  # unknown name: ValueError listing every loss
+    if name in PROXY_LOSSES:
+        return _build_proxy_loss(name, miner, ms_mining, preset, num_classes, embedding_dim, lr_factor, hparams)
+    if lr_factor is not None:
+        raise ValueError(f"{name} has no parameters, so no lr_factor")
     hparams = _preset(name, preset, hparams)
     _check_hyperparameters(name, hparams)
     return PairLoss(name, LOSSES[name], miner=_miner(name, miner, ms_mining, hparams), **hparams)
+
+
+def _build_proxy_loss(
+    name: str, miner: Miner | None, ms_mining: float | None, preset: str | None, num_classes: int | None,
+    embedding_dim: int | None, lr_factor: float | None, hparams: dict[str, Any],
+) -> ProxyLoss:
+    """:func:`build_loss` for a proxy or classification loss: its sizes and hyperparameters checked."""
+    if miner is not None or ms_mining is not None or preset is not None:
+        raise ValueError(f"{name} compares samples with class proxies, not pairs: it takes no miner, ms_mining "
+                         "or preset")
+    for key, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} learns one proxy per class: build_loss needs {key}= a positive integer, "
+                             f"got {value!r}")
+    _check_hyperparameters(name, hparams)
+    return ProxyLoss(name, PROXY_LOSSES[name], num_classes, embedding_dim, lr_factor=lr_factor, **hparams)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "BENCHMARKS", "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "Deviation", "PaperResult",
+    "BENCHMARKS", "DEVIATIONS", "PAPER_RESULTS", "PAPER_TABLE1", "REALITY_CHECK", "XBM_RESULTS", "Deviation",
+    "PaperResult",
     "datasets_beside", "deviations_table", "paper_row", "paper_table", "published_recall", "reality_check_r1",
 ]
 
@@ -119,6 +120,25 @@ PAPER_TABLE1: dict[str, dict[str, bool]] = {
     "binomial_deviance": {"S": True, "N": False, "P": False},
     "multi_similarity": {"S": True, "N": True, "P": True},
 }
+
+
+# The XBM paper's published Recall@K with the memory (Wang et al. 2020): book/sources.md#src-xbm. Another paper,
+# another protocol: shown beside this book's numbers only as that paper's.
+_XBM_SOURCE = "XBM paper (Wang et al. 2020), Tables of Recall@K"
+XBM_RESULTS: tuple[PaperResult, ...] = (
+    PaperResult("Contrastive + XBM", "cub200", 512, _r((1, 2, 4), (65.8, 75.9, 84.0)), "[S]", _XBM_SOURCE,
+                "BN-Inception"),
+    PaperResult("Contrastive + XBM", "cars196", 512, _r((1, 2, 4), (82.0, 88.7, 93.1)), "[S]", _XBM_SOURCE,
+                "BN-Inception"),
+    PaperResult("Contrastive + XBM", "sop", 512, _r((1, 10, 100), (79.5, 90.8, 96.1)), "[S]", _XBM_SOURCE,
+                "BN-Inception"),
+    PaperResult("Contrastive + XBM", "inshop", 512, _r((1, 10, 20), (89.9, 97.6, 98.4)), "[S]", _XBM_SOURCE,
+                "BN-Inception"),
+    PaperResult("Contrastive + XBM", "sop", 128, _r((1, 10, 100), (80.6, 91.6, 96.2)), "[S2]", _XBM_SOURCE,
+                "ResNet-50"),
+    PaperResult("Contrastive + XBM", "inshop", 128, _r((1, 10, 20), (91.3, 97.8, 98.4)), "[S2]", _XBM_SOURCE,
+                "ResNet-50"),
+)
 
 
 def paper_row(dataset: str, dim: int | None, method: str = "MS") -> PaperResult | None:

@@ -43,8 +43,11 @@ from mslib.data.sampler import check_global_batch
 from mslib.data.transforms import build_transform
 from mslib.evaluate import embed, evaluate_embeddings
 from mslib.files import atomic_write
-from mslib.losses import build_loss, canonical_params
+from mslib.losses import build_loss, canonical_params, loss_names, loss_param_groups
+from mslib.memory import CrossBatchMemory
 from mslib.models import BACKBONES, INPUT_CONVENTIONS, build_model, freeze_bn_stats
+
+MS_PRESET = "pml"  # the MS hyperparameters a config does not set come from this preset (mslib.losses.MS_PRESETS)
 
 
 @dataclass
@@ -61,7 +64,11 @@ class TrainConfig:
     image_size: int = 227  # input size for image backbones (glyphs are upscaled to it when needed)
     resize: int | None = None  # shorter side before the crop; None: the convention's rule (256 at 227 / 224)
     loss: str = "multi_similarity"
-    loss_params: dict[str, Any] = field(default_factory=lambda: {"preset": "pml"})  # mslib.losses.MS_PRESETS
+    loss_params: dict[str, Any] = field(default_factory=dict)  # multi_similarity: unset ones from MS_PRESET
+    memory_size: int = 0  # cross-batch memory (XBM) of this many past embeddings; 0: none (mslib.memory)
+    memory_start: int = 0  # the iteration from which the memory is filled and used
+    memory_weight: float = 1.0  # w of w·L(batch, memory)
+    memory_batch_loss: bool = False  # also add L(batch, batch), as the XBM authors' trainer does
     p: int = 16  # classes per batch
     k: int = 5  # images per class
     iterations: int = 600
@@ -88,13 +95,18 @@ class TrainConfig:
     log_every: int = 20
 
     def __post_init__(self) -> None:
-        self.loss_params = canonical_params(self.loss, self.loss_params)  # one spelling per run
+        if self.loss not in loss_names():
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(loss_names())}")
+        params = {"preset": MS_PRESET, **self.loss_params} if self.loss == "multi_similarity" else self.loss_params
+        self.loss_params = canonical_params(self.loss, params)  # one spelling per run: a preset's values
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', not {self.amp!r}")
+        if self.memory_size < 0 or self.memory_start < 0:
+            raise ValueError(f"memory_size and memory_start must be ≥ 0 (got {self.memory_size}, {self.memory_start})")
         if self.p < 2 or self.k < 2:
             raise ValueError(f"a P×K batch needs p ≥ 2 classes and k ≥ 2 images per class (got p={self.p}, k={self.k})")
         if self.iterations < 1:
@@ -166,14 +178,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_at_update(t, cfg))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the official CUB recipe, L2 through ``weight_decay``), AdamW or SGD with momentum."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig,
+                    loss_fn: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """Adam (the official CUB recipe, L2 through ``weight_decay``), AdamW or SGD with momentum; a loss's own
+    parameters (proxies, class weights, centres) train too, at ``lr × lr_factor`` (:func:`loss_param_groups`)."""
+    params: list[Any] = [p for p in model.parameters() if p.requires_grad]
+    groups = loss_param_groups(loss_fn, cfg.lr) if loss_fn is not None else []
+    if groups:  # only then the list-of-groups form, so a pair loss's optimizer (and its state) stays as it was
+        params = [{"params": params}, *groups]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def build_training_loss(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """``cfg.loss`` built for ``num_classes`` training classes, inside a cross-batch memory when ``memory_size``."""
+    loss_fn = build_loss(cfg.loss, num_classes=num_classes, embedding_dim=cfg.embedding_dim, **cfg.loss_params)
+    if cfg.memory_size <= 0:
+        return loss_fn
+    return CrossBatchMemory(loss_fn, cfg.memory_size, cfg.embedding_dim, start_iteration=cfg.memory_start,
+                            weight=cfg.memory_weight, batch_loss=cfg.memory_batch_loss)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -340,8 +366,9 @@ def build_run(cfg: TrainConfig, *, run_dir: str | Path | None = None,
     seed_everything(cfg.seed)  # the same initial model on every process
     sets = datasets(cfg)
     model, net = _build_model(cfg, device)
-    loss_fn = build_loss(cfg.loss, **cfg.loss_params)
-    optimizer = build_optimizer(model, cfg)
+    # after the model: a proxy loss draws its initial weights from the global RNG (pair losses draw nothing)
+    loss_fn = build_training_loss(cfg, len(set(sets["train"].labels))).to(device)
+    optimizer = build_optimizer(model, cfg, loss_fn)
     use_amp = cfg.amp is not None and device.type == "cuda"
     amp_dtype = (torch.bfloat16 if cfg.amp == "bf16" else torch.float16) if use_amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
@@ -361,6 +388,7 @@ def load_checkpoint(run: Run, path: Path) -> None:
     if saved["config"] != run.cfg.to_dict():
         raise ValueError(f"{path} belongs to a run with other settings; use another run_dir or resume=False")
     run.model.load_state_dict(saved["model"])
+    run.loss_fn.load_state_dict(saved["loss"])
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
     run.scaler.load_state_dict(saved["scaler"])
@@ -381,7 +409,8 @@ def write_checkpoint(run: Run) -> None:
     if run.rank != 0:
         return
     save_checkpoint(run.checkpoint, {
-        "config": run.cfg.to_dict(), "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "config": run.cfg.to_dict(), "model": run.model.state_dict(), "loss": run.loss_fn.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
         "sampler": run.sampler.state_dict(run.state["iteration"]),
         "rng": rngs[0], "rng_by_rank": rngs, "state": run.state,

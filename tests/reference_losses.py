@@ -103,14 +103,33 @@ def binomial_deviance(sim, labels, ref_labels=None, alpha=2.0, beta=50.0, lam=0.
     return total / sim.shape[0]
 
 
-def npair(sim, labels, ref_labels=None, scale=1.0, self_index=None):
+def npair(sim, labels, ref_labels=None, scale=1.0, mode="mc", self_index=None):
+    """Sohn 2016: per (anchor, positive) ``log(1 + Σ_n e^{s(S_an − S_ap)})`` (mc) or ``Σ_n log(1 + e^{...})`` (ovo)."""
     losses = []
     for i in range(sim.shape[0]):
         pos, neg = pairs(labels, ref_labels, i, self_index)
         for p in pos:
-            z = sum((torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg), sim.sum() * 0)
-            losses.append(torch.log(1 + z))
+            terms = [torch.exp(scale * (sim[i, n] - sim[i, p])) for n in neg]
+            if mode == "mc":
+                losses.append(torch.log(1 + sum(terms, sim.sum() * 0)))
+            else:
+                losses.append(sum((torch.log(1 + t) for t in terms), sim.sum() * 0))
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
+
+
+def quadruplet(sim, labels, ref_labels=None, margin=0.1, margin2=0.05, self_index=None):
+    """Chen et al. 2017: the mean triplet term plus the mean over (a, p, l, k) of ``[S_lk − S_ap + α₂]_+``, ``(l, k)``
+    a negative pair whose labels both differ from the anchor's."""
+    first = triplet(sim, labels, ref_labels, margin, "all", "mean", self_index)
+    ref = labels if ref_labels is None else ref_labels
+    negative_pairs = [(lr, k) for lr in range(sim.shape[0]) for k in pairs(labels, ref_labels, lr, self_index)[1]]
+    terms = []
+    for a in range(sim.shape[0]):
+        for p in pairs(labels, ref_labels, a, self_index)[0]:
+            for lr, k in negative_pairs:
+                if int(labels[lr]) != int(labels[a]) and int(ref[k]) != int(labels[a]):
+                    terms.append(torch.relu(sim[lr, k] - sim[a, p] + margin2))
+    return first + sum(terms, sim.sum() * 0) / max(len(terms), 1)
 
 
 def ms_mined(sim, labels, ref_labels, i, epsilon, self_index=None):
@@ -156,4 +175,114 @@ REFERENCES = {
     "binomial_deviance": binomial_deviance,
     "npair": npair,
     "multi_similarity": multi_similarity,
+    "quadruplet": quadruplet,
 }
+
+
+# --- proxy losses: sim is samples × proxies (B × C), labels index the proxies ----------------------------------------
+
+def proxy_anchor(sim, labels, margin=0.1, alpha=32.0):
+    """Kim et al. 2020, eq. 4, one proxy at a time: classes with positives in the first mean, all in the second."""
+    n, n_classes = sim.shape
+    pos_total, neg_total, with_pos = sim.sum() * 0, sim.sum() * 0, 0
+    for c in range(n_classes):
+        members = [i for i in range(n) if int(labels[i]) == c]
+        others = [i for i in range(n) if int(labels[i]) != c]
+        if members:
+            with_pos += 1
+            pos_total = pos_total + torch.log(1 + sum(torch.exp(-alpha * (sim[i, c] - margin)) for i in members))
+        if others:
+            neg_total = neg_total + torch.log(1 + sum(torch.exp(alpha * (sim[i, c] + margin)) for i in others))
+    return pos_total / max(with_pos, 1) + neg_total / n_classes
+
+
+def proxy_nca(sim, labels, softmax_scale=1.0):
+    """−log of the softmax probability of the own proxy, distances ``d² = 2 − 2S``, averaged over samples."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        weights = [torch.exp(-softmax_scale * (2 - 2 * sim[i, c])) for c in range(sim.shape[1])]
+        total = total - torch.log(weights[int(labels[i])] / sum(weights))
+    return total / sim.shape[0]
+
+
+PROXY_REFERENCES = {"proxy_anchor": proxy_anchor, "proxy_nca": proxy_nca}
+
+
+def _cross_entropy(logits, target):
+    """−log(e^{logits[target]} / Σ_c e^{logits[c]}) of one sample's list of logits."""
+    return -torch.log(torch.exp(logits[target]) / sum(torch.exp(v) for v in logits))
+
+
+def soft_triple(sim, labels, centers_per_class=10, la=20.0, gamma=0.1, margin=0.01):
+    """Qian et al. 2019: per class the softmax(S/γ)-weighted mean of its centres' S, then a margin softmax."""
+    k, total = centers_per_class, sim.sum() * 0
+    for i in range(sim.shape[0]):
+        logits = []
+        for c in range(sim.shape[1] // k):
+            cols = [sim[i, c * k + j] for j in range(k)]
+            z = sum(torch.exp(v / gamma) for v in cols)
+            relaxed = sum(torch.exp(v / gamma) / z * v for v in cols)
+            logits.append(la * (relaxed - (margin if c == int(labels[i]) else 0.0)))
+        total = total + _cross_entropy(logits, int(labels[i]))
+    return total / sim.shape[0]
+
+
+def _margin_softmax(sim, labels, target_fn, scale, norms=None):
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        s = scale * (1.0 if norms is None else norms[i])
+        logits = [s * (target_fn(sim[i, c]) if c == y else sim[i, c]) for c in range(sim.shape[1])]
+        total = total + _cross_entropy(logits, y)
+    return total / sim.shape[0]
+
+
+def arcface(sim, labels, margin=28.6, scale=64.0):
+    """Deng et al. 2019: the target logit ``cos(θ + m)`` (``cos θ − m sin m`` once ``θ + m > π``), m in degrees."""
+    m = math.radians(margin)
+
+    def target(cos):
+        theta = torch.acos(cos)
+        return torch.cos(theta + m) if float(theta.detach()) + m <= math.pi else cos - m * math.sin(m)
+    return _margin_softmax(sim, labels, target, scale)
+
+
+def cosface(sim, labels, margin=0.35, scale=64.0):
+    return _margin_softmax(sim, labels, lambda cos: cos - margin, scale)
+
+
+def sphereface(sim, labels, margin=4, scale=1.0, norms=None):
+    """Liu et al. 2017: ``ψ(θ) = (−1)^k cos(mθ) − 2k`` on ``θ ∈ [kπ/m, (k+1)π/m]``, by ``cos(m · acos S)``."""
+    def target(cos):
+        theta = torch.acos(cos)
+        k = math.floor(float(theta.detach()) / (math.pi / margin))
+        return (-1) ** k * torch.cos(margin * theta) - 2 * k
+    return _margin_softmax(sim, labels, target, scale, norms)
+
+
+PROXY_REFERENCES.update(soft_triple=soft_triple, arcface=arcface, cosface=cosface, sphereface=sphereface)
+
+
+def triplet_center(sim, labels, margin=0.1):
+    """He et al. 2018 with ``D = 1 − S``: ``[D(x, c_y) + m − min_{c≠y} D(x, c)]_+``, averaged over samples."""
+    total = sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        others = [c for c in range(sim.shape[1]) if c != y]
+        if others:
+            nearest = max(others, key=lambda c: float(sim[i, c].detach()))
+            total = total + torch.relu((1 - sim[i, y]) + margin - (1 - sim[i, nearest]))
+    return total / sim.shape[0]
+
+
+def center(sim, labels, lam=0.1, scale=16.0):
+    """Wen et al. 2016 on the unit sphere: softmax over the first C columns + λ ½‖x̂ − ĉ_y‖² = λ(1 − S_{i, C+y})."""
+    n_classes, total = sim.shape[1] // 2, sim.sum() * 0
+    for i in range(sim.shape[0]):
+        y = int(labels[i])
+        total = total + _cross_entropy([scale * sim[i, c] for c in range(n_classes)], y)
+        total = total + lam * (1 - sim[i, n_classes + y])
+    return total / sim.shape[0]
+
+
+PROXY_REFERENCES.update(triplet_center=triplet_center, center=center)

@@ -29,10 +29,14 @@ CASES = {
     "binomial_deviance": dict(alpha=2.0, beta=10.0, lam=0.4),
     "npair": dict(),
     "npair-scaled": dict(scale=16.0),
+    "npair-ovo": dict(mode="ovo"),
+    "npair-ovo-scaled": dict(mode="ovo", scale=16.0),
     "multi_similarity": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=0.1),
     "multi_similarity-official": losses.MS_PRESETS["official"],
     "multi_similarity-paper": losses.MS_PRESETS["paper"],
     "multi_similarity-nomining": dict(alpha=2.0, beta=10.0, lam=0.3, epsilon=None),
+    "quadruplet": dict(margin=0.2, margin2=0.1),
+    "quadruplet-wide": dict(margin=0.5, margin2=0.4),
 }
 
 
@@ -210,6 +214,21 @@ def test_npair_scale_is_a_temperature() -> None:
         losses.npair(sim, y, scale=0.0)
 
 
+def test_npair_modes() -> None:
+    # mc is the default, unchanged; ovo sums a binary loss per negative: Σ log(1 + t) ≥ log(1 + Σ t), equal with one
+    x, y = _batch(2)
+    sim = cosine(x)
+    mc, ovo = losses.npair(sim, y, mode="mc"), losses.npair(sim, y, mode="ovo")
+    assert torch.equal(losses.npair(sim, y), mc)
+    assert torch.equal(losses.build_loss("npair")(x, y), losses.build_loss("npair", mode="mc")(x, y))
+    assert float(ovo) > float(mc) + 1e-3
+    two = torch.tensor([0, 0, 1])  # anchors 0 and 1 have one negative each; anchor 2 has no positive
+    torch.testing.assert_close(losses.npair(sim[:3, :3], two, mode="ovo"), losses.npair(sim[:3, :3], two),
+                               rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="unknown npair mode 'all'"):
+        losses.npair(sim, y, mode="all")
+
+
 @pytest.mark.parametrize("labels", [[0, 0, 0, 1, 1, 1, 2, 2, 3], [0, 0, 0, 0, 1, 1, 1, 1, 1], [0] * 9])
 def test_generalized_lifted_counts_anchors_as_pml(labels: list[int]) -> None:
     # anchors without positives (label 3) or without negatives (one class): PML takes the empty log-sum-exp as 0
@@ -346,7 +365,7 @@ def test_module_matches_functional_with_and_without_reference(case: str) -> None
 
 def test_registry_presets_and_errors() -> None:
     assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
-                                  "binomial_deviance", "npair", "multi_similarity"}
+                                  "binomial_deviance", "npair", "multi_similarity", "quadruplet"}
     assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
                                  "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),
                                  "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1)}

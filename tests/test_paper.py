@@ -19,6 +19,7 @@ from mslib.paper import (
     PAPER_TABLE1_TAG,
     REALITY_CHECK,
     TAGS,
+    XBM_RESULTS,
     Deviation,
     PaperResult,
     deviations_table,
@@ -208,3 +209,21 @@ def test_reality_check_r1_reads_the_row_or_names_what_exists() -> None:
     assert reality_check_r1("MS+Miner", "cub200", 512) == 67.73  # book/sources.md#src-reality-check
     with pytest.raises(KeyError, match="no Reality Check row for MS/sop/512"):
         reality_check_r1("MS", "sop", 512)
+
+
+_XBM_COLUMNS = {"cub200": "CUB R@1/2/4", "cars196": "Cars R@1/2/4", "sop": "SOP R@1/10/100",
+                "inshop": "In-Shop R@1/10/20"}
+
+
+@pytest.mark.parametrize("row", XBM_RESULTS, ids=lambda r: f"{r.dataset}-{r.dim}")
+def test_every_xbm_value_is_in_the_sources_page_with_its_tag(row: PaperResult) -> None:
+    tables = _tables(_section("src-xbm"))
+    assert len(tables) == 1, f"src-xbm should hold one table, has {sorted(tables)}"
+    (table,) = tables.values()
+    backbone = "BN-Inception" if row.note == "BN-Inception" else "ResNet-50"
+    matches = [r for r in table if r["Setting"].startswith(f"Contrastive + memory, {backbone}, {row.dim}-d")]
+    assert len(matches) == 1, f"{row.method} {backbone} {row.dim}-d: {len(matches)} rows on the page"
+    assert matches[0]["Tag"] == row.tag
+    page = [_number(v) for v in matches[0][_XBM_COLUMNS[row.dataset]].split(" / ")]
+    assert page == list(row.metrics.values()), f"{row.dataset}: {row.metrics} != {page}"
+    assert all(k.startswith("R@") for k in row.metrics)

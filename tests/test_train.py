@@ -14,6 +14,7 @@ from mslib.results import RunStore
 from mslib.train import (
     FitResult,
     TrainConfig,
+    build_run,
     build_scheduler,
     eval_iterations,
     evaluations_on_test,
@@ -304,3 +305,36 @@ def test_a_preset_and_its_values_are_the_same_run() -> None:
     assert TrainConfig(loss_params={"preset": "official"}).loss_params["beta"] == 40
     with pytest.raises(ValueError, match="unknown preset"):
         TrainConfig(loss_params={"preset": "nope"})
+    # multi_similarity's unset hyperparameters come from the pml preset; other losses get no preset
+    assert TrainConfig(loss_params={"epsilon": None}).loss_params == {**by_value.loss_params, "epsilon": None}
+    assert TrainConfig(loss="proxy_anchor").loss_params == {}
+    with pytest.raises(ValueError, match="unknown loss 'msl'"):
+        TrainConfig(loss="msl")
+
+
+@pytest.mark.parametrize(("loss", "loss_params", "extra"), [
+    ("proxy_anchor", {}, {}),
+    ("multi_similarity", {"preset": "pml"}, {"memory_size": 30, "memory_start": 2}),
+])
+def test_loss_state_trains_lives_in_checkpoints_and_resumes_exactly(loss, loss_params, extra, tmp_path) -> None:
+    """Proxies (at lr × lr_factor) and the cross-batch memory are part of the run: trained, saved, resumed."""
+    cfg = tiny(loss=loss, loss_params=loss_params, iterations=8, checkpoint_every=4, eval_every=0, **extra)
+    full = fit(cfg, progress=False)
+    fit(cfg, run_dir=tmp_path, progress=False, stop_after=5)  # killed between checkpoints 4 and 8
+    resumed = fit(cfg, run_dir=tmp_path, progress=False)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.metrics == full.metrics
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["loss"]
+    assert saved, "the loss's state (proxies / memory) is in the checkpoint"
+    for name, value in build_run(cfg).loss_fn.state_dict().items():
+        assert not torch.equal(saved[name], value), f"{name} did not change during training"
+
+
+def test_proxy_parameters_get_their_own_learning_rate() -> None:
+    run = build_run(tiny(loss="proxy_anchor", lr=1e-3, milestones=[2], gamma=0.5))
+    model_group, proxy_group = run.optimizer.param_groups
+    assert proxy_group["params"] == [run.loss_fn.proxies]
+    assert (model_group["lr"], proxy_group["lr"]) == pytest.approx((1e-3, 1e-1))  # Proxy-Anchor's 100×
+    assert TrainConfig(memory_size=0).memory_size == 0
+    with pytest.raises(ValueError, match="memory_size"):
+        TrainConfig(memory_size=-1)
