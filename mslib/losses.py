@@ -352,15 +352,25 @@ def multi_similarity(
 
 
 def multi_similarity_autograd(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, alpha: float, beta: float, lam: float,
-    epsilon: float | None, pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
+    sim: Tensor,
+    labels: Tensor,
+    ref_labels: Tensor | None = None,
+    *,
+    alpha: float,
+    beta: float,
+    lam: float,
+    epsilon: float | None,
+    pairs: tuple[Tensor, Tensor] | None = None,
+    self_index: Tensor | None = None,
 ) -> Tensor:
-    """Multi-Similarity loss (Wang et al. 2019, Sec. 5) as masked log-sum-exps; ``notebooks/03_multi_similarity.ipynb``.
+    """Multi-Similarity loss (Wang et al. 2019, Sec. 5) as masked log-sum-exps.
 
-    ``L = (1/m) Σ_i {(1/α) log[1 + Σ_{k∈P̃_i} e^{−α(S_ik − λ)}] + (1/β) log[1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}]}``,
-    ``P̃_i, Ñ_i`` the pairs mined by :func:`mslib.mining.mine_ms_pairs` with ``epsilon`` (all pairs for ``None``),
-    or the given ``pairs``. An anchor with no positive or no negative left contributes 0 but counts in ``m``, as in
-    the official code.
+    ``L = (1/m) Σ_i {(1/α) log[1 + Σ_{k∈P̃_i} e^{−α(S_ik − λ)}]
+                   + (1/β) log[1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}]}``,
+    ``P̃_i, Ñ_i`` the pairs mined by :func:`mslib.mining.mine_ms_pairs` with
+    ``epsilon`` (all pairs for ``None``), or the given ``pairs``. An anchor with no
+    positive or no negative left contributes 0 but counts in ``m``, as in the
+    official code. Shown in ``notebooks/03_multi_similarity.ipynb``.
     """
     pos, neg = _ms_masks(sim, labels, ref_labels, epsilon, pairs, self_index)
     pos_term = _masked_lse(-alpha * (sim - lam), pos, add_one=True) / alpha

@@ -31,12 +31,12 @@ class Pairs(NamedTuple):
     neg: Tensor
 
 
-@torch.no_grad()
 def mine_ms_pairs(sim: Tensor, pos: Tensor, neg: Tensor, *, epsilon: float) -> Pairs:
-    """MS pair mining (Wang et al. 2019, Sec. 5.1; ``notebooks/03_multi_similarity.ipynb``) of the label pairs.
+    """MS pair mining (Wang et al. 2019, Sec. 5.1) of the label pairs ``pos``, ``neg``.
 
-    Keep a negative ``(i, j)`` if ``S_ij + ε > min_{k∈P_i} S_ik`` and a positive ``(i, j)`` if
-    ``S_ij − ε < max_{k∈N_i} S_ik``: an anchor with no positive keeps no negative and vice versa.
+    Keep a negative ``(i, j)`` if ``S_ij + ε > min_{k∈P_i} S_ik`` and a positive
+    ``(i, j)`` if ``S_ij − ε < max_{k∈N_i} S_ik``: an anchor with no positive keeps
+    no negative and vice versa. Shown in ``notebooks/03_multi_similarity.ipynb``.
     """
     inf = torch.tensor(float("inf"), dtype=sim.dtype, device=sim.device)
     min_pos = torch.where(pos, sim, inf).amin(dim=1, keepdim=True)
@@ -45,11 +45,18 @@ def mine_ms_pairs(sim: Tensor, pos: Tensor, neg: Tensor, *, epsilon: float) -> P
 
 
 def ms_pair_mask(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, epsilon: float, self_index: Tensor | None = None
+    sim: Tensor,
+    labels: Tensor,
+    ref_labels: Tensor | None = None,
+    *,
+    epsilon: float,
+    self_index: Tensor | None = None,
 ) -> Pairs:
-    """:func:`mine_ms_pairs` of the label pairs of ``sim`` (inputs checked; self-pairs by ``self_index``)."""
+    """:func:`mine_ms_pairs` of the label pairs of ``sim`` (inputs checked;
+    self-pairs by ``self_index``). Shown in ``notebooks/03_multi_similarity.ipynb``."""
     check_sim(sim, labels, ref_labels)
-    return mine_ms_pairs(sim, *pair_masks(labels, ref_labels, self_index=self_index), epsilon=epsilon)
+    pos, neg = pair_masks(labels, ref_labels, self_index=self_index)
+    return mine_ms_pairs(sim, pos, neg, epsilon=epsilon)
 
 
 def restrict(masks: tuple[Tensor, Tensor], pairs: tuple[Tensor, Tensor] | None) -> Pairs:

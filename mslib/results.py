@@ -90,9 +90,10 @@ def code_hash(paths: Iterable[str | os.PathLike] | None = None) -> str:
     """sha256 (16 hex digits) of the code behind a run: by default :func:`library_code_paths` (the one definition of
     "the library's code"); else the notebooks, files and folders given.
 
-    Folders expand to every ``*.py`` file below them. A notebook contributes its cells' type and source only, so
-    executing it (outputs, execution counts, metadata) does not change the hash, while editing a cell does. Files are
-    keyed by their path relative to the project root, so two checkouts of the same code give the same hash.
+    Folders expand to every ``*.py`` file below them. A notebook contributes its code cells' source only, so
+    executing it (outputs, execution counts, metadata) or editing its prose does not change the hash, while editing
+    code does. Files are keyed by their path relative to the project root, so two checkouts of the same code give
+    the same hash.
     """
     files: list[Path] = []
     for p in library_code_paths() if paths is None else paths:
@@ -112,7 +113,7 @@ def code_hash(paths: Iterable[str | os.PathLike] | None = None) -> str:
             name = f.name
         if f.suffix == ".ipynb":
             nb = json.loads(f.read_text(encoding="utf-8"))
-            cells = [(c.get("cell_type"), "".join(c.get("source", ""))) for c in nb.get("cells", [])]
+            cells = ["".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
             blob = json.dumps(cells).encode()
         else:
             blob = f.read_bytes()

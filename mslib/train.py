@@ -272,21 +272,25 @@ def train_step(
     amp_dtype: torch.dtype | None = None,
     iteration: int = 0,
 ) -> torch.Tensor:
-    """One update on this process's share of a P×K batch; return the loss ``L`` of the global batch.
+    """One update on this process's share of a P×K batch; return the loss ``L``.
 
-    Under ``torchrun`` the embeddings of every process are gathered first (:mod:`mslib.distributed`), so ``L``
-    is the loss of the global batch and the update equals the single-process one; ``amp_dtype`` runs the forward
-    under autocast, the loss in float32 (float64 embeddings stay float64). Shown in
-    ``notebooks/05_training.ipynb``.
+    Under ``torchrun`` the embeddings of every process are gathered first
+    (:mod:`mslib.distributed`), so ``L`` is the loss of the global batch and the
+    update equals the single-process one; ``amp_dtype`` runs the forward under
+    autocast, the loss in float32 (float64 embeddings stay float64).
+    Shown in ``notebooks/05_training.ipynb``.
     """
-    with torch.autocast(images.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+    device, autocast = images.device.type, amp_dtype is not None
+    with torch.autocast(device, dtype=amp_dtype or torch.bfloat16, enabled=autocast):
         embeddings = net(images)
     embeddings, labels = distributed.gather_embeddings(embeddings, labels)
     if embeddings.dtype in (torch.float16, torch.bfloat16):
         embeddings = embeddings.float()
     loss = loss_fn(embeddings, labels)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data")
+        raise FloatingPointError(
+            f"loss became {loss.item()} at iteration {iteration}; lower the lr or check data"
+        )
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
         loss.backward()

@@ -108,6 +108,11 @@ def test_code_hash_tracks_sources_not_notebook_outputs(tmp_path):
     assert R.code_hash([mod, nb]) == h  # executing the notebook does not make records stale
     nb.write_text(json.dumps({**executed, "cells": [{**executed["cells"][0], "source": ["print(2)\n"]}]}))
     assert R.code_hash([mod, nb]) != h
+    prose = {"cell_type": "markdown", "source": ["Some *prose*.\n"], "metadata": {}}
+    nb.write_text(json.dumps({**executed, "cells": [prose, *executed["cells"]]}))
+    assert R.code_hash([mod, nb]) == h  # prose does not make records stale
+    nb.write_text(json.dumps({**executed, "cells": [{**prose, "cell_type": "code"}, *executed["cells"]]}))
+    assert R.code_hash([mod, nb]) != h  # the same text as code does
     nb.write_text(json.dumps(executed))
     mod.write_text("x = 2\n")
     assert R.code_hash([mod, nb]) != h

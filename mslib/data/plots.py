@@ -35,7 +35,7 @@ def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_cla
     ax.set_axis_off()
     if title and per_class == 1:
         for r, col, _, c in cells:
-            ax.text(col * step_x + size / 2, r * step_y + label_h - 2, chars[c], ha="center", va="bottom", fontsize=7)
+            ax.text(col * step_x + size / 2, r * step_y + label_h - 2, chars[c], ha="center", va="bottom", fontsize=8)
     if per_class > 1:
         for n, c in enumerate(classes):
             ax.text(-4, n * step_y + size / 2, chars[c], ha="right", va="center", fontsize=10)
