@@ -36,6 +36,8 @@ notebooks: $(STAMP)
 	$(PY) -m mslib.notebooks run --profile $(PROFILE) $(NOTEBOOKS)
 
 book-only: $(STAMP)
+	# from scratch: a page whose source was moved or deleted must not linger in the built book
+	rm -rf _build/html _build/.doctrees
 	$(JB) build . $(JB_FLAGS)
 
 book: $(STAMP)
