@@ -49,6 +49,9 @@ EXPECTED = {
     ("06_recall_tables", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
     ("07_ablations", "default"): TrainConfig(**_CPU_0607, iterations=150),
     ("07_ablations", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_07}),
+    # chapter 09 trains in chapter 06's setting (its pair-loss rows are chapter 06's runs)
+    ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=600),
+    ("09_beyond_pairs", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
 }
 
 
@@ -76,7 +79,7 @@ def test_chapter_builds_the_same_config_as_before(name: str, profile: str) -> No
     assert not differing, f"{name} ({profile}): settings (built, expected) differ: {differing}"
 
 
-@pytest.mark.parametrize("name", ["05_training", "06_recall_tables", "07_ablations"])
+@pytest.mark.parametrize("name", ["05_training", "06_recall_tables", "07_ablations", "09_beyond_pairs"])
 def test_chapters_take_a_config_and_overrides_not_one_parameter_per_setting(name: str) -> None:
     settings = {f for f in TrainConfig().to_dict()}
     repeated = settings & set(notebook_parameters(name, "default"))
@@ -89,3 +92,12 @@ def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
     assert params["config"] == "configs/cub200_ms512.yaml"
     config = TrainConfig.from_yaml(ROOT / "configs" / "cub200_ms512.yaml")
     assert chapter_config(params["config"], params["overrides"], root=ROOT) == config
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke"])
+def test_beyond_pairs_shares_the_recall_chapters_runs(profile: str) -> None:
+    """Chapter 09 loads chapter 06's pair-loss runs only if both build the same base config with the same seeds."""
+    ours, theirs = notebook_parameters("09_beyond_pairs", profile), notebook_parameters("06_recall_tables", profile)
+    assert ours["seeds"] == theirs["seeds"], f"{profile}: chapter 09 must run chapter 06's seeds"
+    built = [chapter_config(p["config"], p["overrides"], root=ROOT) for p in (ours, theirs)]
+    assert built[0] == built[1], f"{profile}: chapters 09 and 06 train different base configs"

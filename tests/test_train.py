@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,11 +145,20 @@ def test_config_rejects_unknown_and_invalid_settings() -> None:
         TrainConfig(p=1)
 
 
+def config_name_loss(name: str) -> tuple[str, bool]:
+    """``(loss, memory?)`` a shipped config's file name states: ``_ms`` MS, ``_proxy_anchor`` Proxy-Anchor, ``_xbm``."""
+    loss = "proxy_anchor" if "_proxy_anchor" in name else "multi_similarity" if "_ms" in name else "?"
+    return loss, "_xbm" in name
+
+
 def test_shipped_paper_configs_are_valid() -> None:
     paths = sorted(CONFIGS.glob("*.yaml"))
     configs = {path.name: TrainConfig.from_yaml(path) for path in paths}
     for name, cfg in configs.items():
-        assert f"_ms{cfg.embedding_dim}" in name, f"{name}: the file name states the embedding size"
+        assert re.fullmatch(rf"[a-z0-9_]*[a-z]{cfg.embedding_dim}\.yaml", name), \
+            f"{name}: the file name ends with the embedding size ({cfg.embedding_dim})"
+        assert config_name_loss(name) == (cfg.loss, cfg.memory_size > 0), \
+            f"{name}: the file name states the loss and the memory ({cfg.loss}, memory_size={cfg.memory_size})"
         assert cfg.official_test_selection and cfg.val_fraction == 0.0, name
         text = (CONFIGS / name).read_text()
         assert "book/sources.md#src-" in text, f"{name} cites its sources in the book"
@@ -165,6 +175,31 @@ def test_shipped_paper_configs_are_valid() -> None:
     convention = INPUT_CONVENTIONS[resnet.backbone]
     assert (convention.space, convention.mean) == ("RGB", (0.485, 0.456, 0.406)), "RGB with the ImageNet mean/std"
     assert resnet.resize == 256 and resnet.image_size == 227, "official ResNet-50: Resize(256), 227 crop"
+
+
+def test_shipped_memory_configs_are_the_ms_recipe_plus_the_xbm_memory() -> None:
+    """MS + XBM = the MS config of the same dataset with the XBM sample config's memory (book/sources.md#src-xbm)."""
+    memory_keys = {"memory_size", "memory_start", "memory_weight", "memory_batch_loss"}
+    for dataset, train_images in (("cub200", 5864), ("sop", 59551)):
+        xbm = TrainConfig.from_yaml(CONFIGS / f"{dataset}_ms_xbm512.yaml").to_dict()
+        ms = TrainConfig.from_yaml(CONFIGS / f"{dataset}_ms512.yaml").to_dict()
+        assert {k: v for k, v in xbm.items() if k not in memory_keys} == \
+            {k: v for k, v in ms.items() if k not in memory_keys}, dataset
+        assert (xbm["memory_start"], xbm["memory_weight"], xbm["memory_batch_loss"]) == (1000, 1.0, True)
+        assert 0 < xbm["memory_size"] <= train_images, f"{dataset}: a memory larger than the training set"
+
+
+def test_shipped_proxy_anchor_config_has_the_authors_settings() -> None:
+    """The Proxy-Anchor authors' code/train.py defaults (book/sources.md#src-pml), epochs counted in batches."""
+    cfg = TrainConfig.from_yaml(CONFIGS / "cub200_proxy_anchor512.yaml")
+    per_epoch = 5864 // 150  # CUB training images // batch, drop_last
+    assert cfg.loss == "proxy_anchor" and cfg.loss_params == {"alpha": 32.0, "margin": 0.1, "lr_factor": 100.0}
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.p * cfg.k) == ("adamw", 1e-4, 1e-4, 150)
+    assert cfg.iterations == 60 * per_epoch and cfg.eval_every == per_epoch
+    assert cfg.milestones == [10 * per_epoch * i for i in range(1, 6)] and cfg.gamma == 0.5
+    assert (cfg.backbone, cfg.embedding_dim, cfg.freeze_bn) == ("bninception", 512, True)
+    text = (CONFIGS / "cub200_proxy_anchor512.yaml").read_text()
+    assert "clip" in text and "warm" in text, "the config says what mslib's trainer does not do"
 
 
 def test_cuda_request_without_cuda_is_a_clear_error() -> None:
