@@ -8,7 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from mslib.data.transforms import build_transform
+
+# torchvision's ImageNet statistics, written out (an independent reference, not read from the library's table)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _image(color: tuple[int, int, int] = (10, 20, 30)) -> Image.Image:
