@@ -45,6 +45,11 @@ LONE_POLICIES = ("exclude", "miss")
 BLOCK_BYTES = 16 * 2**20  # float32 similarities per block: small enough to be scanned while (mostly) in cache
 MIN_BLOCK_ROWS = 256  # fewer query rows per torch.mm lose GEMM efficiency (a block exceeds BLOCK_BYTES past 16k refs)
 SPARSE_POSITIVES = 0.25  # gather the same-class similarities when they are at most this share of a block
+CUDA_BLOCK_BYTES = 2**30  # on a GPU, large blocks: fewer launches and host round trips
+TOP_GROUP_SIZE = 32  # columns per strided group in the top-k candidate search (_top)
+TOP_MIN_SHRINK = 4  # search candidates only when they are at most a quarter of the row
+CPU = torch.device("cpu")
+NEG_INF = float("-inf")
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -150,16 +155,97 @@ def _average(per_query: np.ndarray, lone: np.ndarray, lone_queries: str) -> floa
 
 
 # ----------------------------------------------------------------------------------------------- one-pass scan
-def _tensor(x: np.ndarray) -> torch.Tensor:
-    """A zero-copy tensor view of a (possibly read-only) array; the scan never writes to it."""
+def _tensor(x: np.ndarray, device: torch.device = CPU) -> torch.Tensor:
+    """``x`` as a tensor on ``device``: on the CPU a zero-copy view of the (possibly read-only) array, which the scan
+    never writes to; elsewhere one copy."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
-        return torch.from_numpy(x)
+        return torch.from_numpy(x).to(device)
 
 
-def _block_rows(n_ref: int, block_size: int) -> int:
-    """Query rows per block: at most ``block_size``; about ``BLOCK_BYTES`` of similarities, or ``MIN_BLOCK_ROWS``."""
-    return max(1, min(int(block_size), max(MIN_BLOCK_ROWS, BLOCK_BYTES // (4 * n_ref))))
+def _device(device: str | torch.device | None) -> torch.device:
+    """The scan's device: the CPU for ``None``; ValueError for an unknown or unavailable device."""
+    dev = torch.device("cpu" if device is None else device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or None for the CPU), got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but torch.cuda.is_available() is False")
+    return dev
+
+
+def _block_rows(n_ref: int, block_size: int, device: torch.device = CPU) -> int:
+    """Query rows per block: at most ``block_size``; about ``BLOCK_BYTES`` (on CUDA ``CUDA_BLOCK_BYTES``) of
+    similarities, or ``MIN_BLOCK_ROWS``."""
+    budget = CUDA_BLOCK_BYTES if device.type == "cuda" else BLOCK_BYTES
+    return max(1, min(int(block_size), max(MIN_BLOCK_ROWS, budget // (4 * n_ref))))
+
+
+@dataclass(frozen=True)
+class _ClassIndex:
+    """Query ``i``'s same-class references are ``order[start[i]:start[i] + length[i]]`` (itself included when
+    the query set is the reference set); ``counts`` is R, the number of them other than the query itself."""
+
+    order: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    counts: np.ndarray
+
+
+def _class_index(ql: np.ndarray, rl: np.ndarray, same_set: bool) -> _ClassIndex:
+    """The class bookkeeping of the scan: references sorted by class (stable), each query's run of them."""
+    order = np.argsort(rl, kind="stable")
+    classes, first, size = np.unique(rl[order], return_index=True, return_counts=True)
+    pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
+    length = np.where(classes[pos] == ql, size[pos], 0)
+    return _ClassIndex(order, first[pos], length, length - int(same_set))
+
+
+def _best_positive(s: torch.Tensor, cls: _ClassIndex, start: int, ql_t: torch.Tensor,
+                   rl_t: torch.Tensor) -> torch.Tensor:
+    """Each block row's largest same-class similarity (-inf when it has none): a gather of the few same-class
+    columns, or a dense class mask when they exceed ``SPARSE_POSITIVES`` of the block."""
+    b, n_ref = s.shape
+    lens = cls.length[start:start + b]
+    total = int(lens.sum())
+    if total > SPARSE_POSITIVES * b * n_ref:
+        same_cls = ql_t[start:start + b, None] == rl_t[None, :]
+        return torch.where(same_cls, s, NEG_INF).amax(dim=1)
+    row_of = np.repeat(np.arange(b), lens)
+    offset = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = cls.order[np.repeat(cls.start[start:start + b], lens) + offset]
+    row_t = _tensor(row_of, s.device)
+    vals = s[row_t, _tensor(cols, s.device)]
+    return torch.full((b,), NEG_INF, device=s.device).scatter_reduce_(0, row_t, vals, "amax")
+
+
+def _count_above(s: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """Per row, the number of entries of ``s`` strictly greater than ``best`` (int64), in one fused pass that
+    OVERWRITES ``s`` with the 0/1 comparison; float32 sums of 0/1 are exact below 2**24 columns."""
+    if s.shape[1] >= 2**24:
+        return torch.gt(s, best[:, None]).sum(dim=1)
+    return torch.gt(s, best[:, None], out=s).sum(dim=1).to(torch.int64)
+
+
+def _top(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest entries of each row, largest first: ``(values, column indices)`` as ``torch.topk``.
+
+    Found among candidates: the columns are dealt into strided groups (group ``j`` holds columns ``j``, ``j + g``,
+    ``j + 2g``, ...); the ``k`` groups with the largest maxima hold every top-``k`` value, so ``topk`` runs on them
+    (and the few columns past the last whole group) instead of the whole row. Same values as ``torch.topk``; which
+    of several exactly equal entries is picked is, as in ``torch.topk``, an implementation detail.
+    """
+    b, n = s.shape
+    g = n // TOP_GROUP_SIZE
+    if k * TOP_GROUP_SIZE * TOP_MIN_SHRINK > n:
+        return torch.topk(s, k, dim=1)
+    grouped = s[:, : g * TOP_GROUP_SIZE].unflatten(1, (TOP_GROUP_SIZE, g))  # (b, members, groups)
+    groups = torch.topk(grouped.amax(dim=1), k, dim=1).indices  # (b, k)
+    members = torch.arange(TOP_GROUP_SIZE, device=s.device)[None, :, None] * g
+    cand_cols = (members + groups[:, None, :]).flatten(1)  # (b, members * k)
+    tail = torch.arange(g * TOP_GROUP_SIZE, n, device=s.device).expand(b, -1)
+    cand_cols = torch.cat([cand_cols, tail], dim=1)
+    values, picked = torch.topk(s.gather(1, cand_cols), k, dim=1)
+    return values, cand_cols.gather(1, picked)
 
 
 def _ap_rp(nn_labels: np.ndarray, query_labels: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,63 +258,77 @@ def _ap_rp(nn_labels: np.ndarray, query_labels: np.ndarray, r: np.ndarray) -> tu
     return (rel * hits / ranks[None, :]).sum(axis=1) / r_safe, rel.sum(axis=1) / r_safe
 
 
-def _scan(q: np.ndarray, ql: np.ndarray, r: np.ndarray, rl: np.ndarray, same_set: bool, *, ranks: bool,
-          top: bool, block_size: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """One blocked pass over ``S = q @ r.T``: ``(rank, ap, rp, R)`` per query.
+@dataclass(frozen=True)
+class _ScanSetup:
+    """What every block of :func:`_scan` reads: labels (NumPy, and tensors on the scan's device), the class
+    bookkeeping, which outputs are wanted (``rank_limit``, ``top``) and the number of searchable references."""
 
-    ``rank`` (when ``ranks``) is the number of references strictly more similar than the query's most similar
-    same-class reference (``int64`` max for lone queries): a hit at K is ``rank < K``. ``ap``/``rp`` (when ``top``)
-    are AP@R and R-Precision from the block's ``torch.topk`` of size max(R). ``R`` is the number of same-class
-    references. With ``same_set`` the query's own column is set to -inf by index before anything reads the block.
+    ql: np.ndarray
+    rl: np.ndarray
+    ql_t: torch.Tensor
+    rl_t: torch.Tensor
+    cls: _ClassIndex
+    rank_limit: int
+    top: bool
+    n_avail: int
+
+
+@dataclass(frozen=True)
+class _ScanOut:
+    """Per-query outputs of :func:`_scan`, on the CPU (see its docstring)."""
+
+    rank: np.ndarray
+    ap: np.ndarray | None
+    rp: np.ndarray | None
+    counts: np.ndarray
+
+
+def _scan_block(s: torch.Tensor, start: int, setup: _ScanSetup, out: _ScanOut) -> None:
+    """Fill ``out``'s rows ``start:start + len(s)`` from the block ``s`` of similarities (which it overwrites)."""
+    stop = start + s.shape[0]
+    counts = out.counts[start:stop]
+    best = _best_positive(s, setup.cls, start, setup.ql_t, setup.rl_t) if setup.rank_limit else None
+    k = min(max(int(counts.max()), 1), setup.n_avail)
+    if setup.top:
+        values, idx = _top(s, k)
+        out.ap[start:stop], out.rp[start:stop] = _ap_rp(setup.rl[idx.cpu().numpy()], setup.ql[start:stop], counts)
+    if setup.rank_limit and setup.top and setup.rank_limit <= k:  # every rank that matters is among the top k
+        out.rank[start:stop] = (values > best[:, None]).sum(dim=1).cpu().numpy()
+    elif setup.rank_limit:
+        out.rank[start:stop] = _count_above(s, best).cpu().numpy()
+
+
+def _scan(q: np.ndarray, ql: np.ndarray, r: np.ndarray, rl: np.ndarray, same_set: bool, *, rank_limit: int,
+          top: bool, block_size: int, device: torch.device = CPU) -> _ScanOut:
+    """One blocked pass over ``S = q @ r.T`` on ``device``: ``rank``, ``ap``, ``rp``, ``counts`` per query.
+
+    ``rank`` (when ``rank_limit`` > 0) is the number of references strictly more similar than the query's most
+    similar same-class reference, exact below ``rank_limit`` (at least ``rank_limit`` otherwise; ``int64`` max for
+    lone queries): a hit at K <= ``rank_limit`` is ``rank < K``. ``ap``/``rp`` (when ``top``) are AP@R and
+    R-Precision from the block's top max(R) (:func:`_top`). ``counts`` is R, the number of same-class references.
+    With ``same_set`` the query's own column is set to -inf by index before anything reads the block. Inputs go to
+    ``device`` once; each block's per-query results come back to the CPU.
     """
     n_q, n_ref = q.shape[0], r.shape[0]
     if n_ref - int(same_set) < 1:
         raise ValueError("the reference set has no item to search (a single-item set cannot be its own reference)")
-    order = np.argsort(rl, kind="stable")
-    classes, first, size = np.unique(rl[order], return_index=True, return_counts=True)
-    pos = np.minimum(np.searchsorted(classes, ql), len(classes) - 1)
-    found = classes[pos] == ql
-    pos_start = first[pos]  # where each query's class starts in ``order``
-    pos_len = np.where(found, size[pos], 0)  # its same-class references (itself included when same_set)
-    counts = pos_len - int(same_set)
-    lone = counts <= 0
-    qt, rt, rlt = _tensor(q), _tensor(r), _tensor(rl)
-    rows = _block_rows(n_ref, block_size)
-    buf = torch.empty(min(rows, n_q), n_ref)
-    above_buf = torch.empty(min(rows, n_q), n_ref, dtype=torch.bool)
-    neg_inf = float("-inf")
-    rank = np.full(n_q, np.iinfo(np.int64).max, dtype=np.int64)
-    ap = np.zeros(n_q) if top else None
-    rp = np.zeros(n_q) if top else None
+    cls = _class_index(ql, rl, same_set)
+    qt = _tensor(q, device)
+    rt = qt if same_set else _tensor(r, device)
+    setup = _ScanSetup(ql, rl, _tensor(ql, device), _tensor(rl, device), cls, rank_limit, top,
+                       n_ref - int(same_set))
+    out = _ScanOut(np.full(n_q, np.iinfo(np.int64).max, dtype=np.int64), np.zeros(n_q) if top else None,
+                   np.zeros(n_q) if top else None, cls.counts)
+    rows = _block_rows(n_ref, block_size, device)
+    buf = torch.empty(min(rows, n_q), n_ref, device=device)
     for start in range(0, n_q, rows):
-        stop = min(start + rows, n_q)
-        b = stop - start
-        s = buf[:b]
-        torch.mm(qt[start:stop], rt.T, out=s)
+        s = buf[: min(rows, n_q - start)]
+        torch.mm(qt[start:start + s.shape[0]], rt.T, out=s)
         if same_set:
-            s[torch.arange(b), torch.arange(start, stop)] = neg_inf
-        if ranks:
-            lens = pos_len[start:stop]
-            total = int(lens.sum())
-            if total <= SPARSE_POSITIVES * b * n_ref:  # gather the few same-class similarities
-                row_of = np.repeat(np.arange(b), lens)
-                offset = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-                cols = order[np.repeat(pos_start[start:stop], lens) + offset]
-                row_t = _tensor(row_of)
-                vals = s[row_t, _tensor(cols)]
-                best = torch.full((b,), neg_inf).scatter_reduce_(0, row_t, vals, "amax")
-            else:  # large classes: a dense same-class mask
-                same_cls = _tensor(ql[start:stop])[:, None] == rlt[None, :]
-                best = torch.where(same_cls, s, neg_inf).amax(dim=1)
-            above = torch.gt(s, best[:, None], out=above_buf[:b])
-            rank[start:stop] = above.view(torch.uint8).sum(dim=1, dtype=torch.int32).numpy()
-        if top:
-            r_blk = counts[start:stop]
-            k = min(max(int(r_blk.max()), 1), n_ref - int(same_set))
-            idx = torch.topk(s, k, dim=1).indices.numpy()
-            ap[start:stop], rp[start:stop] = _ap_rp(rl[idx], ql[start:stop], r_blk)
-    rank[lone] = np.iinfo(np.int64).max
-    return rank, ap, rp, counts
+            s.diagonal(start).fill_(NEG_INF)
+        _scan_block(s, start, setup, out)
+    out.rank[cls.counts <= 0] = np.iinfo(np.int64).max
+    return out
 
 
 def _recalls(rank: np.ndarray, ks: Sequence[int], lone: np.ndarray, lone_queries: str) -> dict[int, float]:
@@ -245,6 +345,7 @@ def recall_at_k(
     block_size: int = 8192,
     *,
     lone_queries: str = "exclude",
+    device: str | torch.device | None = None,
 ) -> dict[int, float]:
     """Recall@K of the MS-loss paper's result tables, as fractions: ``{k: share of queries hit within top k}``.
 
@@ -252,37 +353,40 @@ def recall_at_k(
     its own reference set, self excluded by index (CUB, Cars, SOP); pass ``ref``/``ref_labels`` for a separate
     gallery (In-Shop). Lone queries (no same-class reference) are excluded from the average by default, or counted
     as misses with ``lone_queries="miss"``; ties count as hits (the official strict ``>`` rule, module docstring).
-    One blocked pass serves every K; its cost does not grow with K.
+    One blocked pass serves every K; its cost does not grow with K. ``device`` (``None``: the CPU) runs the pass
+    on a GPU with ``"cuda"`` (module docstring).
     """
     ks = _check_ks(ks)
     _check_lone(lone_queries)
+    dev = _device(device)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    rank, _, _, counts = _scan(q, ql, r, rl, same, ranks=True, top=False, block_size=block_size)
-    return _recalls(rank, ks, counts <= 0, lone_queries)
+    out = _scan(q, ql, r, rl, same, rank_limit=max(ks), top=False, block_size=block_size, device=dev)
+    return _recalls(out.rank, ks, out.counts <= 0, lone_queries)
 
 
-def _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries) -> tuple[float, float]:
+def _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries, device) -> tuple[float, float]:
     _check_lone(lone_queries)
+    dev = _device(device)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    _, ap, rp, counts = _scan(q, ql, r, rl, same, ranks=False, top=True, block_size=block_size)
-    lone = counts <= 0
-    return _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
+    out = _scan(q, ql, r, rl, same, rank_limit=0, top=True, block_size=block_size, device=dev)
+    lone = out.counts <= 0
+    return _average(out.ap, lone, lone_queries), _average(out.rp, lone, lone_queries)
 
 
 def map_at_r(
     query: Any, query_labels: Any, ref: Any = None, ref_labels: Any = None, block_size: int = 8192, *,
-    lone_queries: str = "exclude",
+    lone_queries: str = "exclude", device: str | torch.device | None = None,
 ) -> float:
     """MAP@R (Musgrave et al. 2020): mean over queries of ``(1/R) sum_{i<=R} P(i) rel(i)``, R = #same-class refs."""
-    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries)[0]
+    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries, device)[0]
 
 
 def r_precision(
     query: Any, query_labels: Any, ref: Any = None, ref_labels: Any = None, block_size: int = 8192, *,
-    lone_queries: str = "exclude",
+    lone_queries: str = "exclude", device: str | torch.device | None = None,
 ) -> float:
     """R-Precision (Musgrave et al. 2020): mean over queries of (#same-class items in the top R) / R."""
-    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries)[1]
+    return _map_rp(query, query_labels, ref, ref_labels, block_size, lone_queries, device)[1]
 
 
 # ----------------------------------------------------------------------------------------------- clustering
@@ -355,19 +459,22 @@ def evaluate_embeddings(
     seed: int = 0,
     block_size: int = 8192,
     lone_queries: str = "exclude",
+    device: str | torch.device | None = None,
 ) -> dict[str, float | int]:
     """Every metric from one blocked pass: ``{"R@1", ..., "MAP@R", "RP", "NMI", "queries", "lone_queries"}``.
 
     Metrics are plain Python floats in ``[0, 1]``. NMI clusters the query set (as pytorch-metric-learning does).
-    ``"lone_queries"`` counts queries with no same-class reference (see the module docstring).
+    ``"lone_queries"`` counts queries with no same-class reference (see the module docstring). ``device``
+    (``None``: the CPU) runs the retrieval pass on a GPU with ``"cuda"``; NMI's k-means stays on the CPU (faiss).
     """
     ks = _check_ks(ks)
     _check_lone(lone_queries)
+    dev = _device(device)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    rank, ap, rp, counts = _scan(q, ql, r, rl, same, ranks=True, top=True, block_size=block_size)
-    lone = counts <= 0
-    out: dict[str, float | int] = {f"R@{k}": v for k, v in _recalls(rank, ks, lone, lone_queries).items()}
-    out["MAP@R"], out["RP"] = _average(ap, lone, lone_queries), _average(rp, lone, lone_queries)
+    scan = _scan(q, ql, r, rl, same, rank_limit=max(ks), top=True, block_size=block_size, device=dev)
+    lone = scan.counts <= 0
+    out: dict[str, float | int] = {f"R@{k}": v for k, v in _recalls(scan.rank, ks, lone, lone_queries).items()}
+    out["MAP@R"], out["RP"] = _average(scan.ap, lone, lone_queries), _average(scan.rp, lone, lone_queries)
     if with_nmi:
         out["NMI"] = nmi(q, ql, seed=seed)
     out["queries"] = int(q.shape[0])

@@ -277,7 +277,8 @@ def test_self_excluded_by_index_when_tied_with_a_duplicate(monkeypatch):
         for sparse_share in (0.0, 1.0):
             monkeypatch.setattr(ev, "SPARSE_POSITIVES", sparse_share)
             out = ev.evaluate_embeddings(x, y, ks=(1, 2), with_nmi=False, block_size=block_size)
-            rank, ap, rp, counts = ev._scan(x, y, x, y, True, ranks=True, top=True, block_size=block_size)
+            scan = ev._scan(x, y, x, y, True, rank_limit=2, top=True, block_size=block_size)
+            rank, ap, rp, counts = scan.rank, scan.ap, scan.rp, scan.counts
             assert rank[0] == 0 and rank[1] == 0 and ap[0] == ap[1] == 1.0 and rp[0] == rp[1] == 1.0
             assert rank[2] >= 1 and rank[3] >= 1  # the other-class duplicate comes first
             want = brute_recall(x, y, x, y, (1, 2), same_set=True)
