@@ -19,11 +19,18 @@ Conventions (see ``book/sources.md#src-official-eval`` for the official code's e
   :func:`evaluate_embeddings` as ``"lone_queries"``. ``lone_queries="miss"`` counts them as misses (score 0) instead.
 * **One pass.** Recall@K (for every K), MAP@R and R-Precision come from one blocked pass over the similarities:
   each block of query rows ``S = q_block @ ref.T`` (``torch.mm``, float32) is scanned while it is in cache, so the
-  cost stays close to that of the GEMM itself, for any K (no per-query heap of K neighbours).
+  cost stays close to that of the GEMM itself, for any K (no per-query heap of K neighbours). Per block: the best
+  same-class similarity (a gather of the same-class columns), the top max(R) (``torch.topk`` on the candidates of
+  :func:`_top`, a small share of the row) and, only when some K exceeds max(R), a rank count fused into one pass
+  (:func:`_count_above`); when every K <= max(R) the ranks are read off the top max(R).
+* **Device.** ``device="cuda"`` runs the blocked products and the per-block scan on a GPU (inputs moved once, larger
+  blocks, per-query results moved back; MAP@R/RP finish on the CPU with the same code). The metrics are those of the
+  CPU path up to the GEMM's rounding: the ranks are identical unless two similarities differ by a rounding error.
 * **Ties.** A query's *rank* is the number of references strictly more similar than its most similar same-class
   reference, and it is a hit at K when ``rank < K``: the official code's strict ``>`` rule, under which a negative
   *exactly* as similar as the best positive does not push it down (the optimistic tie rule). MAP@R and R-Precision
-  read the top R in ``torch.topk`` order, which among exactly equal similarities is an implementation detail. With
+  read the top R in ``torch.topk`` order (on :func:`_top`'s candidates), which among exactly equal similarities is
+  an implementation detail. With
   continuous embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on
   tie-free data and that tied data gives a value between the pessimistic and the optimistic tie rule. :func:`knn`
   (used to show retrieval examples) ranks in faiss's order (``IndexFlatIP``, exact inner products in float32).
@@ -46,7 +53,7 @@ BLOCK_BYTES = 16 * 2**20  # float32 similarities per block: small enough to be s
 MIN_BLOCK_ROWS = 256  # fewer query rows per torch.mm lose GEMM efficiency (a block exceeds BLOCK_BYTES past 16k refs)
 SPARSE_POSITIVES = 0.25  # gather the same-class similarities when they are at most this share of a block
 CUDA_BLOCK_BYTES = 2**30  # on a GPU, large blocks: fewer launches and host round trips
-TOP_GROUP_SIZE = 32  # columns per strided group in the top-k candidate search (_top)
+TOP_GROUP_SIZE = 16  # columns per strided group in the top-k candidate search (_top)
 TOP_MIN_SHRINK = 4  # search candidates only when they are at most a quarter of the row
 CPU = torch.device("cpu")
 NEG_INF = float("-inf")

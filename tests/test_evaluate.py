@@ -317,6 +317,89 @@ def test_map_rp_query_gallery_and_blocks_match_bruteforce():
         assert ev.r_precision(xq, yq, xg, yg, block_size) == pytest.approx(want_rp, abs=1e-12)
 
 
+def brute_rank(q, ql, r, rl, same_set):
+    """Per query, the number of references strictly more similar than its best same-class one (float64); -1: lone."""
+    sim = q.astype(np.float64) @ r.astype(np.float64).T
+    if same_set:
+        np.fill_diagonal(sim, -np.inf)
+    out = []
+    for i in range(len(q)):
+        pos = [j for j in range(len(r)) if rl[j] == ql[i] and not (same_set and j == i)]
+        out.append(int((sim[i] > sim[i, pos].max()).sum()) if pos else -1)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rank_limit", [1, 3, 10_000])
+def test_scan_ranks_from_the_top_k_or_the_count_match_bruteforce(rank_limit):
+    """Ranks below ``rank_limit`` are exact whether read off the block's top max(R) (``rank_limit`` <= R, here 1
+    and 3 with R = 3) or counted over the whole row (10,000); above it they are at least ``rank_limit``."""
+    x, y = clustered(150, 4, dim=8, spread=1.5, seed=21)  # 600 items: the grouped top-k search is used
+    assert 3 * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= len(y)
+    want = brute_rank(x, y, x, y, same_set=True)
+    for block_size in (7, 8192):
+        scan = ev._scan(x, y, x, y, True, rank_limit=rank_limit, top=True, block_size=block_size)
+        exact = want < rank_limit
+        np.testing.assert_array_equal(scan.rank[exact], want[exact])
+        assert (scan.rank[~exact] >= rank_limit).all()
+    assert (~(want < 1)).any() and (want >= 3).any()  # both sides of the limits occur
+
+
+def test_grouped_top_k_equals_torch_topk():
+    """:func:`_top` (candidates from the groups with the largest maxima) against ``torch.topk`` on the whole row:
+    random rows, rows whose top values all fall in one group, -inf entries, and columns past the last whole group."""
+    g = torch.Generator().manual_seed(0)
+    n = 16 * 40 + 7  # 40 groups of 16 columns and 7 tail columns
+    s = torch.randn(12, n, generator=g)
+    s[1, ::40] += 10.0  # all of group 0 on top: the top 5 lie in one group
+    s[2, -7:] += 10.0  # the tail columns on top
+    s[3, :100] = float("-inf")
+    s[4] = torch.randn(n, generator=g).round()  # many exact ties: the values must still agree
+    for k in (1, 5, 10):
+        assert k * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= n
+        values, idx = ev._top(s, k)
+        want = torch.topk(s, k, dim=1)
+        torch.testing.assert_close(values, want.values, rtol=0, atol=0)
+        torch.testing.assert_close(s.gather(1, idx), values, rtol=0, atol=0)  # indices point at those values
+        tie_free = torch.arange(12) != 4
+        torch.testing.assert_close(idx[tie_free], want.indices[tie_free], rtol=0, atol=0)
+
+
+def test_count_above_matches_a_plain_count():
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(6, 1000, generator=g)
+    best = s[:, 3].clone()
+    best[0] = float("-inf")
+    want = (s > best[:, None]).sum(dim=1)
+    assert torch.equal(ev._count_above(s.clone(), best), want) and want[0] == 1000
+
+
+def test_grouped_top_k_metrics_match_bruteforce():
+    """Recall@K, MAP@R and RP with the grouped top-k search in use (600 items, R = 3) against the brute force."""
+    x, y = clustered(150, 4, dim=8, spread=1.5, seed=22)
+    xq, yq = clustered(40, 2, dim=8, spread=1.5, seed=23)
+    for args, same in (((x, y), True), ((xq, yq % 150, x, y), False)):
+        out = ev.evaluate_embeddings(*args, ks=(1, 2, 4), with_nmi=False, block_size=64)
+        q, ql, r, rl = (*args, *args) if same else args
+        want = brute_recall(q, ql, r, rl, (1, 2, 4), same_set=same)
+        want_map, want_rp = brute_map_rp(q, ql, r, rl, same_set=same)
+        assert [out[f"R@{k}"] for k in (1, 2, 4)] == pytest.approx([want[k] for k in (1, 2, 4)], abs=1e-12)
+        assert out["MAP@R"] == pytest.approx(want_map, abs=1e-12) and out["RP"] == pytest.approx(want_rp, abs=1e-12)
+
+
+def test_device_cpu_equals_the_default_and_bad_devices_raise():
+    x, y = clustered(150, 4, dim=8, spread=1.5, seed=24)
+    want = ev.evaluate_embeddings(x, y, ks=(1, 2, 4, 8), with_nmi=False)
+    assert ev.evaluate_embeddings(x, y, ks=(1, 2, 4, 8), with_nmi=False, device="cpu") == want
+    assert ev.evaluate_embeddings(x, y, ks=(1, 2, 4, 8), with_nmi=False, device=torch.device("cpu")) == want
+    assert ev.recall_at_k(x, y, ks=(1, 8), device="cpu") == {1: want["R@1"], 8: want["R@8"]}
+    assert ev.map_at_r(x, y, device="cpu") == want["MAP@R"] and ev.r_precision(x, y, device="cpu") == want["RP"]
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        ev.recall_at_k(x, y, device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda.is_available"):
+            ev.evaluate_embeddings(x, y, with_nmi=False, device="cuda")
+
+
 def test_read_only_and_torch_inputs():
     x, y = clustered(8, 4, seed=16)
     want = ev.evaluate_embeddings(x, y, with_nmi=False)
