@@ -13,13 +13,14 @@ PROFILE ?= default
 NOTEBOOKS ?=
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help install notebooks book book-only test lint pytest browser-test smoke bench clean
+.PHONY: help install notebooks book book-only test lint pytest browser-test smoke bench gpu-check clean
 
 help:
 	@echo "make book    set up .venv, run every notebook (default profile), build _build/html"
 	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build, browser test"
 	@echo "make notebooks PROFILE=smoke|default|paper NOTEBOOKS='00_setup ...'"
 	@echo "make bench   run the benchmarks in benchmarks/ (quick sizes; BENCH_FLAGS= for full sizes)"
+	@echo "make gpu-check  every GPU check in one call (benchmarks/gpu_check.py; toy sizes on a CPU)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mslib-book needs Python >= 3.11, got " + sys.version'
@@ -68,6 +69,10 @@ BENCH_FLAGS ?= --quick
 bench: $(STAMP)
 	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do \
 	PYTHONPATH=$(CURDIR) $(PY) $$b $(BENCH_FLAGS); done; else echo "no benchmarks yet"; fi
+
+# one call, every GPU check (< 8 min on one H100/H200); without CUDA a toy version (seconds) that proves the script
+gpu-check: $(STAMP)
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
 
 clean:
 	rm -rf _build executed figures
