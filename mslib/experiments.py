@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from scipy import stats
 
+from mslib import distributed
 from mslib.paper import paper_row
-from mslib.results import MissingMetric, RunRecord, RunStore
+from mslib.results import MissingMetric, RunRecord, RunStore, run_id
 from mslib.train import TrainConfig, evaluations_on_test
 
 __all__ = ["LOSS_SETTINGS", "METRICS", "NPAIR_SCALE", "ci95", "config_differences", "format_summary",
-           "images_processed", "paper_runs_table", "provenance_line", "run_grid", "summarise"]
+           "default_jobs", "images_processed", "paper_runs_table", "provenance_line", "run_grid", "summarise",
+           "train_run"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
@@ -46,6 +51,11 @@ LOSS_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def default_jobs() -> int:
+    """Worker processes of a sweep by default: the CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_grid(
     configs: Mapping[str, TrainConfig],
     seeds: Iterable[int],
@@ -54,28 +64,109 @@ def run_grid(
     results_dir: str | Path | None = None,
     progress: bool = False,
     on_run: Callable[[str, int, bool], None] | None = None,
+    jobs: int | None = None,
 ) -> list[RunRecord]:
     """Train or load every ``configs[label]`` with each seed; return the records, each with ``label`` and ``reused``.
 
-    Runs go one by one through :meth:`mslib.results.RunStore.train_or_load`: a run whose record
-    is up to date is loaded, not retrained, so rerunning an interrupted sweep computes only the missing runs (and an
-    interrupted run resumes from its checkpoint). Configs equal after seeding (e.g. a baseline shared by two
-    sweeps) train once.
-    ``on_run(label, seed, reused)`` is called after each run.
+    Every run goes through :meth:`mslib.results.RunStore.train_or_load`: a run whose record is up to date is
+    loaded, not retrained, so rerunning an interrupted sweep computes only the missing runs (and an interrupted
+    run resumes from its checkpoint). Configs equal after seeding (e.g. a baseline shared by two sweeps) train once.
+    The runs not yet recorded train in ``jobs`` worker processes (default :func:`default_jobs`; ``1``: one by one
+    in this process, with ``progress`` bars); each run uses its own ``TrainConfig.threads``, so its numbers do not
+    depend on ``jobs``. Under ``torchrun`` the runs go one by one. Records come back in ``configs × seeds`` order.
+    ``on_run(label, seed, reused)`` is called (in this process) once per ``configs × seeds`` entry as its run ends.
     """
-    seeds = list(seeds)
+    seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("run_grid needs at least one seed")
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"run_grid: jobs must be an integer ≥ 1 (worker processes), not {jobs!r}")
+    runs = [(label, seed, dataclasses.replace(cfg, seed=seed)) for label, cfg in configs.items() for seed in seeds]
     store = RunStore(results_dir)
+    paths = [Path(p).resolve() for p in code_paths or []]
+    if jobs == 1 or distributed.world_size() > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _grid_serial(runs, store, paths, progress, on_run)
+    return _grid_parallel(runs, store, paths, jobs, on_run)
+
+
+def _grid_serial(runs: list[tuple[str, int, TrainConfig]], store: RunStore, paths: list[Path], progress: bool,
+                 on_run: Callable[[str, int, bool], None] | None) -> list[RunRecord]:
+    """:func:`run_grid` one run after another in this process."""
     out = []
-    for label, cfg in configs.items():
-        for seed in seeds:
-            record, _ = store.train_or_load(dataclasses.replace(cfg, seed=int(seed)),
-                                            code_paths=list(code_paths or []), progress=progress)
-            out.append(dataclasses.replace(record, label=label))
-            if on_run is not None:
-                on_run(label, int(seed), record.reused)
+    for label, seed, cfg in runs:
+        record, _ = store.train_or_load(cfg, code_paths=paths, progress=progress)
+        out.append(dataclasses.replace(record, label=label))
+        if on_run is not None:
+            on_run(label, seed, record.reused)
     return out
+
+
+def train_run(cfg: TrainConfig, code_paths: list[Path], results_dir: Path) -> RunRecord:
+    """One run of a parallel :func:`run_grid`, in a worker process: train it and write its record."""
+    record, _ = RunStore(results_dir).train_or_load(cfg, code_paths=code_paths, progress=False)
+    return record
+
+
+def _grid_parallel(runs: list[tuple[str, int, TrainConfig]], store: RunStore, paths: list[Path], jobs: int,
+                   on_run: Callable[[str, int, bool], None] | None) -> list[RunRecord]:
+    """:func:`run_grid` with the runs not yet recorded trained in up to ``jobs`` spawned worker processes."""
+    code = store.code_hash(paths)
+    ids = [run_id(cfg.to_dict(), code) for _, _, cfg in runs]
+    done: dict[str, RunRecord] = {}  # run id -> record (loaded, or trained now)
+    pending: dict[str, tuple[str, int, TrainConfig]] = {}  # run id -> its first grid entry
+    notified: set[int] = set()  # grid entries whose on_run was called
+    for i, (rid, (label, seed, cfg)) in enumerate(zip(ids, runs, strict=True)):
+        if rid in done or rid in pending:
+            continue
+        record = store.find(cfg.to_dict(), code)
+        if record is None:
+            pending[rid] = (label, seed, cfg)
+            continue
+        done[rid] = dataclasses.replace(record, reused=True)
+        if on_run is not None:
+            on_run(label, seed, True)
+            notified.add(i)
+    trained = _train_in_workers(pending, store, paths, jobs, on_run)
+    out = []
+    for i, (rid, (label, seed, _)) in enumerate(zip(ids, runs, strict=True)):
+        first_training = rid in trained and ids.index(rid) == i
+        record = trained[rid] if first_training else dataclasses.replace(trained.get(rid, done.get(rid)), reused=True)
+        out.append(dataclasses.replace(record, label=label))
+        if on_run is not None and not first_training and i not in notified:
+            on_run(label, seed, True)
+    return out
+
+
+def _train_in_workers(pending: Mapping[str, tuple[str, int, TrainConfig]], store: RunStore, paths: list[Path],
+                      jobs: int, on_run: Callable[[str, int, bool], None] | None) -> dict[str, RunRecord]:
+    """Train ``pending`` (run id -> grid entry) in spawned processes; a failed run raises, naming it."""
+    if len(pending) == 1:  # no worker to spawn for a single run
+        ((rid, (label, seed, cfg)),) = pending.items()
+        record = train_run(cfg, paths, store.results_dir)
+        if on_run is not None:
+            on_run(label, seed, record.reused)
+        return {rid: record}
+    if not pending:
+        return {}
+    trained = {}
+    context = multiprocessing.get_context("spawn")  # not fork: torch's OpenMP pool does not survive a fork
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
+        futures = {pool.submit(train_run, cfg, paths, store.results_dir): rid
+                   for rid, (_, _, cfg) in pending.items()}
+        for future in as_completed(futures):
+            label, seed, _ = pending[futures[future]]
+            try:
+                record = future.result()
+            except Exception as err:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(f"run_grid: run {label!r} with seed {seed} failed in its worker process: "
+                                   f"{type(err).__name__}: {err}") from err
+            trained[futures[future]] = record
+            if on_run is not None:
+                on_run(label, seed, record.reused)
+    return trained
 
 
 def ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -173,7 +264,8 @@ def provenance_line(records: Sequence[RunRecord]) -> str:
     commits = sorted({str(r.git_commit or "unknown")[:12] for r in records})
     torch_v = sorted({str(r.versions.get("torch")) for r in records})
     hw = records[0].hardware
-    where = hw.get("gpu") or f"{hw.get('processor', '?')} CPU, {hw.get('torch_threads', '?')} threads"
+    threads = sorted({str(r.params.get("threads", hw.get("torch_threads", "?"))) for r in records})
+    where = hw.get("gpu") or f"{hw.get('processor', '?')} CPU, {'/'.join(threads)} torch thread(s) per run"
     wall = math.fsum(float(r.wall_time_s or 0.0) for r in records)
     reused = sum(bool(r.reused) for r in records)
     return (f"{len(records)} runs (seeds {', '.join(map(str, seeds))}; {reused} loaded from records, "

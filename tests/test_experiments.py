@@ -114,7 +114,7 @@ def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def run(fake: CountingFit) -> list[RunRecord]:
         monkeypatch.setattr(train, "fit", fake)
-        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results)
+        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results, jobs=1)  # fit patched here
 
     return run, code, results
 
