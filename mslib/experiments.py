@@ -27,8 +27,8 @@ from mslib.results import MissingMetric, RunRecord, RunStore, run_id
 from mslib.train import TrainConfig, evaluations_on_test
 
 __all__ = ["LOSS_SETTINGS", "METRICS", "NPAIR_SCALE", "ci95", "config_differences", "format_summary",
-           "default_jobs", "images_processed", "paper_runs_table", "provenance_line", "run_grid", "summarise",
-           "train_run"]
+           "default_jobs", "images_processed", "paired_differences", "paper_runs_table", "provenance_line",
+           "resolution", "run_grid", "summarise", "train_run"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
@@ -231,6 +231,63 @@ def summarise(
         row["n"] = len(recs)
         rows[k] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _by_seed(records: Sequence[RunRecord], key: Any, metric: str, split: str, model: str) -> dict[int, float]:
+    """``{seed: 100 · metric}`` of one group's records; a seed twice or a missing value is an error naming it."""
+    out: dict[int, float] = {}
+    for r in records:
+        value = _percent(r, metric, split, model)
+        if value is None:
+            raise ValueError(f"paired_differences: {key!r} seed {r.seed} has no finite {model}/{split} {metric}")
+        if int(r.seed) in out:
+            raise ValueError(f"paired_differences: {key!r} has two records with seed {r.seed}")
+        out[int(r.seed)] = value
+    return out
+
+
+def paired_differences(
+    records: Sequence[RunRecord],
+    baseline: Any,
+    *,
+    metric: str = "R@1",
+    by: str | Callable[[RunRecord], Any] = "label",
+    split: str = "test",
+    model: str = "final",
+) -> Any:
+    """Each variant (value of ``by``) against ``baseline``, paired by seed: ``difference`` (mean of the per-seed
+    differences variant − baseline, in points of the metric in percent), ``ci`` (95% Student-t half-width,
+    n − 1 degrees of freedom; NaN for n = 1), ``n`` (seeds), ``excludes 0`` and ``per seed`` (the differences).
+
+    A seed's two runs share the data order and initialisation, so the seed-to-seed spread common to both cancels:
+    the paired interval is narrower than the two means' intervals. Variants and baseline must have the same seeds.
+    """
+    groups: dict[Any, list[RunRecord]] = {}
+    for rec in records:
+        groups.setdefault(_key(rec, by), []).append(rec)
+    if baseline not in groups:
+        raise KeyError(f"paired_differences: no records of the baseline {baseline!r}; there are {list(groups)}")
+    base = _by_seed(groups.pop(baseline), baseline, metric, split, model)
+    rows = {}
+    for key, recs in groups.items():
+        values = _by_seed(recs, key, metric, split, model)
+        if sorted(values) != sorted(base):
+            raise ValueError(f"paired_differences: {key!r} has seeds {sorted(values)}, the baseline {baseline!r} "
+                             f"{sorted(base)}; a paired comparison needs the same seeds")
+        diffs = [values[s] - base[s] for s in sorted(base)]
+        mean, half = ci95(diffs)
+        rows[key] = {"difference": mean, "ci": half, "n": len(diffs),
+                     "excludes 0": bool(abs(mean) > half), "per seed": tuple(diffs)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["difference", "ci", "n", "excludes 0", "per seed"])
+
+
+def resolution(differences: Any) -> float:
+    """The smallest difference every comparison of a :func:`paired_differences` table separates from 0: the
+    largest 95% half-width among its rows (points; NaN if some row has a single seed)."""
+    if len(differences) == 0:
+        raise ValueError("resolution needs at least one paired comparison")
+    halves = [float(h) for h in differences["ci"]]
+    return float("nan") if any(math.isnan(h) for h in halves) else max(halves)
 
 
 def format_summary(summary: Any, metrics: Sequence[str] = METRICS, digits: int = 1) -> Any:
