@@ -26,9 +26,9 @@ from mslib.paper import paper_row
 from mslib.results import MissingMetric, RunRecord, RunStore, run_id
 from mslib.train import TrainConfig, evaluations_on_test
 
-__all__ = ["LOSS_SETTINGS", "METRICS", "NPAIR_SCALE", "ci95", "config_differences", "format_summary",
-           "default_jobs", "images_processed", "paired_differences", "paper_runs_table", "provenance_line",
-           "resolution", "run_grid", "summarise", "train_run"]
+__all__ = ["LOSS_SETTINGS", "METRICS", "NPAIR_SCALE", "ci95", "compare_pairs", "config_differences", "default_jobs",
+           "format_differences", "format_summary", "images_processed", "paired_differences", "paper_runs_table",
+           "provenance_line", "resolution", "run_grid", "run_minutes", "summarise", "train_run"]
 
 METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "RP")
 
@@ -288,6 +288,39 @@ def resolution(differences: Any) -> float:
         raise ValueError("resolution needs at least one paired comparison")
     halves = [float(h) for h in differences["ci"]]
     return float("nan") if any(math.isnan(h) for h in halves) else max(halves)
+
+
+def compare_pairs(records: Sequence[RunRecord], comparisons: Mapping[Any, tuple[Any, Any]], **kwargs: Any) -> Any:
+    """:func:`paired_differences` of chosen pairs: ``{name: (variant, baseline)}`` (labels, or values of ``by``)
+    -> one row per name. ``kwargs`` go to :func:`paired_differences` (``metric``, ``by``, ...)."""
+    by = kwargs.get("by", "label")
+    rows = {}
+    for name, (variant, baseline) in comparisons.items():
+        pair = [r for r in records if _key(r, by) in (variant, baseline)]
+        table = paired_differences(pair, baseline, **kwargs)
+        if variant not in table.index:
+            raise KeyError(f"compare_pairs: {name!r} names variant {variant!r}, which has no records")
+        rows[name] = table.loc[variant]
+    return pd.DataFrame(rows).T.astype({"difference": float, "ci": float, "n": int, "excludes 0": bool})
+
+
+def format_differences(differences: Any, digits: int = 1) -> Any:
+    """A display/CSV table of a :func:`paired_differences` (or :func:`compare_pairs`) table: ``difference ± ci``
+    (points), the seeds, and whether the 95% interval excludes 0."""
+    def cell(mean: float, half: float) -> str:
+        return f"{mean:+.{digits}f} (n=1, no CI)" if math.isnan(half) else f"{mean:+.{digits}f} ± {half:.{digits}f}"
+
+    return pd.DataFrame({"difference (points)": [cell(m, h) for m, h in zip(differences["difference"],
+                                                                              differences["ci"], strict=True)],
+                         "seeds": differences["n"].astype(int).to_list(),
+                         "interval excludes 0": ["yes" if x else "no" for x in differences["excludes 0"]]},
+                        index=differences.index)
+
+
+def run_minutes(records: Sequence[RunRecord]) -> float:
+    """Minutes of run time behind ``records``, each distinct run once (its record's ``wall_time_s``)."""
+    runs = {r.run_id: float(r.wall_time_s or 0.0) for r in records}
+    return math.fsum(runs.values()) / 60
 
 
 def format_summary(summary: Any, metrics: Sequence[str] = METRICS, digits: int = 1) -> Any:

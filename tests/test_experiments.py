@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -291,3 +292,24 @@ def test_paired_differences_need_the_baselines_seeds() -> None:
         paired_differences(recs, "MS")
     one = paired_differences(recs[:3] + [_record("v", 1, 0.62)], "base")
     assert one.loc["v", "per seed"] == pytest.approx((5.0, 2.0)) and one.loc["v", "n"] == 2
+
+
+def test_compare_pairs_takes_each_comparison_against_its_own_baseline() -> None:
+    from mslib.experiments import compare_pairs, format_differences, run_minutes
+
+    r1 = {("a", 0): 0.50, ("a", 1): 0.60, ("a+", 0): 0.53, ("a+", 1): 0.64, ("b", 0): 0.70, ("b", 1): 0.79}
+    recs = [_record(k, s, v) for (k, s), v in r1.items()]
+    table = compare_pairs(recs, {"mining on a": ("a+", "a"), "b over a": ("b", "a")})
+    assert list(table.index) == ["mining on a", "b over a"]
+    assert table.loc["mining on a", "per seed"] == pytest.approx((3.0, 4.0))
+    assert table.loc["b over a", "difference"] == pytest.approx(19.5)
+    half = stats.t.ppf(0.975, 1) * np.std([3.0, 4.0], ddof=1) / math.sqrt(2)
+    assert table.loc["mining on a", "ci"] == pytest.approx(half)
+    shown = format_differences(table)
+    assert shown.loc["mining on a", "difference (points)"] == f"+3.5 ± {half:.1f}"
+    assert list(shown["seeds"]) == [2, 2]
+    assert list(shown["interval excludes 0"]) == ["no", "yes"]
+    with pytest.raises(KeyError, match="'c'"):
+        compare_pairs(recs, {"c": ("c", "a")})
+    # a run shared by two labels counts once
+    assert run_minutes([*recs, dataclasses.replace(recs[0], label="again")]) == pytest.approx(6 * 600 / 60)
