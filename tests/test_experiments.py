@@ -298,7 +298,7 @@ def test_compare_pairs_takes_each_comparison_against_its_own_baseline() -> None:
     from mslib.experiments import compare_pairs, format_differences, run_minutes
 
     r1 = {("a", 0): 0.50, ("a", 1): 0.60, ("a+", 0): 0.53, ("a+", 1): 0.64, ("b", 0): 0.70, ("b", 1): 0.79}
-    recs = [_record(k, s, v) for (k, s), v in r1.items()]
+    recs = [dataclasses.replace(_record(k, s, v), run_id=f"{k}{s}") for (k, s), v in r1.items()]
     table = compare_pairs(recs, {"mining on a": ("a+", "a"), "b over a": ("b", "a")})
     assert list(table.index) == ["mining on a", "b over a"]
     assert table.loc["mining on a", "per seed"] == pytest.approx((3.0, 4.0))
