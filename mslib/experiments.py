@@ -1,8 +1,13 @@
 """Sweeps over training settings and seeds, resumable through run records, summarised as mean ± 95% CI.
 
 :func:`run_grid` trains (or loads) every ``config × seed`` through :meth:`mslib.results.RunStore.train_or_load`,
-so an interrupted sweep picks up the runs already recorded and a stale record (other parameters or code) is recomputed.
-:func:`summarise` turns the records into a table of means with a Student-t 95% confidence interval over seeds.
+so an interrupted sweep picks up the runs already recorded and a stale record (other parameters or code) is recomputed;
+the runs not yet recorded train in ``jobs`` spawned worker processes (:func:`train_run`), each at its own
+``TrainConfig.threads``, so a record does not depend on how many ran beside it.
+:func:`summarise` turns the records into a table of means with a Student-t 95% confidence interval over seeds;
+:func:`paired_differences` / :func:`compare_pairs` set variants against a baseline seed by seed (runs of one seed share
+initialisation and batches), and :func:`resolution` is the smallest difference such a design separates from zero
+(``notebooks/06_recall_tables.ipynb``, ``07_ablations.ipynb``, ``09_beyond_pairs.ipynb``).
 :data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters. "Mining only" ablations need nothing
 here: ``loss_params={"ms_mining": ε, ...}`` restricts any loss with mined pairs (see :func:`mslib.losses.build_loss`).
 """

@@ -53,7 +53,12 @@ MS_PRESET = "pml"  # the MS hyperparameters a config does not set come from this
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset."""
+    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset.
+
+    ``threads`` (torch CPU intra-op threads, set by :func:`fit` for the run) is a setting like any other: the order
+    of a parallel reduction, hence the last bits of a run's numbers, may depend on it, so a record states it and a
+    sweep's runs keep it whatever the machine's core count or the number of runs beside them.
+    """
 
     dataset: str = "glyphs"
     data_root: str | None = None
