@@ -56,8 +56,9 @@ class TrainConfig:
     """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset.
 
     ``threads`` (torch CPU intra-op threads, set by :func:`fit` for the run) is a setting like any other: the order
-    of a parallel reduction, hence the last bits of a run's numbers, may depend on it, so a record states it and a
-    sweep's runs keep it whatever the machine's core count or the number of runs beside them.
+    of parallel reductions may depend on it, and rounding differences grow over training (the same run at 1 and 2
+    threads can end a point of R@1 apart), so a record states it and a sweep's runs keep it whatever the machine's
+    core count or the number of runs beside them.
     """
 
     dataset: str = "glyphs"
