@@ -156,7 +156,8 @@ def _train_in_workers(pending: Mapping[str, tuple[str, int, TrainConfig]], store
         return {}
     trained = {}
     context = multiprocessing.get_context("spawn")  # not fork: torch's OpenMP pool does not survive a fork
-    with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context)
+    try:
         futures = {pool.submit(train_run, cfg, paths, store.results_dir): rid
                    for rid, (_, _, cfg) in pending.items()}
         for future in as_completed(futures):
@@ -164,13 +165,13 @@ def _train_in_workers(pending: Mapping[str, tuple[str, int, TrainConfig]], store
             try:
                 record = future.result()
             except Exception as err:
-                for other in futures:
-                    other.cancel()
                 raise RuntimeError(f"run_grid: run {label!r} with seed {seed} failed in its worker process: "
                                    f"{type(err).__name__}: {err}") from err
             trained[futures[future]] = record
             if on_run is not None:
                 on_run(label, seed, record.reused)
+    finally:  # after an error or an interrupt: the runs not started are dropped, the running ones end (recorded)
+        pool.shutdown(wait=True, cancel_futures=True)
     return trained
 
 
