@@ -79,6 +79,8 @@ def run_grid(
     The runs not yet recorded train in ``jobs`` worker processes (default :func:`default_jobs`; ``1``: one by one
     in this process, with ``progress`` bars); each run uses its own ``TrainConfig.threads``, so its numbers do not
     depend on ``jobs``. Under ``torchrun`` the runs go one by one. Records come back in ``configs × seeds`` order.
+    Workers are spawned (not forked), so a script that calls this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard; a notebook kernel does not.
     ``on_run(label, seed, reused)`` is called (in this process) once per ``configs × seeds`` entry as its run ends.
     """
     seeds = [int(s) for s in seeds]
