@@ -26,7 +26,8 @@ import json
 import random
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,13 @@ MS_PRESET = "pml"  # the MS hyperparameters a config does not set come from this
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset."""
+    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset.
+
+    ``threads`` (torch CPU intra-op threads, set by :func:`fit` for the run) is a setting like any other: the order
+    of parallel reductions may depend on it, and rounding differences grow over training (the same run at 1 and 2
+    threads can end a point of R@1 apart), so a record states it and a sweep's runs keep it whatever the machine's
+    core count or the number of runs beside them.
+    """
 
     dataset: str = "glyphs"
     data_root: str | None = None
@@ -90,6 +97,7 @@ class TrainConfig:
     amp: str | None = None  # None | "bf16" | "fp16" (CUDA only)
     channels_last: bool = False
     num_workers: int = 0
+    threads: int = 1  # torch intra-op CPU threads of this run (fit sets them); a run's numbers may depend on it
     seed: int = 0
     checkpoint_every: int = 0  # 0: only at the end
     log_every: int = 20
@@ -111,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"a P×K batch needs p ≥ 2 classes and k ≥ 2 images per class (got p={self.p}, k={self.k})")
         if self.iterations < 1:
             raise ValueError("iterations must be ≥ 1")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be an integer ≥ 1 (torch CPU threads of the run), not {self.threads!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -584,8 +594,27 @@ def fit(
     ``run_dir`` holds ``checkpoint.pt`` and ``metrics.jsonl``; with ``resume`` an existing checkpoint there is
     continued exactly (a completed run is returned with its model, untrained further). ``stop_after`` ends the loop
     after that many iterations without the final evaluation (``completed`` false: it simulates an interrupted run,
-    for tests and for splitting long runs).
+    for tests and for splitting long runs). The run uses ``cfg.threads`` torch CPU threads (the caller's setting is
+    restored after), so its numbers do not depend on the machine's core count or on runs beside it.
     """
+    with torch_threads(cfg.threads):
+        return _fit(cfg, run_dir=run_dir, resume=resume, progress=progress, stop_after=stop_after, on_log=on_log)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op CPU threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(cfg: TrainConfig, *, run_dir: str | Path | None, resume: bool, progress: bool, stop_after: int | None,
+         on_log: Callable[[dict[str, Any]], None] | None) -> FitResult:
+    """:func:`fit`'s body, at the thread count :func:`fit` set."""
     run = build_run(cfg, run_dir=run_dir, on_log=on_log)
     if run.checkpoint is not None and resume and run.checkpoint.exists():
         load_checkpoint(run, run.checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def run(fake: CountingFit) -> list[RunRecord]:
         monkeypatch.setattr(train, "fit", fake)
-        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results)
+        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results, jobs=1)  # fit patched here
 
     return run, code, results
 
@@ -250,3 +251,65 @@ def test_paper_runs_table_fills_from_fresh_records_only() -> None:
     resnet = _paper_record("r3", "cub200", "new", 0.6)
     resnet.params["backbone"] = "resnet50"
     assert paper_runs_table([resnet], current={"new"}).loc["r3", "paper R@1"] == "not published"
+
+
+# ------------------------------------------------------------------------------------ paired differences
+def test_paired_differences_match_scipys_paired_t_test() -> None:
+    from mslib.experiments import paired_differences, resolution
+
+    rng = np.random.default_rng(7)
+    seeds = [3, 0, 1, 2, 4]
+    base = rng.uniform(0.5, 0.7, size=5)
+    shift = {"small": 0.004, "large": 0.05}
+    noise = {k: rng.normal(0, 0.01, size=5) for k in shift}
+    recs = [_record("base", s, b) for s, b in zip(seeds, base, strict=True)]
+    for k in shift:  # listed in another seed order than the baseline: pairing is by seed, not position
+        recs += [_record(k, s, b + shift[k] + e) for s, b, e in reversed(list(zip(seeds, base, noise[k],
+                                                                                  strict=True)))]
+    table = paired_differences(recs, "base")
+    assert list(table.index) == ["small", "large"]
+    for k in shift:
+        variant, reference = 100 * (base + shift[k] + noise[k]), 100 * base
+        test = stats.ttest_rel(variant, reference)
+        lo, hi = test.confidence_interval(0.95)
+        assert table.loc[k, "difference"] == pytest.approx(np.mean(variant - reference), rel=1e-9)
+        assert table.loc[k, "ci"] == pytest.approx((hi - lo) / 2, rel=1e-9)
+        assert table.loc[k, "excludes 0"] == bool(test.pvalue < 0.05) and table.loc[k, "n"] == 5
+    assert not table.loc["small", "excludes 0"] and table.loc["large", "excludes 0"]
+    assert resolution(table) == max(table["ci"])
+    unpaired = max(summarise(recs, metrics=["R@1"])["R@1 ci"])
+    assert resolution(table) < unpaired, "the shared seeds' spread cancels in the paired interval"
+
+
+def test_paired_differences_need_the_baselines_seeds() -> None:
+    from mslib.experiments import paired_differences
+
+    recs = [_record("base", 0, 0.5), _record("base", 1, 0.6), _record("v", 0, 0.55), _record("w", 0, 0.5),
+            _record("w", 2, 0.6)]
+    with pytest.raises(ValueError, match=r"'v' has seeds \[0\], the baseline 'base' \[0, 1\]"):
+        paired_differences(recs, "base")
+    with pytest.raises(KeyError, match="no records of the baseline 'MS'"):
+        paired_differences(recs, "MS")
+    one = paired_differences(recs[:3] + [_record("v", 1, 0.62)], "base")
+    assert one.loc["v", "per seed"] == pytest.approx((5.0, 2.0)) and one.loc["v", "n"] == 2
+
+
+def test_compare_pairs_takes_each_comparison_against_its_own_baseline() -> None:
+    from mslib.experiments import compare_pairs, format_differences, run_minutes
+
+    r1 = {("a", 0): 0.50, ("a", 1): 0.60, ("a+", 0): 0.53, ("a+", 1): 0.64, ("b", 0): 0.70, ("b", 1): 0.79}
+    recs = [dataclasses.replace(_record(k, s, v), run_id=f"{k}{s}") for (k, s), v in r1.items()]
+    table = compare_pairs(recs, {"mining on a": ("a+", "a"), "b over a": ("b", "a")})
+    assert list(table.index) == ["mining on a", "b over a"]
+    assert table.loc["mining on a", "per seed"] == pytest.approx((3.0, 4.0))
+    assert table.loc["b over a", "difference"] == pytest.approx(19.5)
+    half = stats.t.ppf(0.975, 1) * np.std([3.0, 4.0], ddof=1) / math.sqrt(2)
+    assert table.loc["mining on a", "ci"] == pytest.approx(half)
+    shown = format_differences(table)
+    assert shown.loc["mining on a", "difference (points)"] == f"+3.5 ± {half:.1f}"
+    assert list(shown["seeds"]) == [2, 2]
+    assert list(shown["interval excludes 0"]) == ["no", "yes"]
+    with pytest.raises(KeyError, match="'c'"):
+        compare_pairs(recs, {"c": ("c", "a")})
+    # a run shared by two labels counts once
+    assert run_minutes([*recs, dataclasses.replace(recs[0], label="again")]) == pytest.approx(6 * 600 / 60)

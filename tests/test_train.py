@@ -373,3 +373,20 @@ def test_proxy_parameters_get_their_own_learning_rate() -> None:
     assert TrainConfig(memory_size=0).memory_size == 0
     with pytest.raises(ValueError, match="memory_size"):
         TrainConfig(memory_size=-1)
+
+
+def test_fit_runs_at_the_configs_thread_count_and_restores_the_callers(tmp_path: Path) -> None:
+    inside: list[int] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit(tiny(iterations=3, threads=2), run_dir=tmp_path, progress=False,
+                     on_log=lambda entry: inside.append(torch.get_num_threads()))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert inside and set(inside) == {2}, "training ran at cfg.threads"
+    assert after == 1, "fit restored the caller's thread count"
+    assert result.config["threads"] == 2
+    with pytest.raises(ValueError, match="threads must be an integer ≥ 1"):
+        tiny(threads=0)
