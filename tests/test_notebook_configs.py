@@ -45,12 +45,15 @@ EXPECTED = {
     # the one deliberate change: the profile is now the config file itself, which checkpoints every 500 iterations
     # (the profile's own list of settings left checkpoint_every at 0; checkpoints do not change the numbers)
     ("05_training", "paper"): TrainConfig(**{**_CPU_05, **_PAPER_05}, checkpoint_every=500),
-    ("06_recall_tables", "default"): TrainConfig(**_CPU_0607, iterations=600),
+    # chapters 06 and 09 also evaluate the test split half-way (iteration 300), to show R@1 still rising
+    ("06_recall_tables", "default"): TrainConfig(**_CPU_0607, iterations=600, official_test_selection=True,
+                                                 eval_every=300),
     ("06_recall_tables", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
     ("07_ablations", "default"): TrainConfig(**_CPU_0607, iterations=150),
     ("07_ablations", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_07}),
     # chapter 09 trains in chapter 06's setting (its pair-loss rows are chapter 06's runs)
-    ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=600),
+    ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=600, official_test_selection=True,
+                                                eval_every=300),
     ("09_beyond_pairs", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
 }
 
