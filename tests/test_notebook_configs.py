@@ -40,7 +40,7 @@ _SMOKE_06 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedd
 _SMOKE_07 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedding_dim=16, p=8, k=3, iterations=10)
 
 EXPECTED = {
-    ("05_training", "default"): TrainConfig(**_CPU_05),
+    ("05_training", "default"): TrainConfig(**_CPU_05, threads=2),  # its one run uses both cores
     ("05_training", "smoke"): TrainConfig(**{**_CPU_05, **_SMOKE_05}),
     # the one deliberate change: the profile is now the config file itself, which checkpoints every 500 iterations
     # (the profile's own list of settings left checkpoint_every at 0; checkpoints do not change the numbers)
