@@ -30,7 +30,6 @@ from torch import nn
 
 from mslib.data.download import verified_download, verify_checksum
 from mslib.data.errors import ChecksumError as ChecksumError  # re-exported: mslib.models.ChecksumError
-from mslib.files import file_digest
 
 
 @dataclass(frozen=True)
@@ -313,11 +312,6 @@ def build_model(
 
 
 # ----------------------------------------------------------------------------------------------- weights files
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file (:func:`mslib.files.file_digest`)."""
-    return file_digest(path, "sha256")
-
-
 def download_weights(url: str, sha256: str, filename: str | None = None) -> Path:
     """``torch.hub.get_dir()/checkpoints/<filename>``, downloaded once and verified against ``sha256``.
 

@@ -178,10 +178,6 @@ def verified_download(urls: str | tuple[str, ...], dest: Path, *, md5: str | Non
     return dest
 
 
-#: The former name of :func:`verified_download`.
-download_file = verified_download
-
-
 def extract_archive(archive: Path, dest_dir: Path) -> list[Path]:
     """Extract a .tgz/.tar/.zip into ``dest_dir`` atomically; return the top-level paths it created/replaced.
 
@@ -247,5 +243,5 @@ def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archi
     return placed
 
 
-__all__ = ["MANUAL", "SOURCES", "RemoteFile", "download_dataset", "download_file", "extract_archive",
+__all__ = ["MANUAL", "SOURCES", "RemoteFile", "download_dataset", "extract_archive",
            "file_digest", "fetch_hint", "verified_download", "verify_checksum"]

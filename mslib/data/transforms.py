@@ -20,10 +20,6 @@ from torchvision.transforms import v2
 
 from mslib.models import INPUT_CONVENTIONS, InputConvention
 
-BNINCEPTION_MEAN_BGR = INPUT_CONVENTIONS["bninception"].mean
-IMAGENET_MEAN = INPUT_CONVENTIONS["resnet50"].mean
-IMAGENET_STD = INPUT_CONVENTIONS["resnet50"].std
-
 
 class Normalize(torch.nn.Module):
     """``C×H×W`` float in [0, 1] (RGB, or gray) → the convention's colour order and scale, minus mean, over std."""
