@@ -60,7 +60,7 @@ browser-test: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m mslib.notebooks run --profile smoke --no-progress
 
-test: lint pytest smoke
+test: lint pytest smoke gpu-check
 	$(MAKE) book-only
 	$(MAKE) browser-test
 
