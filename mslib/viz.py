@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,15 @@ def save_figure(
     entries.sort(key=lambda e: e["id"])
     atomic_write_text(manifest, json.dumps(entries, indent=2) + "\n")
     return entry
+
+
+_IMPORTED = time.perf_counter()  # a chapter's kernel imports this module in its first code cell
+
+
+def glue_page_seconds(key: str) -> None:
+    """Glue under ``key`` the seconds since this module was imported: in a chapter, the time its code took to run,
+    measured where the book was built, so each page states its own cost."""
+    glue(key, time.perf_counter() - _IMPORTED, display=False)
 
 
 def publish(

@@ -148,7 +148,8 @@ def test_literalincludes_name_a_real_function(include: tuple[str, str, str]) -> 
 VISIBILITY = {"remove-cell", "remove-input", "hide-input"}
 KNOWN_TAGS = VISIBILITY | {"parameters", "remove-output", "hide-output"}
 COLUMN = 88  # characters of code that fit the book's text column at 800 px
-SILENT_CALLS = {"display", "print", "glue", "publish", "write_table", "set_style"}  # return None: nothing shown
+SILENT_CALLS = {"display", "print", "glue", "publish", "write_table", "set_style",
+                "glue_page_seconds"}  # return None: nothing shown
 
 
 def _code_cells(path: Path) -> list[tuple[int, dict, set[str]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mslib import viz
 from mslib.viz import (
     class_subset,
     embedding_2d,
@@ -199,3 +201,15 @@ def test_figures_fit_the_column_with_readable_text() -> None:
         sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
         assert sizes and min(sizes) >= 8, f"{name}: text of {min(sizes)} pt, below 8 pt"
         plt.close(fig)
+
+
+def test_glue_page_seconds_glues_the_time_since_import(monkeypatch) -> None:
+    """The page cost is the wall time since ``mslib.viz`` was imported: positive, and growing between two calls."""
+    glued = []
+    monkeypatch.setattr(viz, "glue", lambda key, value, display: glued.append((key, value, display)))
+    viz.glue_page_seconds("a-page-seconds")
+    time.sleep(0.05)
+    viz.glue_page_seconds("a-page-seconds")
+    (k1, v1, d1), (_, v2, _) = glued
+    assert k1 == "a-page-seconds" and d1 is False
+    assert 0 < v1 and v2 - v1 >= 0.05
