@@ -8,11 +8,11 @@ similarities, mining, loss and gradient. Values and gradients must agree (assert
 against their PML counterparts with the semantics the tests check (``tests/test_losses.py``).
 
 Full sizes: B = 80, 256, 1000, 4096 for MS (other losses B = 80, 256, 1000), D = 512, P×K batches with K = 4.
-``--quick``: B = 80, 256, 1000 for MS, B = 80, 256 for the others; ``--losses ms`` runs the MS loss alone. The official-style loop runs up to B = 1000 only
-(at B = 4096 one call would take minutes on the CPU). Every MS size also times the ``matmul floor`` in the same
-interleaved run: the forward+backward's unavoidable products ``S = X Xᵀ`` and the backward's two B×B×D products.
-Goals: at B = 1000 mslib ≥ 3× faster than PML + miner and ≥ 20× faster than the loop; at B = 4096 mslib within 2×
-the matmul floor and ahead of PML + miner.
+``--quick``: B = 80, 256, 1000 for MS, B = 80, 256 for the others; ``--losses ms`` runs the MS loss alone.
+The official-style loop runs up to B = 1000 only (at B = 4096 one call would take minutes on the CPU). Every MS size
+also times the ``matmul floor`` in the same interleaved run: the forward+backward's unavoidable products
+``S = X Xᵀ`` and the backward's two B×B×D products. Goals: at B = 1000 mslib ≥ 3× faster than PML + miner and
+≥ 20× faster than the loop; at B = 4096 mslib within 2× the matmul floor and ahead of PML + miner.
 """
 
 from __future__ import annotations
@@ -240,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         "(interleaved); speed-up = time / mslib's time",
         ["loss", "device", "B", "implementation", "ms", "mslib speed-up", "peak MiB"], rows)
     goals = ms_goals(records)
-    write_json("bench_losses" if args.losses == "all" else "bench_losses_ms", {"benchmark": "bench_losses", "quick": args.quick, "machine": info,
-                                "repeats": repeats, "records": records, "goals": goals, "table": table})
+    name = "bench_losses" if args.losses == "all" else "bench_losses_ms"
+    write_json(name, {"benchmark": "bench_losses", "quick": args.quick, "machine": info,
+                      "repeats": repeats, "records": records, "goals": goals, "table": table})
     return 0
 
 
