@@ -329,12 +329,18 @@ def brute_rank(q, ql, r, rl, same_set):
     return np.array(out)
 
 
+@pytest.fixture
+def grouped_top_k(monkeypatch):
+    """Use the grouped top-k search (:func:`mslib.evaluate._top`) on the short rows of the tests."""
+    monkeypatch.setattr(ev, "TOP_MIN_COLUMNS", 64)
+
+
 @pytest.mark.parametrize("rank_limit", [1, 3, 10_000])
-def test_scan_ranks_from_the_top_k_or_the_count_match_bruteforce(rank_limit):
+def test_scan_ranks_from_the_top_k_or_the_count_match_bruteforce(rank_limit, grouped_top_k):
     """Ranks below ``rank_limit`` are exact whether read off the block's top max(R) (``rank_limit`` <= R, here 1
     and 3 with R = 3) or counted over the whole row (10,000); above it they are at least ``rank_limit``."""
     x, y = clustered(150, 4, dim=8, spread=1.5, seed=21)  # 600 items: the grouped top-k search is used
-    assert 3 * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= len(y)
+    assert 3 * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= len(y) and len(y) >= ev.TOP_MIN_COLUMNS
     want = brute_rank(x, y, x, y, same_set=True)
     for block_size in (7, 8192):
         scan = ev._scan(x, y, x, y, True, rank_limit=rank_limit, top=True, block_size=block_size)
@@ -344,7 +350,7 @@ def test_scan_ranks_from_the_top_k_or_the_count_match_bruteforce(rank_limit):
     assert (~(want < 1)).any() and (want >= 3).any()  # both sides of the limits occur
 
 
-def test_grouped_top_k_equals_torch_topk():
+def test_grouped_top_k_equals_torch_topk(grouped_top_k):
     """:func:`_top` (candidates from the groups with the largest maxima) against ``torch.topk`` on the whole row:
     random rows, rows whose top values all fall in one group, -inf entries, and columns past the last whole group."""
     g = torch.Generator().manual_seed(0)
@@ -355,7 +361,7 @@ def test_grouped_top_k_equals_torch_topk():
     s[3, :100] = float("-inf")
     s[4] = torch.randn(n, generator=g).round()  # many exact ties: the values must still agree
     for k in (1, 5, 10):
-        assert k * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= n
+        assert k * ev.TOP_GROUP_SIZE * ev.TOP_MIN_SHRINK <= n and n >= ev.TOP_MIN_COLUMNS
         values, idx = ev._top(s, k)
         want = torch.topk(s, k, dim=1)
         torch.testing.assert_close(values, want.values, rtol=0, atol=0)
@@ -373,7 +379,7 @@ def test_count_above_matches_a_plain_count():
     assert torch.equal(ev._count_above(s.clone(), best), want) and want[0] == 1000
 
 
-def test_grouped_top_k_metrics_match_bruteforce():
+def test_grouped_top_k_metrics_match_bruteforce(grouped_top_k):
     """Recall@K, MAP@R and RP with the grouped top-k search in use (600 items, R = 3) against the brute force."""
     x, y = clustered(150, 4, dim=8, spread=1.5, seed=22)
     xq, yq = clustered(40, 2, dim=8, spread=1.5, seed=23)
