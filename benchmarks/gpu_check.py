@@ -191,24 +191,17 @@ def recipe(s: dict[str, Any], device: str, workers: int) -> dict[str, Any]:
     return out
 
 
-def ms_floor_step(x: torch.Tensor) -> None:
-    """The MS loss's unavoidable products: S = X Xᵀ forward, dL/dX = (G + Gᵀ) X backward (G = dL/dS)."""
-    s = x @ x.T
-    g = torch.ones_like(s)
-    (g + g.T) @ x
-
-
 def losses(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Section 3: MS loss forward+backward at the full batch, mslib and PML + miner against the matmul floor."""
-    from bench_losses import batch, ms_impls, step
+    from bench_losses import FLOOR, LOOP, batch, matmul_floor, ms_impls, step
 
     b = s["loss_batch"]
-    impls = {k: v for k, v in ms_impls().items() if k != "official-style loop"}
+    impls = {k: v for k, v in ms_impls().items() if k != LOOP}
     x, y = batch(b, device)
     fns = {n: step(f, x, y) for n, f in impls.items()}
-    fns["matmul floor"] = lambda: ms_floor_step(x.detach())
+    fns[FLOOR] = matmul_floor(x.detach())
     t = time_interleaved(fns, device, warmup=2, repeats=s["repeats"])
-    floor = t["matmul floor"]["median_ms"]
+    floor = t[FLOOR]["median_ms"]
     return {"batch": b, "device": str(device), "times": t,
             "ratio_to_floor": {n: v["median_ms"] / floor for n, v in t.items()},
             "pml_over_mslib": t["pml+miner"]["median_ms"] / t["mslib"]["median_ms"]}
@@ -216,7 +209,7 @@ def losses(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def retrieval(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Section 4: SOP-sized self-retrieval through mslib.evaluate on ``device`` against one GEMM of the same size."""
-    from bench_retrieval import clustered
+    from bench_retrieval import clustered, gemm_floor
 
     from mslib.evaluate import evaluate_embeddings
 
@@ -224,19 +217,11 @@ def retrieval(s: dict[str, Any], device: torch.device) -> dict[str, Any]:
     x, y = clustered(n, classes, seed=0)
     xt = torch.from_numpy(x).to(device)
     kw = dict(ks=(1, 10, 100, 1000) if n > 1000 else (1, 10), with_nmi=False, device=device)
-    fns = {"mslib": lambda: evaluate_embeddings(x, y, **kw), "GEMM floor": lambda: gemm_blocks(xt)}
+    fns = {"mslib": lambda: evaluate_embeddings(x, y, **kw), "GEMM floor": lambda: gemm_floor(xt, xt)}
     t = time_interleaved(fns, device, warmup=1, repeats=max(2, s["repeats"] // 2))
     return {"items": n, "classes": classes, "device": str(device), "times": t,
             "ratio_to_gemm": t["mslib"]["median_ms"] / t["GEMM floor"]["median_ms"],
             "metrics": evaluate_embeddings(x, y, **kw)}
-
-
-def gemm_blocks(x: torch.Tensor, rows: int = 8192) -> None:
-    """X Xᵀ in blocks of ``rows`` query rows into one reused buffer: the FLOPs without holding N×N."""
-    buf = torch.empty(min(rows, x.shape[0]), x.shape[0], device=x.device)
-    for start in range(0, x.shape[0], rows):
-        blk = x[start:start + rows]
-        torch.mm(blk, x.T, out=buf[: blk.shape[0]])
 
 
 def run_section(name: str, fn, report: dict[str, Any], out: Path) -> None:
