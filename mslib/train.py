@@ -95,7 +95,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     device: str = "cpu"
     amp: str | None = None  # None | "bf16" | "fp16" (CUDA only)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC layout of images and conv weights (speed only; the small CNN: ~24% on a CPU)
     num_workers: int = 0
     threads: int = 1  # torch intra-op CPU threads of this run (fit sets them); a run's numbers may depend on it
     seed: int = 0
@@ -361,7 +361,7 @@ def _build_model(cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Modul
     """``(model, net)``: the embedding model and what the training step calls (its DDP wrapper under torchrun)."""
     model = build_model(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, pooling=cfg.pooling,
                         in_channels=INPUT_CONVENTIONS[cfg.backbone].channels).to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if not distributed.is_distributed():
         return model, model
@@ -466,7 +466,7 @@ def train_iteration(run: Run, images: torch.Tensor, labels: torch.Tensor) -> tup
         freeze_bn_stats(run.model)
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     lr = float(run.optimizer.param_groups[0]["lr"])  # this update's learning rate (official timing)
     loss = train_step(run.net, run.loss_fn, run.optimizer, images, labels, scaler=run.scaler,

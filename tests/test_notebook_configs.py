@@ -25,7 +25,7 @@ _CPU_05 = dict(dataset="glyphs", data_root=None, dataset_options={}, backbone="s
                loss_params={"alpha": 2.0, "beta": 50.0, "lam": 0.5, "epsilon": 0.1}, p=16, k=5, iterations=600,
                optimizer="adam", lr=0.001, weight_decay=1e-05, milestones=[], freeze_bn=False, val_fraction=0.2,
                eval_every=100, official_test_selection=False, ks=[1, 2, 4, 8], device="cpu", amp=None,
-               channels_last=False, num_workers=0, seed=0)
+               channels_last=True, num_workers=0, seed=0)
 _SMOKE_05 = dict(dataset_options={"classes": 40, "images_per_class": 20}, embedding_dim=32, p=8, k=4, iterations=40,
                  eval_every=20)
 _PAPER_05 = dict(dataset="cub200", backbone="bninception", pretrained="bninception-imagenet", pooling="max",

@@ -390,3 +390,18 @@ def test_fit_runs_at_the_configs_thread_count_and_restores_the_callers(tmp_path:
     assert result.config["threads"] == 2
     with pytest.raises(ValueError, match="threads must be an integer ≥ 1"):
         tiny(threads=0)
+
+
+def test_channels_last_on_the_cpu_changes_the_layout_not_the_numbers() -> None:
+    """channels_last (the default) trains the NHWC layout on the CPU too; the losses of a short run equal those of
+    the contiguous layout to float32 rounding (oneDNN picks other kernels, so not bit for bit)."""
+    from mslib.train import build_run, train_iteration, train_loader
+
+    losses = {}
+    for layout in (True, False):
+        run = build_run(tiny(channels_last=layout, iterations=4, val_fraction=0.0))
+        conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == layout
+        batches = iter(train_loader(run))
+        losses[layout] = [float(train_iteration(run, *next(batches))[0]) for _ in range(4)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
