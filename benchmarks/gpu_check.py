@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, time_interleaved
+from _common import RESULTS, machine, sync, time_interleaved
 
 from mslib.data.fixtures import synthetic_cub
 from mslib.train import TrainConfig, build_run, evaluate_split, train_iteration, train_loader
@@ -88,11 +88,6 @@ def recipe_config(root: Path, s: dict[str, Any], amp: str | None, device: str, w
                    num_workers=workers, dataset_options={} if s["per_class"] is None else {"check_counts": False})
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def train_precision(cfg: TrainConfig) -> tuple[dict[str, Any], Any]:
     """``cfg.iterations`` updates through :func:`mslib.train.train_iteration`, timing the waits for data; the
     measurements and the run (its model is evaluated once)."""
@@ -102,14 +97,14 @@ def train_precision(cfg: TrainConfig) -> tuple[dict[str, Any], Any]:
     batches, losses, wait = iter(train_loader(run)), [], 0.0
     images, labels = next(batches)  # the first batch includes the workers' start: not timed
     losses.append(train_iteration(run, images, labels)[0])
-    sync()
+    sync(run.device)
     start = time.perf_counter()
     for _ in range(cfg.iterations - 1):
         t0 = time.perf_counter()
         images, labels = next(batches)
         wait += time.perf_counter() - t0
         losses.append(train_iteration(run, images, labels)[0])
-    sync()
+    sync(run.device)
     seconds = time.perf_counter() - start
     values = [float(v) for v in losses]
     timed = cfg.iterations - 1
@@ -182,7 +177,7 @@ def recipe(s: dict[str, Any], device: str, workers: int) -> dict[str, Any]:
         out["loader_one_worker"] = loader_rate(replace(cfg, num_workers=1), max(2, s["loader_batches"] // 6))
         t0 = time.perf_counter()
         metrics = evaluate_split(last.model, last.sets, "test", replace(last.cfg, amp="bf16"))
-        sync()
+        sync(last.device)
         out["evaluation"] = {"seconds": time.perf_counter() - t0, "test_images": len(last.sets["test"]),
                              "R@1": metrics["R@1"]}
     bf16 = runs["bf16"]
