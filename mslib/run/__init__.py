@@ -1,0 +1,1 @@
+"""Run bookkeeping and the statistics of comparing runs (:mod:`mslib.run.significance`)."""
