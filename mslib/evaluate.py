@@ -41,7 +41,7 @@ Conventions (see ``book/sources.md#src-official-eval`` for the official code's e
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -456,6 +456,85 @@ def nmi(embeddings: Any, labels: Any, seed: int = 0, nredo: int = 1) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- all at once
+_COUNTS = ("queries", "lone_queries")
+
+
+@dataclass(frozen=True)
+class RetrievalMetrics:
+    """The metrics of one evaluation: ``recall`` (Recall@K by K, the paper's tables), ``map_at_r`` and
+    ``r_precision`` (Musgrave et al. 2020), ``nmi`` (``None`` when not computed), all fractions in ``[0, 1]``; and the
+    counts: ``queries`` and ``lone_queries`` (queries without a same-class reference, module docstring).
+
+    :meth:`to_dict` is the flat dict run records store (``{"R@1", ..., "MAP@R", "RP", "NMI", "queries",
+    "lone_queries"}``, the output of :func:`evaluate_embeddings`); :meth:`from_dict` reads it back.
+    """
+
+    recall: dict[int, float]
+    map_at_r: float
+    r_precision: float
+    queries: int
+    lone_queries: int
+    nmi: float | None = None
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The flat dict of a run record, in its key order: ``R@K`` (in ``recall``'s order), ``MAP@R``, ``RP``,
+        ``NMI`` (only when computed), ``queries``, ``lone_queries``."""
+        out: dict[str, float | int] = {f"R@{k}": v for k, v in self.recall.items()}
+        out["MAP@R"], out["RP"] = self.map_at_r, self.r_precision
+        if self.nmi is not None:
+            out["NMI"] = self.nmi
+        out["queries"], out["lone_queries"] = self.queries, self.lone_queries
+        return out
+
+    @classmethod
+    def from_dict(cls, flat: Mapping[str, Any]) -> RetrievalMetrics:
+        """The inverse of :meth:`to_dict`; a metric stored as ``None`` (a record's ``null`` for NaN) becomes NaN.
+        ValueError for an unknown key or a missing one."""
+        def value(key: str) -> float:
+            return float("nan") if flat[key] is None else float(flat[key])
+
+        recall_keys = [k for k in flat if k.startswith("R@") and k[2:].isdigit()]
+        unknown = [k for k in flat if k not in recall_keys and k not in ("MAP@R", "RP", "NMI", *_COUNTS)]
+        missing = [k for k in ("MAP@R", "RP", *_COUNTS) if k not in flat] + ([] if recall_keys else ["R@K"])
+        if unknown or missing:
+            raise ValueError(f"not a retrieval-metrics dict: unknown keys {unknown}, missing {missing}")
+        return cls(recall={int(k[2:]): value(k) for k in recall_keys}, map_at_r=value("MAP@R"),
+                   r_precision=value("RP"), queries=int(flat["queries"]), lone_queries=int(flat["lone_queries"]),
+                   nmi=value("NMI") if "NMI" in flat else None)
+
+
+def retrieval_metrics(
+    query: Any,
+    query_labels: Any,
+    ref: Any = None,
+    ref_labels: Any = None,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    *,
+    with_nmi: bool = True,
+    seed: int = 0,
+    block_size: int = 8192,
+    lone_queries: str = "exclude",
+    device: str | torch.device | None = None,
+) -> RetrievalMetrics:
+    """Every metric from one blocked pass, as a :class:`RetrievalMetrics`.
+
+    Metrics are plain Python floats in ``[0, 1]``. NMI clusters the query set (as pytorch-metric-learning does).
+    ``lone_queries`` counts queries with no same-class reference (see the module docstring). ``device``
+    (``None``: the CPU) runs the retrieval pass on a GPU with ``"cuda"``; NMI's k-means stays on the CPU (faiss).
+    """
+    ks = _check_ks(ks)
+    _check_lone(lone_queries)
+    dev = _device(device)
+    q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
+    scan = _scan(q, ql, r, rl, same, rank_limit=max(ks), top=True, block_size=block_size, device=dev)
+    lone = scan.counts <= 0
+    return RetrievalMetrics(recall=_recalls(scan.rank, ks, lone, lone_queries),
+                            map_at_r=_average(scan.ap, lone, lone_queries),
+                            r_precision=_average(scan.rp, lone, lone_queries),
+                            queries=int(q.shape[0]), lone_queries=int(lone.sum()),
+                            nmi=nmi(q, ql, seed=seed) if with_nmi else None)
+
+
 def evaluate_embeddings(
     query: Any,
     query_labels: Any,
@@ -469,25 +548,60 @@ def evaluate_embeddings(
     lone_queries: str = "exclude",
     device: str | torch.device | None = None,
 ) -> dict[str, float | int]:
-    """Every metric from one blocked pass: ``{"R@1", ..., "MAP@R", "RP", "NMI", "queries", "lone_queries"}``.
+    """:func:`retrieval_metrics` as the flat dict run records store: ``{"R@1", ..., "MAP@R", "RP", "NMI",
+    "queries", "lone_queries"}`` (:meth:`RetrievalMetrics.to_dict`)."""
+    return retrieval_metrics(query, query_labels, ref, ref_labels, ks, with_nmi=with_nmi, seed=seed,
+                             block_size=block_size, lone_queries=lone_queries, device=device).to_dict()
 
-    Metrics are plain Python floats in ``[0, 1]``. NMI clusters the query set (as pytorch-metric-learning does).
-    ``"lone_queries"`` counts queries with no same-class reference (see the module docstring). ``device``
-    (``None``: the CPU) runs the retrieval pass on a GPU with ``"cuda"``; NMI's k-means stays on the CPU (faiss).
+
+@dataclass(frozen=True)
+class PerQuery:
+    """Per-query retrieval results (row ``i`` is query ``i``), for the gallery and for looking behind an average.
+
+    ``first_positive``: the rank (1 = most similar) of the query's most similar same-class reference, ``1 +`` the
+    number of references strictly more similar (the official tie rule, module docstring), so the query is a hit at
+    K when ``first_positive <= K``; 0 for a lone query. ``ap_at_r`` and ``r_precision``: AP@R and R-Precision (NaN
+    for a lone query); ``r``: R, the number of same-class references (the query itself not counted).
     """
-    ks = _check_ks(ks)
-    _check_lone(lone_queries)
+
+    first_positive: np.ndarray
+    ap_at_r: np.ndarray
+    r_precision: np.ndarray
+    r: np.ndarray
+
+    @property
+    def lone(self) -> np.ndarray:
+        """Which queries have no same-class reference."""
+        return self.r <= 0
+
+    def metrics(self, ks: Sequence[int] = (1, 2, 4, 8), *, lone_queries: str = "exclude") -> RetrievalMetrics:
+        """The averages over the queries, as :func:`retrieval_metrics` computes them (without NMI)."""
+        ks = _check_ks(ks)
+        _check_lone(lone_queries)
+        lone = self.lone
+        recall = {k: _average(((self.first_positive <= k) & ~lone).astype(np.float64), lone, lone_queries)
+                  for k in ks}
+        return RetrievalMetrics(recall=recall, map_at_r=_average(self.ap_at_r, lone, lone_queries),
+                                r_precision=_average(self.r_precision, lone, lone_queries),
+                                queries=len(self.r), lone_queries=int(lone.sum()))
+
+
+def per_query_results(
+    query: Any, query_labels: Any, ref: Any = None, ref_labels: Any = None, *, block_size: int = 8192,
+    device: str | torch.device | None = None,
+) -> PerQuery:
+    """Each query's first-positive rank, AP@R, R-Precision and R (:class:`PerQuery`), from one blocked pass.
+
+    Inputs as :func:`recall_at_k`. Every rank is exact, so each block row is also counted in full
+    (:func:`_count_above`): slower than the aggregate path of :func:`retrieval_metrics`, which only needs ranks up
+    to max(K).
+    """
     dev = _device(device)
     q, ql, r, rl, same = _prepare(query, query_labels, ref, ref_labels)
-    scan = _scan(q, ql, r, rl, same, rank_limit=max(ks), top=True, block_size=block_size, device=dev)
+    scan = _scan(q, ql, r, rl, same, rank_limit=r.shape[0] + 1, top=True, block_size=block_size, device=dev)
     lone = scan.counts <= 0
-    out: dict[str, float | int] = {f"R@{k}": v for k, v in _recalls(scan.rank, ks, lone, lone_queries).items()}
-    out["MAP@R"], out["RP"] = _average(scan.ap, lone, lone_queries), _average(scan.rp, lone, lone_queries)
-    if with_nmi:
-        out["NMI"] = nmi(q, ql, seed=seed)
-    out["queries"] = int(q.shape[0])
-    out["lone_queries"] = int(lone.sum())
-    return out
+    return PerQuery(first_positive=np.where(lone, -1, scan.rank) + 1, ap_at_r=np.where(lone, np.nan, scan.ap),
+                    r_precision=np.where(lone, np.nan, scan.rp), r=np.asarray(scan.counts, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------------------- embedding

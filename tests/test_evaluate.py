@@ -492,6 +492,130 @@ def test_bad_options_raise():
         ev.nmi(np.full((3, 2), np.nan), [0, 1, 2])
 
 
+# ------------------------------------------------------------------ typed results: RetrievalMetrics, PerQuery
+def brute_per_query(q, ql, r, rl, same_set):
+    """Per query by a plain loop (float64, stable order): 1-based rank of the first positive under the official
+    strict rule (1 + references strictly more similar than the best positive; 0: lone), AP@R, R-Precision, R."""
+    sim, order = brute_ranking(q, r, same_set)
+    first, aps, rps, rs = [], [], [], []
+    for i in range(len(q)):
+        pos = [j for j in range(len(r)) if rl[j] == ql[i] and not (same_set and j == i)]
+        rs.append(len(pos))
+        if not pos:
+            first.append(0)
+            aps.append(np.nan)
+            rps.append(np.nan)
+            continue
+        best = max(sim[i, j] for j in pos)
+        first.append(1 + sum(sim[i, j] > best for j in range(len(r)) if not (same_set and j == i)))
+        hits, ap = 0, 0.0
+        for rank, j in enumerate(order[i, : len(pos)], start=1):
+            if rl[j] == ql[i]:
+                hits += 1
+                ap += hits / rank
+        aps.append(ap / len(pos))
+        rps.append(hits / len(pos))
+    return np.array(first), np.array(aps), np.array(rps), np.array(rs)
+
+
+def seeded_cases():
+    """(args, kwargs) of a few seeded evaluations: single sets with lone classes, a query/gallery split."""
+    for seed in (0, 1, 2):
+        sizes = [4, 5, 6, 7, 9, 1, 3] * 4
+        x, y = clustered(len(sizes), sizes, spread=0.9, seed=seed)
+        yield (x, y), {"ks": (1, 2, 4, 8)}
+        yield (x, y), {"ks": (8, 1, 100), "with_nmi": False, "lone_queries": "miss", "block_size": 7}
+        yield (x[:60], y[:60], x[60:], y[60:]), {"ks": (1, 4, 16), "seed": seed}
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_retrieval_metrics_is_evaluate_embeddings_and_matches_bruteforce(case):
+    args, kw = list(seeded_cases())[case]
+    typed = ev.retrieval_metrics(*args, **kw)
+    flat = ev.evaluate_embeddings(*args, **kw)
+    assert typed.to_dict() == flat and list(typed.to_dict()) == list(flat)  # same values, same key order
+    assert [type(v) for v in typed.to_dict().values()] == [type(v) for v in flat.values()]
+    q, ql, r, rl = (*args, *args) if len(args) == 2 else args
+    policy = kw.get("lone_queries", "exclude")
+    want = brute_recall(q, ql, r, rl, kw["ks"], same_set=len(args) == 2, lone_policy=policy)
+    assert list(typed.recall) == list(kw["ks"])
+    assert typed.recall == pytest.approx(want, abs=1e-12)
+    if policy == "exclude":
+        want_map, want_rp = brute_map_rp(q, ql, r, rl, same_set=len(args) == 2)
+        assert (typed.map_at_r, typed.r_precision) == pytest.approx((want_map, want_rp), abs=1e-12)
+    assert typed.queries == len(q) and (typed.nmi is None) == (not kw.get("with_nmi", True))
+    if typed.nmi is not None:
+        assert typed.nmi == ev.nmi(q, ql, seed=kw.get("seed", 0))
+
+
+def test_retrieval_metrics_against_pytorch_metric_learning():
+    sizes = [4, 5, 6, 7, 9, 1, 3] * 4
+    x, y = clustered(len(sizes), sizes, spread=0.9, seed=4)
+    pml = _pml_calculator().get_accuracy(x, y, x, y, ref_includes_query=True)
+    got = ev.retrieval_metrics(x, y, ks=(1,), with_nmi=False)
+    assert got.recall[1] == pytest.approx(pml["precision_at_1"], abs=1e-9)
+    assert got.map_at_r == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-9)
+    assert got.r_precision == pytest.approx(pml["r_precision"], abs=1e-9)
+    assert got.lone_queries == 4
+
+
+def test_retrieval_metrics_round_trip_through_a_record_dict():
+    import json
+
+    x, y = clustered(10, [5] * 9 + [1], seed=7)
+    for kw in ({}, {"with_nmi": False}):
+        m = ev.retrieval_metrics(x, y, ks=(1, 2, 4, 8), **kw)
+        assert ev.RetrievalMetrics.from_dict(m.to_dict()) == m
+        assert ev.RetrievalMetrics.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+    stored = {"R@1": None, "MAP@R": 0.5, "RP": 0.25, "queries": 3, "lone_queries": 3}  # NaN is stored as null
+    back = ev.RetrievalMetrics.from_dict(stored)
+    assert math.isnan(back.recall[1]) and back.nmi is None and back.queries == 3
+    with pytest.raises(ValueError, match=r"unknown keys \['R@x'\], missing \['lone_queries'\]"):
+        ev.RetrievalMetrics.from_dict({"R@1": 0.5, "R@x": 1.0, "MAP@R": 0.5, "RP": 0.5, "queries": 3})
+    with pytest.raises(ValueError, match=r"missing \['R@K'\]"):
+        ev.RetrievalMetrics.from_dict({"MAP@R": 0.5, "RP": 0.5, "queries": 3, "lone_queries": 0})
+
+
+@pytest.mark.parametrize("block_size", [5, 8192])
+def test_per_query_results_match_a_plain_loop(block_size):
+    sizes = [4, 6, 9, 1, 3] * 6 + [13]
+    x, y = clustered(len(sizes), sizes, spread=1.0, seed=12)
+    xg, yg = clustered(14, [3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 1, 1], spread=1.0, seed=15)
+    xq, yq = clustered(16, 3, spread=1.0, seed=16)  # classes 14, 15 have no gallery item: lone
+    for args, same in (((x, y), True), ((xq, yq, xg, yg), False)):
+        q, ql, r, rl = (*args, *args) if same else args
+        got = ev.per_query_results(*args, block_size=block_size)
+        first, ap, rp, rs = brute_per_query(q, ql, r, rl, same)
+        np.testing.assert_array_equal(got.first_positive, first)
+        np.testing.assert_array_equal(got.r, rs)
+        np.testing.assert_array_equal(got.lone, rs == 0)
+        np.testing.assert_allclose(got.ap_at_r, ap, rtol=0, atol=1e-12)  # NaN where lone, on both sides
+        np.testing.assert_allclose(got.r_precision, rp, rtol=0, atol=1e-12)
+        assert got.lone.any() and (got.first_positive > 8).any()  # lone queries and deep ranks both occur
+
+
+def test_per_query_ranks_follow_the_official_tie_rule():
+    rng = np.random.default_rng(3)
+    x = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=50)]  # one-hot: many exact ties
+    y = rng.integers(0, 5, size=50)
+    want = brute_rank(x, y, x, y, same_set=True)
+    np.testing.assert_array_equal(ev.per_query_results(x, y, block_size=4).first_positive, want + 1)
+
+
+@pytest.mark.parametrize("lone_policy", ["exclude", "miss"])
+def test_per_query_means_are_the_aggregate_metrics(lone_policy, grouped_top_k):
+    """The averages of the per-query results are the aggregate metrics (grouped top-k search in use)."""
+    x, y = clustered(150, [4] * 140 + [1] * 10, dim=8, spread=1.5, seed=22)
+    ks = (1, 2, 4, 8, 100)
+    per = ev.per_query_results(x, y, block_size=64)
+    agg = ev.retrieval_metrics(x, y, ks=ks, with_nmi=False, block_size=64, lone_queries=lone_policy)
+    assert per.metrics(ks, lone_queries=lone_policy) == agg
+    if lone_policy == "exclude":
+        assert np.nanmean(per.ap_at_r) == pytest.approx(agg.map_at_r, abs=1e-12)
+        assert np.nanmean(per.r_precision) == pytest.approx(agg.r_precision, abs=1e-12)
+        assert np.mean(per.first_positive[~per.lone] <= 4) == pytest.approx(agg.recall[4], abs=1e-12)
+
+
 # ------------------------------------------------------------------ embed
 def test_embed_eval_mode_order_and_dtypes():
     torch.manual_seed(0)
