@@ -34,6 +34,8 @@ Conventions (see ``book/sources.md#src-official-eval`` for the official code's e
   continuous embeddings exact ties are measure-zero; the tests check agreement with a stable brute-force ranking on
   tie-free data and that tied data gives a value between the pessimistic and the optimistic tie rule. :func:`knn`
   (used to show retrieval examples) ranks in faiss's order (``IndexFlatIP``, exact inner products in float32).
+* **Typed results.** :func:`retrieval_metrics` returns a :class:`RetrievalMetrics`; :func:`evaluate_embeddings` its
+  flat dict (what run records store); :func:`per_query_results` the per-query values behind the averages.
 * **Memory.** Blocks hold at most ``block_size`` query rows and about ``BLOCK_BYTES`` of similarities (but at least
   ``MIN_BLOCK_ROWS`` rows: 62 MiB for SOP's 60,502 references), so the full N x N similarity matrix is never held.
 """

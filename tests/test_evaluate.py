@@ -534,6 +534,8 @@ def test_retrieval_metrics_is_evaluate_embeddings_and_matches_bruteforce(case):
     typed = ev.retrieval_metrics(*args, **kw)
     flat = ev.evaluate_embeddings(*args, **kw)
     assert typed.to_dict() == flat and list(typed.to_dict()) == list(flat)  # same values, same key order
+    nmi_key = ["NMI"] if kw.get("with_nmi", True) else []
+    assert list(flat) == [*(f"R@{k}" for k in kw["ks"]), "MAP@R", "RP", *nmi_key, "queries", "lone_queries"]
     assert [type(v) for v in typed.to_dict().values()] == [type(v) for v in flat.values()]
     q, ql, r, rl = (*args, *args) if len(args) == 2 else args
     policy = kw.get("lone_queries", "exclude")

@@ -300,5 +300,5 @@ def format_family(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         "verdict": table["verdict"].to_list(),
     }, index=table.index)
     if "expected" in table:
-        out.insert(len(out.columns) - 1, "claimed sign", ["+" if s > 0 else "−" for s in table["expected"]])
+        out.insert(len(out.columns) - 1, "claimed sign", ["+" if s > 0 else "-" for s in table["expected"]])
     return out
