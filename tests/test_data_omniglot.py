@@ -294,3 +294,21 @@ def test_a_missing_zip_or_root_is_named(fixture: Path, tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in _error(tmp_path / "nowhere", DatasetNotFoundError)
     (fixture / SMALL2).write_bytes(b"not a zip")
     assert f"cannot open {fixture / SMALL2} as a zip" in _error(fixture)
+
+
+def test_the_montage_shows_one_row_per_alphabet(fixture: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from mslib.data.plots import omniglot_montage
+
+    X, y, characters = read_omniglot(fixture, check_counts=False, image_size=8)
+    for by, tiles in (("character", [0, 20, 40, 60, 80, 100]), ("drawer", [0, 1, 40, 41, 80, 81])):
+        fig = omniglot_montage(X, y, characters, per_row=2, by=by)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.texts] == ["Balinese", "Greek", "Tagalog"]
+        canvas = ax.images[0].get_array()
+        shown = [canvas[r * 10 : r * 10 + 8, c * 10 : c * 10 + 8] for r in range(3) for c in range(2)]
+        assert all(np.array_equal(s, X[i]) for s, i in zip(shown, tiles, strict=True)), by
+        plt.close(fig)
+    with pytest.raises(ValueError, match="by must be"):
+        omniglot_montage(X, y, characters, by="alphabet")
