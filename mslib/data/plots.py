@@ -30,21 +30,49 @@ def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_cla
     for r, col, i, _ in cells:
         canvas[r * step_y + label_h : r * step_y + label_h + size, col * step_x : col * step_x + size] = X[i]
     scale = 0.018
-    fig, ax = plt.subplots(figsize=(canvas.shape[1] * scale + (0.4 if per_class > 1 else 0), canvas.shape[0] * scale))
+    labels_in = max(0.4, 0.09 * max(len(chars[c]) for c in classes)) if per_class > 1 else 0  # row labels' width
+    fig, ax = plt.subplots(figsize=(canvas.shape[1] * scale + labels_in, canvas.shape[0] * scale))
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_axis_off()
     if title and per_class == 1:
         for r, col, _, c in cells:
             ax.text(col * step_x + size / 2, r * step_y + label_h - 2, chars[c], ha="center", va="bottom", fontsize=8)
     if per_class > 1:
+        ax.set_anchor("E")  # the extra width is on the left, for the row labels
         for n, c in enumerate(classes):
             ax.text(-4, n * step_y + size / 2, chars[c], ha="right", va="center", fontsize=10)
     fig.tight_layout(pad=0.2)
     return fig
 
 
-def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
-    """Published zero-shot split sizes of the four benchmarks, plus the embedded glyphs as generated."""
+def omniglot_montage(X: np.ndarray, y: np.ndarray, characters: Sequence[str], *, per_row: int = 12,
+                     by: str = "character") -> plt.Figure:
+    """Omniglot, one row per alphabet (its name on the left): its first ``per_row`` characters, drawer 01 of each
+    (``by="character"``), or the first ``per_row`` drawers of its first character (``by="drawer"``).
+
+    ``characters`` are ``"Alphabet/characterNN"`` names indexed by the class ids ``y``
+    (:func:`mslib.data.omniglot.read_omniglot`); the tiles are drawn as :func:`glyph_montage` draws glyphs.
+    """
+    if by not in ("character", "drawer"):
+        raise ValueError(f"by must be 'character' or 'drawer', not {by!r}")
+    alphabets = sorted({c.split("/")[0] for c in characters})
+    rows, row_of = [], []
+    for a, alphabet in enumerate(alphabets):
+        classes = [i for i, c in enumerate(characters) if c.split("/")[0] == alphabet]
+        if by == "character":
+            idx = [np.flatnonzero(y == c)[0] for c in classes[:per_row]]
+        else:
+            idx = list(np.flatnonzero(y == classes[0])[:per_row])
+        rows += idx
+        row_of += [a] * len(idx)
+    names = [a.replace("_", " ") for a in alphabets]
+    return glyph_montage(X[rows], np.array(row_of), names, per_class=per_row)
+
+
+def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None,
+                omniglot_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """Published zero-shot split sizes of the four benchmarks, plus the embedded glyphs as generated and, when
+    given, Omniglot-242 as read from its vendored zips (``{split: (images, classes)}``)."""
     rows = []
     for name, splits in EXPECTED.items():
         for split, (images, classes) in splits.items():
@@ -53,4 +81,7 @@ def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None) -> pd.Da
             rows.append({"dataset": name, "split": split, "images": images,
                          "classes": classes if classes is not None else "3,985 (shared)",
                          "source": "generated here" if name == "glyphs" else f"published ({CITATIONS[name]})"})
+    for split, (images, classes) in (omniglot_counts or {}).items():
+        rows.append({"dataset": "omniglot", "split": split, "images": images, "classes": classes,
+                     "source": "vendored zips (lake2015human)"})
     return pd.DataFrame(rows).set_index(["dataset", "split"])
