@@ -16,11 +16,11 @@ from mslib.proxy_losses import loss_param_groups
 from mslib.similarity import cosine
 from tests import reference_losses as ref
 
-PROXY_LOSSES = [name for name, spec in LOSS_SPECS.items() if spec.kind != "pair"]  # proxy and classification
+PROXY_NAMES = [name for name, spec in LOSS_SPECS.items() if spec.kind != "pair"]  # proxy and classification
 # the PML oracle of each row that names one (LossSpec.pml): same constructor names and defaults as ours
-PML = {name: getattr(pml_losses, LOSS_SPECS[name].pml) for name in PROXY_LOSSES if LOSS_SPECS[name].pml}
+PML = {name: getattr(pml_losses, LOSS_SPECS[name].pml) for name in PROXY_NAMES if LOSS_SPECS[name].pml}
 # every proxy loss of the table at its (and PML's) defaults, then the chosen settings (a bare name replaces it)
-CASES = {name: {} for name in PROXY_LOSSES}
+CASES = {name: {} for name in PROXY_NAMES}
 CASES |= {
     "proxy_anchor": dict(),
     "proxy_anchor-wide": dict(margin=0.3, alpha=8.0),
@@ -185,7 +185,7 @@ def test_proxy_anchor_weight_is_the_papers_formula_by_loop() -> None:
 
 
 def test_labels_outside_the_classes_are_refused() -> None:
-    for name in PROXY_LOSSES:
+    for name in PROXY_NAMES:
         fn, sim, hp = LOSS_SPECS[name].fn, _sim(0, n=4, n_classes=3, case=name), CASES[name]
         with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*got \[3\]"):
             fn(sim, torch.tensor([0, 1, 2, 3]), **hp)
