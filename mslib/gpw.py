@@ -2,9 +2,10 @@
 
 By the chain rule ``∂L/∂θ = Σ_ij (∂L/∂S_ij) (∂S_ij/∂θ)`` (MS paper, Sec. 3), so training with ``L`` is training
 with the weighted sum ``Σ_ij w_ij S_ij`` whose weights ``w_ij = |∂L/∂S_ij|`` are frozen at the current ``S``.
-:func:`pair_weights` finds them by autograd; ``CLOSED_FORM`` holds each loss's derivation (for the MS loss the
-paper's eqs. 13-14) so the book can show that the two agree. Closed forms build ``m×R×R`` tensors where it keeps
-them readable: they are for checking and plotting small batches, not for training.
+:func:`pair_weights` finds them by autograd; :func:`closed_form_weights` gives each loss's derivation (for the MS
+loss the paper's eqs. 13-14), the function its row of :data:`mslib.losses.LOSS_SPECS` names, so the book can show
+that the two agree. Closed forms build ``m×R×R`` tensors where it keeps them readable: they are for checking and
+plotting small batches, not for training.
 Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``; their figures are drawn by :mod:`mslib.viz`.
 """
 
@@ -17,13 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mslib.losses import LOSSES
+from mslib.losses import LOSS_SPECS, LossSpec, loss_spec, multi_similarity
 from mslib.mining import ms_pair_mask, restrict, triplet_mask
-from mslib.proxy_losses import PROXY_LOSSES, check_proxy_sim
+from mslib.proxy_losses import check_proxy_sim
 from mslib.similarity import check_sim, pair_masks, reference_is_batch
 
 __all__ = [
-    "CLOSED_FORM", "CLOSED_FORM_PROXY", "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
+    "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
     "ms_summary", "pair_weights", "proxy_similarity_dependence", "proxy_weights", "similarity_dependence",
     "table1_comparison", "weight_sweep",
 ]
@@ -47,11 +48,30 @@ def pair_weights(
     loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None,
     **hparams: Any,
 ) -> PairWeights:
-    """GPW weights by autograd: ``w_ij = |∂L/∂S_ij|`` of ``loss_fn(sim, labels, ref_labels, **hparams)``."""
-    fn = LOSSES[loss_fn] if isinstance(loss_fn, str) else loss_fn
+    """GPW weights by autograd: ``w_ij = |∂L/∂S_ij|`` of ``loss_fn(sim, labels, ref_labels, **hparams)`` (a pair
+    loss's name or function)."""
+    fn = _spec(loss_fn, pair=True).fn if isinstance(loss_fn, str) else loss_fn
     s = sim.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(fn(s, labels, ref_labels, **hparams), s)
     return _split(grad, labels, ref_labels)
+
+
+def _spec(name: str, pair: bool) -> LossSpec:
+    """The row of loss ``name``, refused (``ValueError``) unless it is a pair loss (``pair``) or a proxy one."""
+    spec = loss_spec(name)
+    if (spec.kind == "pair") != pair:
+        raise ValueError(f"{name} is a {spec.kind} loss: use {'proxy' if pair else 'pair'}_weights")
+    return spec
+
+
+def _closed_form(name: str, pair: bool) -> Callable[..., PairWeights]:
+    """The closed-form weights function that loss ``name``'s row names (a function of this module)."""
+    spec = LOSS_SPECS.get(name)
+    if spec is None or spec.closed_form is None or (spec.kind == "pair") != pair:
+        known = [n for n, s in LOSS_SPECS.items() if s.closed_form is not None and (s.kind == "pair") == pair]
+        why = f" ({spec.no_closed_form})" if spec is not None and spec.no_closed_form else ""
+        raise ValueError(f"no closed form for {name!r}{why}; known: {', '.join(known)}")
+    return globals()[spec.closed_form]
 
 
 def _rows(sim: Tensor) -> Tensor:
@@ -176,26 +196,14 @@ def multi_similarity_weights(sim, labels, ref_labels=None, *, alpha, beta, lam, 
     return _split(grad, labels, ref_labels)
 
 
-CLOSED_FORM: dict[str, Callable[..., PairWeights]] = {
-    "contrastive": contrastive_weights,
-    "triplet": triplet_weights,
-    "lifted_structure": lifted_structure_weights,
-    "generalized_lifted_structure": generalized_lifted_structure_weights,
-    "binomial_deviance": binomial_deviance_weights,
-    "npair": npair_weights,
-    "multi_similarity": multi_similarity_weights,
-    "quadruplet": quadruplet_weights,
-}
-
-
 def closed_form_weights(
     name: str, sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, **hparams: Any
 ) -> PairWeights:
-    """The derived (not autograd) ``PairWeights`` of loss ``name`` (a key of ``mslib.losses.LOSSES``)."""
-    if name not in CLOSED_FORM:
-        raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM)}")
+    """The derived (not autograd) ``PairWeights`` of pair loss ``name``: the function its row of
+    :data:`mslib.losses.LOSS_SPECS` names (``closed_form``)."""
+    weights = _closed_form(name, pair=True)
     check_sim(sim, labels, ref_labels)
-    return CLOSED_FORM[name](sim.detach(), labels, ref_labels, **hparams)
+    return weights(sim.detach(), labels, ref_labels, **hparams)
 
 
 # --- sample–proxy weights: S is B × C (embeddings × proxies), the positive pair of sample i is (i, y_i) --------
@@ -208,7 +216,7 @@ def _split_proxy(grad: Tensor, labels: Tensor) -> PairWeights:
 
 def proxy_weights(loss_fn: str | Callable[..., Tensor], sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
     """Sample–proxy weights by autograd: ``w_ic = |∂L/∂S_ic|`` of a proxy loss (``pos``: ``c = y_i``)."""
-    fn = PROXY_LOSSES[loss_fn].fn if isinstance(loss_fn, str) else loss_fn
+    fn = _spec(loss_fn, pair=False).fn if isinstance(loss_fn, str) else loss_fn
     s = sim.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(fn(s, labels, **hparams), s)
     return _split_proxy(grad, labels)
@@ -240,18 +248,12 @@ def proxy_nca_weights(sim: Tensor, labels: Tensor, *, softmax_scale: float = 1.0
     return _split_proxy(2 * softmax_scale * (prob - pos) / sim.shape[0], labels)
 
 
-CLOSED_FORM_PROXY: dict[str, Callable[..., PairWeights]] = {
-    "proxy_anchor": proxy_anchor_weights,
-    "proxy_nca": proxy_nca_weights,
-}
-
-
 def closed_form_proxy_weights(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> PairWeights:
-    """The derived sample–proxy ``PairWeights`` of proxy loss ``name`` (a key of ``mslib.losses.PROXY_LOSSES``)."""
-    if name not in CLOSED_FORM_PROXY:
-        raise ValueError(f"no closed form for {name!r}; known: {', '.join(CLOSED_FORM_PROXY)}")
+    """The derived sample–proxy ``PairWeights`` of proxy loss ``name``: the function its row of
+    :data:`mslib.losses.LOSS_SPECS` names (``closed_form``)."""
+    weights = _closed_form(name, pair=False)
     check_proxy_sim(sim, labels)
-    return CLOSED_FORM_PROXY[name](sim.detach(), labels, **hparams)
+    return weights(sim.detach(), labels, **hparams)
 
 
 def proxy_similarity_dependence(
@@ -386,7 +388,7 @@ def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
     kept = ms_pair_mask(sim, labels, epsilon=eps) if eps is not None else (pos, neg)
     w = pair_weights("multi_similarity", sim, labels, **hparams)
     return {
-        "loss": float(LOSSES["multi_similarity"](sim, labels, **hparams)),
+        "loss": float(multi_similarity(sim, labels, **hparams)),
         "positives mined": float(kept[0].sum() / pos.sum()),
         "negatives mined": float(kept[1].sum() / neg.sum()),
         "total w+": float(w.pos.sum()),

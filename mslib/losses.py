@@ -15,12 +15,18 @@ The proxy and classification losses (Proxy-Anchor, Proxy-NCA, SoftTriple, ArcFac
 triplet-center) are functions of the samples × proxies similarity; they live in :mod:`mslib.proxy_losses`, are
 re-exported here and built by the same :func:`build_loss` (:func:`loss_names` lists every name). A cross-batch
 memory for any pair loss is :class:`mslib.memory.CrossBatchMemory`.
+
+Every loss is one row of :data:`LOSS_SPECS` (a :class:`LossSpec`): its function, closed-form GPW weights, PML test
+oracle, source and chapter. Adding a loss is its function, its row, and its plain-loop reference in
+``tests/reference_losses.py`` (the tests generated from the table then check it).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -28,11 +34,13 @@ from torch import Tensor
 
 from mslib.mining import Miner, MSMiner, Pairs, as_pairs, hardest_pairs, mine_ms_pairs, restrict
 from mslib.proxy_losses import (
-    PROXY_LOSSES,
     ProxyLoss,
+    ProxySpec,
     arcface,
     center,
     cosface,
+    kaiming_normal_fan_out,
+    kaiming_uniform,
     loss_param_groups,
     proxy_anchor,
     proxy_nca,
@@ -43,10 +51,11 @@ from mslib.proxy_losses import (
 from mslib.similarity import check_embeddings, check_sim, cosine, pair_masks, reference_is_batch
 
 __all__ = [
-    "LOSSES", "MS_PRESETS", "PROXY_LOSSES", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance", "build_loss",
-    "canonical_params", "center", "contrastive", "cosface", "generalized_lifted_structure", "lifted_structure",
-    "loss_names", "loss_param_groups", "multi_similarity", "multi_similarity_autograd", "npair", "proxy_anchor",
-    "proxy_nca", "quadruplet", "soft_triple", "sphereface", "triplet", "triplet_center",
+    "KINDS", "LOSS_SPECS", "LossSpec", "MS_PRESETS", "PairLoss", "ProxyLoss", "arcface", "binomial_deviance",
+    "build_loss", "canonical_params", "center", "contrastive", "cosface", "generalized_lifted_structure",
+    "lifted_structure", "loss_names", "loss_param_groups", "loss_spec", "multi_similarity",
+    "multi_similarity_autograd", "npair", "proxy_anchor", "proxy_nca", "quadruplet", "soft_triple", "sphereface",
+    "triplet", "triplet_center",
 ]
 
 # Named MS hyperparameters (alpha, beta, lambda, epsilon); book/sources.md cites each.
@@ -380,17 +389,108 @@ def multi_similarity_autograd(
     return per.sum() / sim.shape[0]
 
 
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "contrastive": contrastive,
-    "triplet": triplet,
-    "lifted_structure": lifted_structure,
-    "generalized_lifted_structure": generalized_lifted_structure,
-    "binomial_deviance": binomial_deviance,
-    "npair": npair,
-    "multi_similarity": multi_similarity,
-    "quadruplet": quadruplet,
-}
 _PER_CALL = ("pairs", "self_index", "norms")  # loss arguments that are not hyperparameters
+KINDS = ("pair", "proxy", "classification")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss: everything the package, the tests and the book look up by its name (a row of :data:`LOSS_SPECS`).
+
+    ``fn``: the loss, ``fn(sim, labels, ...)``. ``kind``: ``pair`` (``S`` between samples, a :class:`PairLoss`),
+    ``proxy`` or ``classification`` (``S`` between samples and learned class representatives, a
+    :class:`mslib.proxy_losses.ProxyLoss` keeping them as ``proxy`` says). ``closed_form``: the name of its derived
+    GPW weights in :mod:`mslib.gpw` (a name, as ``gpw`` imports this module), or ``None`` with ``no_closed_form``
+    saying why. ``pml``: the pytorch-metric-learning 2.9 class its tests compare with (``None``: PML has none).
+    ``source``: its paper's key in ``book/references.bib``; ``chapter``: the notebook that explains it. ``defaults``:
+    the hyperparameters its checks run with, read from ``fn``'s signature; a row states only those ``fn`` has no
+    default for (:func:`build_loss` still needs them given, or a preset). ``presets``: named settings for
+    ``build_loss(name, preset=...)``.
+    """
+
+    name: str
+    fn: Callable[..., Tensor]
+    kind: str
+    source: str
+    chapter: str
+    pml: str | None = None
+    closed_form: str | None = None
+    no_closed_form: str = ""
+    proxy: ProxySpec | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"LossSpec {self.name!r}"
+        if self.kind not in KINDS:
+            raise ValueError(f"{where}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if (self.proxy is None) != (self.kind == "pair"):
+            raise ValueError(f"{where}: a {self.kind} loss {'has no' if self.kind == 'pair' else 'needs a'} proxy=")
+        if (self.closed_form is None) == (not self.no_closed_form):
+            raise ValueError(f"{where}: give closed_form= (a function of mslib.gpw) or no_closed_form= (why none)")
+        params = self.hyperparameters()
+        signature = {k: p.default for k, p in params.items() if p.default is not p.empty}
+        required = sorted(set(params) - set(signature))
+        if sorted(self.defaults) != required:
+            raise ValueError(f"{where}: defaults= states exactly the hyperparameters {self.fn.__name__} has no "
+                             f"default for ({', '.join(required) or 'none'}), got {', '.join(sorted(self.defaults))}")
+        object.__setattr__(self, "defaults", MappingProxyType({**signature, **self.defaults}))
+
+    def hyperparameters(self) -> dict[str, inspect.Parameter]:
+        """``fn``'s keyword-only parameters that are set when the loss is built (not per call)."""
+        params = inspect.signature(self.fn).parameters.values()
+        return {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL}
+
+
+def _table(*specs: LossSpec) -> dict[str, LossSpec]:
+    table = {spec.name: spec for spec in specs}
+    if len(table) != len(specs):
+        raise ValueError("LOSS_SPECS: two rows have the same name")
+    return table
+
+
+_AUTOGRAD_ONLY = "not derived in mslib; mslib.gpw.proxy_weights gives its weights by autograd"
+
+# Every loss, one row each. Pair losses first (the MS paper's comparison), then the proxy and classification losses.
+LOSS_SPECS: dict[str, LossSpec] = _table(
+    LossSpec("contrastive", contrastive, "pair", "hadsell2006dimensionality", "02_pair_losses",
+             pml="ContrastiveLoss", closed_form="contrastive_weights"),
+    LossSpec("triplet", triplet, "pair", "schroff2015facenet", "02_pair_losses",
+             pml="TripletMarginLoss", closed_form="triplet_weights"),
+    LossSpec("lifted_structure", lifted_structure, "pair", "song2016deep", "02_pair_losses",
+             pml="LiftedStructureLoss", closed_form="lifted_structure_weights"),
+    LossSpec("generalized_lifted_structure", generalized_lifted_structure, "pair", "hermans2017defense",
+             "02_pair_losses", pml="GeneralizedLiftedStructureLoss",
+             closed_form="generalized_lifted_structure_weights"),
+    LossSpec("binomial_deviance", binomial_deviance, "pair", "yi2014deep", "02_pair_losses",
+             closed_form="binomial_deviance_weights"),
+    LossSpec("npair", npair, "pair", "sohn2016improved", "02_pair_losses", pml="NPairsLoss",
+             closed_form="npair_weights"),
+    LossSpec("multi_similarity", multi_similarity, "pair", "wang2019multi", "03_multi_similarity",
+             pml="MultiSimilarityLoss", closed_form="multi_similarity_weights", defaults=MS_PRESETS["paper"],
+             presets=MS_PRESETS),
+    LossSpec("quadruplet", quadruplet, "pair", "chen2017beyond", "01_gpw", closed_form="quadruplet_weights"),
+    # the authors' code trains the proxies at 100 × the network's rate (book/sources.md#src-pml)
+    LossSpec("proxy_anchor", proxy_anchor, "proxy", "kim2020proxy", "09_beyond_pairs", pml="ProxyAnchorLoss",
+             closed_form="proxy_anchor_weights", proxy=ProxySpec(init=kaiming_normal_fan_out, lr_factor=100.0)),
+    LossSpec("proxy_nca", proxy_nca, "proxy", "movshovitz2017no", "09_beyond_pairs", pml="ProxyNCALoss",
+             closed_form="proxy_nca_weights", proxy=ProxySpec()),
+    # the authors' code: centres at 1e-2, the network at 1e-4 (book/sources.md#src-pml)
+    LossSpec("soft_triple", soft_triple, "proxy", "qian2019softtriple", "09_beyond_pairs", pml="SoftTripleLoss",
+             no_closed_form=_AUTOGRAD_ONLY, proxy=ProxySpec(name="fc", layout="columns", init=kaiming_uniform,
+                                                            per_class="centers_per_class", lr_factor=100.0)),
+    LossSpec("arcface", arcface, "classification", "deng2019arcface", "09_beyond_pairs", pml="ArcFaceLoss",
+             no_closed_form=_AUTOGRAD_ONLY, proxy=ProxySpec(name="W", layout="columns")),
+    LossSpec("cosface", cosface, "classification", "wang2018cosface", "09_beyond_pairs", pml="CosFaceLoss",
+             no_closed_form=_AUTOGRAD_ONLY, proxy=ProxySpec(name="W", layout="columns")),
+    LossSpec("sphereface", sphereface, "classification", "liu2017sphereface", "09_beyond_pairs",
+             pml="SphereFaceLoss", no_closed_form=_AUTOGRAD_ONLY,
+             proxy=ProxySpec(name="W", layout="columns", needs_norms=True)),
+    LossSpec("triplet_center", triplet_center, "proxy", "he2018triplet", "09_beyond_pairs",
+             no_closed_form=_AUTOGRAD_ONLY, proxy=ProxySpec(name="centers")),
+    LossSpec("center", center, "classification", "wen2016discriminative", "09_beyond_pairs",
+             no_closed_form=_AUTOGRAD_ONLY, proxy=ProxySpec(name="W", layout="columns", with_centers=True)),
+)
 
 
 class PairLoss(torch.nn.Module):
@@ -444,42 +544,41 @@ class PairLoss(torch.nn.Module):
 
 
 def loss_names() -> list[str]:
-    """Every name :func:`build_loss` takes: the pair losses (:data:`LOSSES`), then the proxy and classification
-    losses (:data:`mslib.proxy_losses.PROXY_LOSSES`)."""
-    return [*LOSSES, *PROXY_LOSSES]
+    """Every name :func:`build_loss` takes (the keys of :data:`LOSS_SPECS`): the pair losses, then the proxy and
+    classification losses."""
+    return list(LOSS_SPECS)
 
 
-def _loss_function(name: str) -> Callable[..., Tensor]:
-    if name in LOSSES:
-        return LOSSES[name]
-    if name in PROXY_LOSSES:
-        return PROXY_LOSSES[name].fn
-    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(loss_names())}")
+def loss_spec(name: str) -> LossSpec:
+    """The row of loss ``name``; ``ValueError`` listing every loss for an unknown name."""
+    if name not in LOSS_SPECS:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(loss_names())}")
+    return LOSS_SPECS[name]
 
 
-def _check_hyperparameters(name: str, hparams: dict[str, Any]) -> None:
-    """``ValueError`` naming the loss and any unknown or missing hyperparameter of loss ``name``."""
-    params = inspect.signature(_loss_function(name)).parameters.values()
-    known = {p.name: p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _PER_CALL}
+def _check_hyperparameters(spec: LossSpec, hparams: dict[str, Any]) -> None:
+    """``ValueError`` naming the loss and any unknown or missing hyperparameter of ``spec``."""
+    known = spec.hyperparameters()
     unknown = sorted(set(hparams) - set(known))
     missing = sorted(k for k, p in known.items() if p.default is p.empty and k not in hparams)
     if unknown:
-        raise ValueError(f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(known)}")
+        raise ValueError(f"{spec.name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(known)}")
     if missing:
-        raise ValueError(f"{name} needs the hyperparameters {', '.join(missing)} (or preset=, one of "
-                         f"{', '.join(MS_PRESETS)})" if name == "multi_similarity" else
-                         f"{name} needs the hyperparameters {', '.join(missing)}")
+        presets = f" (or preset=, one of {', '.join(spec.presets)})" if spec.presets else ""
+        raise ValueError(f"{spec.name} needs the hyperparameters {', '.join(missing)}{presets}")
 
 
 def _preset(name: str, preset: str | None, hparams: dict[str, Any]) -> dict[str, Any]:
-    """``hparams`` over the named :data:`MS_PRESETS` entry (overrides win)."""
+    """``hparams`` over the loss's named preset (its row's ``presets``; overrides win)."""
     if preset is None:
         return hparams
-    if name != "multi_similarity":
-        raise ValueError(f"only multi_similarity has presets, not {name}")
-    if preset not in MS_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(MS_PRESETS)}")
-    return {**MS_PRESETS[preset], **hparams}
+    presets = loss_spec(name).presets
+    if not presets:
+        with_presets = [n for n, spec in LOSS_SPECS.items() if spec.presets]
+        raise ValueError(f"only {', '.join(with_presets)} has presets, not {name}")
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    return {**presets[preset], **hparams}
 
 
 def canonical_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -509,31 +608,32 @@ def build_loss(
     """The module for loss ``name`` (:func:`loss_names`) with its hyperparameters checked now (unknown or missing:
     ``ValueError``).
 
-    Pair losses (:data:`LOSSES`) give a :class:`PairLoss`. ``miner``: a :class:`mslib.mining.Miner` choosing the
-    pairs the loss sees; ``ms_mining=ε`` is shorthand for ``miner=MSMiner(ε)`` (the "mining only" ablations).
-    ``multi_similarity`` takes ``preset=`` (a key of :data:`MS_PRESETS`) with optional overrides. A pair loss has
-    no parameters and ignores ``num_classes`` and ``embedding_dim``, so a trainer may pass them for every loss.
+    Pair losses (``kind="pair"`` in :data:`LOSS_SPECS`) give a :class:`PairLoss`. ``miner``: a
+    :class:`mslib.mining.Miner` choosing the pairs the loss sees; ``ms_mining=ε`` is shorthand for
+    ``miner=MSMiner(ε)`` (the "mining only" ablations). A loss with ``presets`` in its row (``multi_similarity``:
+    :data:`MS_PRESETS`) takes ``preset=`` with optional overrides. A pair loss has no parameters and ignores
+    ``num_classes`` and ``embedding_dim``, so a trainer may pass them for every loss.
 
-    Proxy and classification losses (:data:`mslib.proxy_losses.PROXY_LOSSES`) give a
-    :class:`mslib.proxy_losses.ProxyLoss` and need ``num_classes`` and ``embedding_dim`` (the training classes and
-    the embedding size); ``lr_factor`` overrides the paper's learning-rate factor for their parameters. They
-    take no miner or preset.
+    Proxy and classification losses (the other kinds) give a :class:`mslib.proxy_losses.ProxyLoss` and need
+    ``num_classes`` and ``embedding_dim`` (the training classes and the embedding size); ``lr_factor`` overrides
+    the paper's learning-rate factor for their parameters. They take no miner or preset.
     """
-    _loss_function(name)  # unknown name: ValueError listing every loss
-    if name in PROXY_LOSSES:
-        return _build_proxy_loss(name, miner, ms_mining, preset, num_classes, embedding_dim, lr_factor, hparams)
+    spec = loss_spec(name)  # unknown name: ValueError listing every loss
+    if spec.kind != "pair":
+        return _build_proxy_loss(spec, miner, ms_mining, preset, num_classes, embedding_dim, lr_factor, hparams)
     if lr_factor is not None:
         raise ValueError(f"{name} has no parameters, so no lr_factor")
     hparams = _preset(name, preset, hparams)
-    _check_hyperparameters(name, hparams)
-    return PairLoss(name, LOSSES[name], miner=_miner(name, miner, ms_mining, hparams), **hparams)
+    _check_hyperparameters(spec, hparams)
+    return PairLoss(name, spec.fn, miner=_miner(name, miner, ms_mining, hparams), **hparams)
 
 
 def _build_proxy_loss(
-    name: str, miner: Miner | None, ms_mining: float | None, preset: str | None, num_classes: int | None,
+    spec: LossSpec, miner: Miner | None, ms_mining: float | None, preset: str | None, num_classes: int | None,
     embedding_dim: int | None, lr_factor: float | None, hparams: dict[str, Any],
 ) -> ProxyLoss:
     """:func:`build_loss` for a proxy or classification loss: its sizes and hyperparameters checked."""
+    name = spec.name
     if miner is not None or ms_mining is not None or preset is not None:
         raise ValueError(f"{name} compares samples with class proxies, not pairs: it takes no miner, ms_mining "
                          "or preset")
@@ -541,5 +641,5 @@ def _build_proxy_loss(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} learns one proxy per class: build_loss needs {key}= a positive integer, "
                              f"got {value!r}")
-    _check_hyperparameters(name, hparams)
-    return ProxyLoss(name, PROXY_LOSSES[name], num_classes, embedding_dim, lr_factor=lr_factor, **hparams)
+    _check_hyperparameters(spec, hparams)
+    return ProxyLoss(name, spec.fn, spec.proxy, num_classes, embedding_dim, lr_factor=lr_factor, **hparams)

@@ -9,7 +9,8 @@ layout, name and initialisation (so weights move across), and takes ``(embedding
 
 Training: the representatives are ``loss.parameters()``; :attr:`ProxyLoss.lr_factor` is the learning-rate factor
 their authors' code uses (Proxy-Anchor and SoftTriple: 100; ``book/sources.md#src-pml``), and
-:func:`loss_param_groups` gives the optimizer's parameter groups.
+:func:`loss_param_groups` gives the optimizer's parameter groups. Each loss's row (its :class:`ProxySpec`, closed
+form, PML class, source) is in :data:`mslib.losses.LOSS_SPECS`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from torch import Tensor
 from mslib.similarity import check_embeddings, cosine
 
 __all__ = [
-    "PROXY_LOSSES", "ProxyLoss", "ProxySpec", "arcface", "center", "check_proxy_sim", "cosface", "loss_param_groups",
-    "proxy_anchor", "proxy_nca", "soft_triple", "sphereface", "triplet_center",
+    "ProxyLoss", "ProxySpec", "arcface", "center", "check_proxy_sim", "cosface", "kaiming_normal_fan_out",
+    "kaiming_uniform", "loss_param_groups", "proxy_anchor", "proxy_nca", "soft_triple", "sphereface", "triplet_center",
 ]
 
 
@@ -197,9 +198,9 @@ def center(sim: Tensor, labels: Tensor, *, lam: float = 0.1, scale: float = 16.0
 class ProxySpec:
     """How a loss keeps its class representatives: PML's parameter ``name`` and ``layout`` (``rows``: ``(C·K, D)``;
     ``columns``: ``(D, C·K)``), its ``init`` on that tensor, the representatives per class (``per_class``: a
-    hyperparameter name or 1) and the paper's learning-rate factor for them."""
+    hyperparameter name or 1) and the paper's learning-rate factor for them. Part of a loss's row of
+    :data:`mslib.losses.LOSS_SPECS`."""
 
-    fn: Callable[..., Tensor]
     name: str = "proxies"
     layout: str = "rows"
     init: Callable[[Tensor], Any] = torch.nn.init.normal_
@@ -209,34 +210,21 @@ class ProxySpec:
     with_centers: bool = False  # a second set, ``centers`` (C, D), whose cosines follow the first set's columns
 
 
-def _kaiming_normal_fan_out(w: Tensor) -> Any:
-    return torch.nn.init.kaiming_normal_(w, mode="fan_out")  # PML ProxyAnchorLoss's default
+def kaiming_normal_fan_out(w: Tensor) -> Any:
+    """PML ``ProxyAnchorLoss``'s initialisation of its proxies."""
+    return torch.nn.init.kaiming_normal_(w, mode="fan_out")
 
 
-def _kaiming_uniform(w: Tensor) -> Any:
-    return torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # PML SoftTripleLoss's default
+def kaiming_uniform(w: Tensor) -> Any:
+    """PML ``SoftTripleLoss``'s initialisation of its centres."""
+    return torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5))
 
 
-PROXY_LOSSES: dict[str, ProxySpec] = {
-    # the authors' code trains the proxies at 100 × the network's rate (book/sources.md#src-pml)
-    "proxy_anchor": ProxySpec(proxy_anchor, init=_kaiming_normal_fan_out, lr_factor=100.0),
-    "proxy_nca": ProxySpec(proxy_nca),
-    # the authors' code: centres at 1e-2, the network at 1e-4 (book/sources.md#src-pml)
-    "soft_triple": ProxySpec(soft_triple, name="fc", layout="columns", init=_kaiming_uniform,
-                             per_class="centers_per_class", lr_factor=100.0),
-    "arcface": ProxySpec(arcface, name="W", layout="columns"),
-    "cosface": ProxySpec(cosface, name="W", layout="columns"),
-    "sphereface": ProxySpec(sphereface, name="W", layout="columns", needs_norms=True),
-    "triplet_center": ProxySpec(triplet_center, name="centers"),
-    "center": ProxySpec(center, name="W", layout="columns", with_centers=True),
-}
-
-
-def _per_class(spec: ProxySpec, hparams: dict[str, Any]) -> int:
+def _per_class(fn: Callable[..., Tensor], spec: ProxySpec, hparams: dict[str, Any]) -> int:
     """Representatives per class: 1, or the loss's ``spec.per_class`` hyperparameter (given or its default)."""
     if spec.per_class is None:
         return 1
-    value = hparams.get(spec.per_class, inspect.signature(spec.fn).parameters[spec.per_class].default)
+    value = hparams.get(spec.per_class, inspect.signature(fn).parameters[spec.per_class].default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{spec.per_class} must be a positive integer, got {value!r}")
     return value
@@ -251,10 +239,10 @@ class ProxyLoss(torch.nn.Module):
     ``lr_factor``: multiply the model's learning rate by it for these parameters (:func:`loss_param_groups`).
     """
 
-    def __init__(self, name: str, spec: ProxySpec, num_classes: int, embedding_dim: int, *,
-                 lr_factor: float | None = None, **hparams: Any) -> None:
+    def __init__(self, name: str, fn: Callable[..., Tensor], spec: ProxySpec, num_classes: int, embedding_dim: int,
+                 *, lr_factor: float | None = None, **hparams: Any) -> None:
         super().__init__()
-        per_class = _per_class(spec, hparams)
+        per_class = _per_class(fn, spec, hparams)
         rows = (num_classes * per_class, embedding_dim)
         shape = rows if spec.layout == "rows" else rows[::-1]
         weight = torch.nn.Parameter(torch.empty(shape))
@@ -262,7 +250,7 @@ class ProxyLoss(torch.nn.Module):
         self.register_parameter(spec.name, weight)
         if spec.with_centers:
             self.centers = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(num_classes, embedding_dim)))
-        self.name, self.spec, self.hparams = name, spec, hparams
+        self.name, self.fn, self.spec, self.hparams = name, fn, spec, hparams
         self.num_classes, self.per_class = num_classes, per_class
         self.lr_factor = spec.lr_factor if lr_factor is None else float(lr_factor)
 
@@ -286,7 +274,7 @@ class ProxyLoss(torch.nn.Module):
             got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f"labels must be 1-D of length {embeddings.shape[0]}, got {got}")
         extra = {"norms": embeddings.norm(dim=1)} if self.spec.needs_norms else {}
-        return self.spec.fn(self.similarity(embeddings), labels, **extra, **self.hparams)
+        return self.fn(self.similarity(embeddings), labels, **extra, **self.hparams)
 
     def extra_repr(self) -> str:
         return ", ".join([self.name, f"num_classes={self.num_classes}", f"lr_factor={self.lr_factor}",

@@ -1,7 +1,8 @@
-"""Plain-loop references for the pair-based losses: one Python loop per anchor, pair or triplet, float64.
+"""Plain-loop references for every loss: one Python loop per anchor, pair, triplet or proxy, float64.
 
 Written from the papers' formulas, independently of ``mslib.losses`` (no masks, no log-sum-exp tricks), so a
-test comparing the two can fail. Slow: keep batches small (m ≤ 16).
+test comparing the two can fail. Slow: keep batches small (m ≤ 16). :data:`REFERENCES` keys them by loss name
+(the keys of ``mslib.losses.LOSS_SPECS``; ``tests/test_loss_specs.py`` checks that every row has one).
 """
 
 from __future__ import annotations
@@ -167,18 +168,6 @@ def multi_similarity(sim, labels, ref_labels=None, *, alpha, beta, lam, epsilon,
     return total / sim.shape[0]
 
 
-REFERENCES = {
-    "contrastive": contrastive,
-    "triplet": triplet,
-    "lifted_structure": lifted_structure,
-    "generalized_lifted_structure": generalized_lifted_structure,
-    "binomial_deviance": binomial_deviance,
-    "npair": npair,
-    "multi_similarity": multi_similarity,
-    "quadruplet": quadruplet,
-}
-
-
 # --- proxy losses: sim is samples × proxies (B × C), labels index the proxies ----------------------------------------
 
 def proxy_anchor(sim, labels, margin=0.1, alpha=32.0):
@@ -203,9 +192,6 @@ def proxy_nca(sim, labels, softmax_scale=1.0):
         weights = [torch.exp(-softmax_scale * (2 - 2 * sim[i, c])) for c in range(sim.shape[1])]
         total = total - torch.log(weights[int(labels[i])] / sum(weights))
     return total / sim.shape[0]
-
-
-PROXY_REFERENCES = {"proxy_anchor": proxy_anchor, "proxy_nca": proxy_nca}
 
 
 def _cross_entropy(logits, target):
@@ -260,9 +246,6 @@ def sphereface(sim, labels, margin=4, scale=1.0, norms=None):
     return _margin_softmax(sim, labels, target, scale, norms)
 
 
-PROXY_REFERENCES.update(soft_triple=soft_triple, arcface=arcface, cosface=cosface, sphereface=sphereface)
-
-
 def triplet_center(sim, labels, margin=0.1):
     """He et al. 2018 with ``D = 1 − S``: ``[D(x, c_y) + m − min_{c≠y} D(x, c)]_+``, averaged over samples."""
     total = sim.sum() * 0
@@ -285,4 +268,21 @@ def center(sim, labels, lam=0.1, scale=16.0):
     return total / sim.shape[0]
 
 
-PROXY_REFERENCES.update(triplet_center=triplet_center, center=center)
+REFERENCES = {  # loss name -> its plain loop
+    "contrastive": contrastive,
+    "triplet": triplet,
+    "lifted_structure": lifted_structure,
+    "generalized_lifted_structure": generalized_lifted_structure,
+    "binomial_deviance": binomial_deviance,
+    "npair": npair,
+    "multi_similarity": multi_similarity,
+    "quadruplet": quadruplet,
+    "proxy_anchor": proxy_anchor,
+    "proxy_nca": proxy_nca,
+    "soft_triple": soft_triple,
+    "arcface": arcface,
+    "cosface": cosface,
+    "sphereface": sphereface,
+    "triplet_center": triplet_center,
+    "center": center,
+}

@@ -13,11 +13,16 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from mslib import losses
+from mslib.losses import LOSS_SPECS
 from mslib.mining import AllPairs, MSMiner, TripletMarginMiner, ms_pair_mask
 from mslib.similarity import clustered_embeddings, cosine
 from tests import reference_losses as ref
 
-CASES = {
+PAIR_LOSSES = [name for name, spec in LOSS_SPECS.items() if spec.kind == "pair"]
+# every pair loss of the table at its defaults (so a new row runs every test below), then the chosen settings:
+# a bare name replaces its row's defaults, "name-variant" adds a case
+CASES = {name: dict(LOSS_SPECS[name].defaults) for name in PAIR_LOSSES}
+CASES |= {
     "contrastive": dict(pos_margin=0.9, neg_margin=0.3),
     "triplet-all": dict(margin=0.2),
     "triplet-all-mean": dict(margin=0.2, reduction="mean"),
@@ -61,7 +66,7 @@ def test_square_matches_plain_loops(case: str, seed: int) -> None:
     x, y = _batch(seed)
     sim = cosine(x)
     hp = CASES[case]
-    v, g = _grad(losses.LOSSES[_name(case)], sim, y, **hp)
+    v, g = _grad(LOSS_SPECS[_name(case)].fn, sim, y, **hp)
     rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y, **hp)
     assert v.dtype == torch.float64
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
@@ -75,7 +80,7 @@ def test_rectangular_matches_plain_loops(case: str) -> None:
     q, r = x[:6], x[4:]  # overlapping query and reference rows, as with a memory bank
     sim = cosine(q, r)
     hp = CASES[case]
-    v, g = _grad(losses.LOSSES[_name(case)], sim, y[:6], y[4:], **hp)
+    v, g = _grad(LOSS_SPECS[_name(case)].fn, sim, y[:6], y[4:], **hp)
     rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y[:6], y[4:], **hp)
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
     torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
@@ -90,11 +95,11 @@ def test_memory_holding_the_batch_matches_plain_loops(case: str) -> None:
     bank, bank_labels = torch.cat([x[8:10], stale, x[10:]]), torch.cat([y[8:10], ql, y[10:]])
     own = torch.arange(8) + 2
     hp = CASES[case]
-    v, g = _grad(losses.LOSSES[_name(case)], cosine(q, bank), ql, bank_labels, self_index=own, **hp)
+    v, g = _grad(LOSS_SPECS[_name(case)].fn, cosine(q, bank), ql, bank_labels, self_index=own, **hp)
     rv, rg = _grad(ref.REFERENCES[_name(case)], cosine(q, bank), ql, bank_labels, self_index=own, **hp)
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
     torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
-    without = losses.LOSSES[_name(case)](cosine(q, bank), ql, bank_labels, **hp)  # the copies counted as positives
+    without = LOSS_SPECS[_name(case)].fn(cosine(q, bank), ql, bank_labels, **hp)  # the copies counted as positives
     if _name(case) != "triplet" or "hard" not in case:  # batch-hard never picks a copy: the easiest positive
         assert float(without) != pytest.approx(float(v), rel=1e-9), "the self copies must make a difference here"
 
@@ -104,50 +109,69 @@ def test_gradcheck(case: str) -> None:
     x, y = _batch(5, n_classes=3, per_class=3, dim=6)
     sim = cosine(x).detach().requires_grad_(True)
     hp = CASES[case]
-    assert torch.autograd.gradcheck(lambda s: losses.LOSSES[_name(case)](s, y, **hp), (sim,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda s: LOSS_SPECS[_name(case)].fn(s, y, **hp), (sim,), eps=1e-6, atol=1e-7)
 
 
 # --- pytorch-metric-learning 2.9: the constructor calls whose semantics match ours -------------------------------
 
+def _pml(name: str, **kwargs):
+    """Loss ``name``'s PML oracle: the class its row of the table names (``pml``), built with ``kwargs``."""
+    return getattr(pml_losses, LOSS_SPECS[name].pml)(**kwargs)
+
+
 def _pml_cases(alpha=2.0, beta=10.0, lam=0.4, eps=0.1, m=0.2):
+    """case -> (mslib loss name, ours on (S, labels), the PML loss, the PML miner or None)."""
     cos = distances.CosineSimilarity
     return {
         # MS: MultiSimilarityLoss(alpha, beta, base=λ) + MultiSimilarityMiner(ε), default MeanReducer over all rows
-        "ms+miner": (lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=eps),
-                     pml_losses.MultiSimilarityLoss(alpha, beta, base=lam), miners.MultiSimilarityMiner(eps)),
-        "ms": (lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=None),
-               pml_losses.MultiSimilarityLoss(alpha, beta, base=lam), None),
+        "ms+miner": ("multi_similarity",
+                     lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=eps),
+                     _pml("multi_similarity", alpha=alpha, beta=beta, base=lam), miners.MultiSimilarityMiner(eps)),
+        "ms": ("multi_similarity",
+               lambda s, y: losses.multi_similarity(s, y, alpha=alpha, beta=beta, lam=lam, epsilon=None),
+               _pml("multi_similarity", alpha=alpha, beta=beta, base=lam), None),
         # contrastive: cosine distance, SumReducer (sum over pairs); ours divides that sum by m
-        "contrastive": (lambda s, y: losses.contrastive(s, y, pos_margin=0.9, neg_margin=0.3) * len(y),
-                        pml_losses.ContrastiveLoss(pos_margin=0.9, neg_margin=0.3, distance=cos(),
-                                                   reducer=reducers.SumReducer()), None),
+        "contrastive": ("contrastive", lambda s, y: losses.contrastive(s, y, pos_margin=0.9, neg_margin=0.3) * len(y),
+                        _pml("contrastive", pos_margin=0.9, neg_margin=0.3, distance=cos(),
+                             reducer=reducers.SumReducer()), None),
         # triplet: TripletMarginLoss with cosine, default AvgNonZeroReducer == our reduction="nonzero"
-        "triplet-all": (lambda s, y: losses.triplet(s, y, margin=m),
-                        pml_losses.TripletMarginLoss(margin=m, distance=cos()), None),
-        "triplet-semihard": (lambda s, y: losses.triplet(s, y, margin=m, mode="semihard"),
-                             pml_losses.TripletMarginLoss(margin=m, distance=cos()),
+        "triplet-all": ("triplet", lambda s, y: losses.triplet(s, y, margin=m),
+                        _pml("triplet", margin=m, distance=cos()), None),
+        "triplet-semihard": ("triplet", lambda s, y: losses.triplet(s, y, margin=m, mode="semihard"),
+                             _pml("triplet", margin=m, distance=cos()),
                              miners.TripletMarginMiner(margin=m, type_of_triplets="semihard", distance=cos())),
-        "triplet-hard": (lambda s, y: losses.triplet(s, y, margin=m, mode="hard"),
-                         pml_losses.TripletMarginLoss(margin=m, distance=cos()), miners.BatchHardMiner(distance=cos())),
+        "triplet-hard": ("triplet", lambda s, y: losses.triplet(s, y, margin=m, mode="hard"),
+                         _pml("triplet", margin=m, distance=cos()), miners.BatchHardMiner(distance=cos())),
         # lifted: LiftedStructureLoss(neg_margin=0, pos_margin=margin) with cosine, default MeanReducer over pos pairs
-        "lifted": (lambda s, y: losses.lifted_structure(s, y, margin=0.5),
-                   pml_losses.LiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()), None),
+        "lifted": ("lifted_structure", lambda s, y: losses.lifted_structure(s, y, margin=0.5),
+                   _pml("lifted_structure", neg_margin=0, pos_margin=0.5, distance=cos()), None),
         # generalised lifted: GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=λ), MeanReducer over anchors
-        "generalized-lifted": (lambda s, y: losses.generalized_lifted_structure(s, y, margin=0.5),
-                               pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=0.5, distance=cos()),
+        "generalized-lifted": ("generalized_lifted_structure",
+                               lambda s, y: losses.generalized_lifted_structure(s, y, margin=0.5),
+                               _pml("generalized_lifted_structure", neg_margin=0, pos_margin=0.5, distance=cos()),
                                None),
         "generalized-lifted+ms-miner": (
+            "generalized_lifted_structure",
             lambda s, y: losses.generalized_lifted_structure(s, y, margin=1.0,
                                                              pairs=ms_pair_mask(s.detach(), y, epsilon=eps)),
-            pml_losses.GeneralizedLiftedStructureLoss(neg_margin=0, pos_margin=1.0, distance=cos()),
+            _pml("generalized_lifted_structure", neg_margin=0, pos_margin=1.0, distance=cos()),
             miners.MultiSimilarityMiner(eps)),
     }
+
+
+PML_ELSEWHERE = {"npair"}  # NPairsLoss takes one (anchor, positive) per label: test_npair_matches_pml_* below
+
+
+def test_every_pml_oracle_of_the_table_is_compared() -> None:
+    # a row naming a PML class (LossSpec.pml) has a comparison here, and every comparison's loss names one
+    oracles = {name for name in PAIR_LOSSES if LOSS_SPECS[name].pml is not None}
+    assert {name for name, *_ in _pml_cases().values()} | PML_ELSEWHERE == oracles
 
 
 @pytest.mark.parametrize("case", list(_pml_cases()))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_pytorch_metric_learning(case: str, seed: int) -> None:
-    ours, pml_loss, miner = _pml_cases()[case]
+    _, ours, pml_loss, miner = _pml_cases()[case]
     x, y = clustered_embeddings(5, 4, 16, spread=2.5, seed=seed)
     x = (x * 3).requires_grad_(True)  # not unit length: both sides must normalise
     v = ours(cosine(x), y)
@@ -162,7 +186,7 @@ def test_matches_pytorch_metric_learning(case: str, seed: int) -> None:
 
 def _pml_npair(x: torch.Tensor, y: torch.Tensor, distance) -> tuple[torch.Tensor, torch.Tensor]:
     x2 = x.detach().clone().requires_grad_(True)
-    v = pml_losses.NPairsLoss(distance=distance)(x2, y)
+    v = _pml("npair", distance=distance)(x2, y)
     (g,) = torch.autograd.grad(v, x2)
     return v.detach(), g
 
@@ -279,7 +303,7 @@ def test_anchor_without_positive_single_class_and_two_classes(case: str) -> None
     for y in (torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3]),  # anchor 8 has no positive
               torch.zeros(9, dtype=torch.long),  # one class: no negatives at all
               torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1])):  # two classes
-        v, g = _grad(losses.LOSSES[name], cosine(x), y, **hp)
+        v, g = _grad(LOSS_SPECS[name].fn, cosine(x), y, **hp)
         rv, rg = _grad(ref.REFERENCES[name], cosine(x), y, **hp)
         assert torch.isfinite(v) and torch.isfinite(g).all()
         torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
@@ -293,7 +317,7 @@ def test_near_duplicate_embeddings(case: str) -> None:
     x[1] = x[0] + 1e-9  # near duplicate of an anchor: S ≈ 1 but still a positive pair (by index, not by value)
     x[2] = x[0]  # exact duplicate
     sim = cosine(x)
-    v, g = _grad(losses.LOSSES[_name(case)], sim, y, **CASES[case])
+    v, g = _grad(LOSS_SPECS[_name(case)].fn, sim, y, **CASES[case])
     rv, rg = _grad(ref.REFERENCES[_name(case)], sim, y, **CASES[case])
     assert torch.isfinite(g).all()
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
@@ -317,12 +341,12 @@ def test_ms_mining_keeps_nothing_gives_connected_zero() -> None:
 
 # --- bad input and the module interface --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(losses.LOSSES))
+@pytest.mark.parametrize("name", PAIR_LOSSES)
 def test_bad_input_raises_value_error(name: str) -> None:
     hp = CASES["multi_similarity"] if name == "multi_similarity" else {}
     x, y = _batch(0)
     sim = cosine(x)
-    fn = losses.LOSSES[name]
+    fn = LOSS_SPECS[name].fn
     bad_nan, bad_inf = sim.clone(), sim.clone()
     bad_nan[0, 1], bad_inf[2, 3] = float("nan"), float("inf")
     with pytest.raises(ValueError, match="NaN or Inf"):
@@ -351,21 +375,21 @@ def test_module_matches_functional_with_and_without_reference(case: str) -> None
     name, hp = _name(case), CASES[case]
     x, y = _batch(2)
     module = losses.build_loss(name, **hp)
-    torch.testing.assert_close(module(x * 2, y), losses.LOSSES[name](cosine(x), y, **hp), rtol=0, atol=1e-12)
+    torch.testing.assert_close(module(x * 2, y), LOSS_SPECS[name].fn(cosine(x), y, **hp), rtol=0, atol=1e-12)
     memory, memory_labels = _batch(9, per_class=4)  # 16 references for 12 queries
     torch.testing.assert_close(module(x, y, ref_embeddings=memory, ref_labels=memory_labels),
-                               losses.LOSSES[name](cosine(x, memory), y, memory_labels, **hp), rtol=0, atol=1e-12)
+                               LOSS_SPECS[name].fn(cosine(x, memory), y, memory_labels, **hp), rtol=0, atol=1e-12)
     # a memory holding the batch itself (rows 3..14): its copies are excluded by self_index, as the square loss does
     bank, bank_labels = torch.cat([memory[:3], x, memory[3:]]), torch.cat([memory_labels[:3], y, memory_labels[3:]])
     own = torch.arange(len(y)) + 3
     got = module(x, y, ref_embeddings=bank, ref_labels=bank_labels, self_index=own)
-    torch.testing.assert_close(got, losses.LOSSES[name](cosine(x, bank), y, bank_labels, self_index=own, **hp),
+    torch.testing.assert_close(got, LOSS_SPECS[name].fn(cosine(x, bank), y, bank_labels, self_index=own, **hp),
                                rtol=0, atol=1e-12)
 
 
 def test_registry_presets_and_errors() -> None:
-    assert set(losses.LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
-                                  "binomial_deviance", "npair", "multi_similarity", "quadruplet"}
+    assert set(PAIR_LOSSES) == {"contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
+                                "binomial_deviance", "npair", "multi_similarity", "quadruplet"}
     assert losses.MS_PRESETS == {"paper": dict(alpha=2, beta=50, lam=1, epsilon=0.1),
                                  "official": dict(alpha=2, beta=40, lam=0.5, epsilon=0.1),
                                  "pml": dict(alpha=2, beta=50, lam=0.5, epsilon=0.1)}
@@ -385,7 +409,7 @@ def test_registry_presets_and_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------ hyperparameters at build time
-@pytest.mark.parametrize("name", list(losses.LOSSES))
+@pytest.mark.parametrize("name", PAIR_LOSSES)
 def test_build_loss_names_unknown_and_missing_hyperparameters(name: str) -> None:
     with pytest.raises(ValueError, match=f"{name} has no hyperparameter gamma, nope"):
         losses.build_loss(name, nope=1, gamma=2, **(CASES[name] if name == "multi_similarity" else {}))
@@ -413,7 +437,7 @@ def test_ms_mining_option_uses_exactly_the_mined_pairs(name: str) -> None:
     max_neg = torch.where(neg, sim, -torch.inf).amax(1, keepdim=True)
     want = (pos & (sim - 0.1 < max_neg), neg & (sim + 0.1 > min_pos))
     assert not torch.equal(want[1], neg), "the batch must make mining drop some negatives"
-    fn = losses.LOSSES[name]
+    fn = LOSS_SPECS[name].fn
     hp = {"margin": 0.3} if name == "triplet" else {}  # triplets violating a margin ≤ ε are all MS-mined
     mined = losses.build_loss(name, ms_mining=0.1, **hp)(x, labels)
     assert mined.item() == pytest.approx(fn(sim, labels, pairs=want, **hp).item(), rel=1e-12)

@@ -11,14 +11,17 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from mslib import gpw, losses
-from mslib.proxy_losses import PROXY_LOSSES, loss_param_groups
+from mslib.losses import LOSS_SPECS
+from mslib.proxy_losses import loss_param_groups
 from mslib.similarity import cosine
 from tests import reference_losses as ref
 
-PML = {"proxy_anchor": pml_losses.ProxyAnchorLoss, "proxy_nca": pml_losses.ProxyNCALoss,
-       "soft_triple": pml_losses.SoftTripleLoss, "arcface": pml_losses.ArcFaceLoss, "cosface": pml_losses.CosFaceLoss,
-       "sphereface": pml_losses.SphereFaceLoss}
-CASES = {
+PROXY_NAMES = [name for name, spec in LOSS_SPECS.items() if spec.kind != "pair"]  # proxy and classification
+# the PML oracle of each row that names one (LossSpec.pml): same constructor names and defaults as ours
+PML = {name: getattr(pml_losses, LOSS_SPECS[name].pml) for name in PROXY_NAMES if LOSS_SPECS[name].pml}
+# every proxy loss of the table at its (and PML's) defaults, then the chosen settings (a bare name replaces it)
+CASES = {name: {} for name in PROXY_NAMES}
+CASES |= {
     "proxy_anchor": dict(),
     "proxy_anchor-wide": dict(margin=0.3, alpha=8.0),
     "proxy_nca": dict(),
@@ -65,7 +68,7 @@ def _embeddings(seed: int, n: int = 12, dim: int = 8) -> torch.Tensor:
 
 def _weight(module) -> torch.nn.Parameter:
     """The class representatives under PML's parameter name (``proxies``, ``fc`` or ``W``)."""
-    return dict(module.named_parameters())[PROXY_LOSSES[_name_of(module)].name]
+    return dict(module.named_parameters())[LOSS_SPECS[_name_of(module)].proxy.name]
 
 
 def _name_of(module) -> str:
@@ -136,8 +139,8 @@ def test_matches_plain_loops(case: str, seed: int) -> None:
     y = torch.tensor([0, 0, 1, 1, 1, 3, 3, 0, 1, 3])  # classes 2 and 4 absent
     sim = _sim(seed, case=case)
     s1, s2 = sim.clone().requires_grad_(True), sim.clone().requires_grad_(True)
-    v = losses.PROXY_LOSSES[_name(case)].fn(s1, y, **CASES[case])
-    rv = ref.PROXY_REFERENCES[_name(case)](s2, y, **CASES[case])
+    v = LOSS_SPECS[_name(case)].fn(s1, y, **CASES[case])
+    rv = ref.REFERENCES[_name(case)](s2, y, **CASES[case])
     (g,), (rg,) = torch.autograd.grad(v, s1), torch.autograd.grad(rv, s2)
     torch.testing.assert_close(v, rv, rtol=0, atol=1e-10)
     torch.testing.assert_close(g, rg, rtol=0, atol=1e-10)
@@ -148,14 +151,14 @@ def test_matches_plain_loops(case: str, seed: int) -> None:
 def test_gradcheck(case: str) -> None:
     y = torch.tensor([0, 0, 1, 2, 2, 0])
     sim = _sim(3, n=6, n_classes=4, case=case).requires_grad_(True)
-    fn = PROXY_LOSSES[_name(case)].fn
+    fn = LOSS_SPECS[_name(case)].fn
     assert torch.autograd.gradcheck(lambda s: fn(s, y, **CASES[case]), (sim,), eps=1e-6, atol=1e-7)
     x = _embeddings(4, n=6, dim=5).requires_grad_(True)
     proxies = _embeddings(5, n=sim.shape[1], dim=5).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda e, p: fn(cosine(e, p), y, **CASES[case]), (x, proxies))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if _name(c) in gpw.CLOSED_FORM_PROXY])
+@pytest.mark.parametrize("case", [c for c in CASES if LOSS_SPECS[_name(c)].closed_form is not None])
 @pytest.mark.parametrize("labels", LABELS)
 def test_closed_form_weights_equal_autograd(case: str, labels: str) -> None:
     y = torch.tensor(LABELS[labels])
@@ -182,8 +185,8 @@ def test_proxy_anchor_weight_is_the_papers_formula_by_loop() -> None:
 
 
 def test_labels_outside_the_classes_are_refused() -> None:
-    for name in PROXY_LOSSES:
-        fn, sim, hp = PROXY_LOSSES[name].fn, _sim(0, n=4, n_classes=3, case=name), CASES[name]
+    for name in PROXY_NAMES:
+        fn, sim, hp = LOSS_SPECS[name].fn, _sim(0, n=4, n_classes=3, case=name), CASES[name]
         with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*got \[3\]"):
             fn(sim, torch.tensor([0, 1, 2, 3]), **hp)
         with pytest.raises(ValueError, match=r"got \[-1\]"):
@@ -204,7 +207,9 @@ def test_labels_outside_the_classes_are_refused() -> None:
 
 
 def test_build_loss_for_proxy_losses() -> None:
-    assert set(losses.loss_names()) == set(losses.LOSSES) | set(PML) | {"triplet_center", "center"}
+    pair = {name for name, spec in LOSS_SPECS.items() if spec.kind == "pair"}
+    assert set(PML) == {"proxy_anchor", "proxy_nca", "soft_triple", "arcface", "cosface", "sphereface"}
+    assert set(losses.loss_names()) == pair | set(PML) | {"triplet_center", "center"}
     with pytest.raises(ValueError, match="centers_per_class must be a positive integer, got 0"):
         losses.build_loss("soft_triple", num_classes=3, embedding_dim=8, centers_per_class=0)
     with pytest.raises(ValueError, match="not a multiple of 4 proxies per class"):
@@ -235,7 +240,7 @@ def test_parameters_layout_init_and_lr_factor_match_pml(name: str, shape: tuple[
     torch.manual_seed(7)
     theirs = PML[name](5, 16)
     assert _weight(ours).shape == shape and torch.equal(_weight(ours).data, _weight(theirs).data)
-    assert set(ours.state_dict()) == set(theirs.state_dict()) == {PROXY_LOSSES[name].name}
+    assert set(ours.state_dict()) == set(theirs.state_dict()) == {LOSS_SPECS[name].proxy.name}
     assert ours.lr_factor == factor
     (group,) = loss_param_groups(ours, 1e-3)
     assert group["lr"] == pytest.approx(1e-3 * factor) and group["params"][0] is _weight(ours)
@@ -251,7 +256,7 @@ def test_parameters_of_losses_pml_lacks(name: str, shapes: dict) -> None:
     assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == shapes
     assert module.representatives().shape == (5 * len(shapes), 16)
     x, y = _embeddings(3, n=10, dim=16), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
-    want = PROXY_LOSSES[name].fn(cosine(x, module.representatives()), y)
+    want = LOSS_SPECS[name].fn(cosine(x, module.representatives()), y)
     torch.testing.assert_close(module(x, y), want, rtol=0, atol=1e-12)
     grads = torch.autograd.grad(module(x, y), list(module.parameters()))
     assert all(float(g.abs().max()) > 0 for g in grads), "every parameter set learns"
