@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mslib.data.datasets import CITATIONS, EXPECTED
+from mslib.data.registry import DATASETS
 
 
 def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_class: int = 1, columns: int = 16,
@@ -44,13 +44,15 @@ def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_cla
 
 
 def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
-    """Published zero-shot split sizes of the four benchmarks, plus the embedded glyphs as generated."""
+    """Published zero-shot split sizes of the registry's datasets (the four benchmarks), plus the generated
+    dataset (the embedded glyphs) as generated: ``glyph_counts`` replaces its counts."""
     rows = []
-    for name, splits in EXPECTED.items():
-        for split, (images, classes) in splits.items():
-            if name == "glyphs" and glyph_counts is not None:
+    for name, spec in DATASETS.items():
+        generated = spec.origin == "generated"
+        for split, (images, classes) in spec.expected.items():
+            if generated and glyph_counts is not None:
                 images, classes = glyph_counts[split]
             rows.append({"dataset": name, "split": split, "images": images,
                          "classes": classes if classes is not None else "3,985 (shared)",
-                         "source": "generated here" if name == "glyphs" else f"published ({CITATIONS[name]})"})
+                         "source": "generated here" if generated else f"published ({spec.citation})"})
     return pd.DataFrame(rows).set_index(["dataset", "split"])
