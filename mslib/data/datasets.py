@@ -586,13 +586,14 @@ def check_images_per_class(ds: ImageListDataset, k: int) -> None:
 
 def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[str, Any] | None = None,
                     val_fraction: float = 0.0, seed: int = 0, backbone: str = "smallcnn", image_size: int = 227,
-                    resize: int | None = None, k: int | None = None) -> dict[str, Dataset]:
+                    resize: int | None = None, k: int | None = None, check_counts: bool = True) -> dict[str, Dataset]:
     """A training run's splits: ``train``; ``val`` when ``val_fraction > 0``; ``test``, or ``query`` and
     ``gallery`` where the data has them (In-Shop, a folder CSV with query/gallery rows), with the backbone's
     transforms (:func:`mslib.data.transforms.build_transform`; glyph-like rows upscaled for image backbones).
 
     With ``k`` (images per class of a P×K batch) a row with ``pad_to_k=False`` (your own images) must give every
     training class at least ``k`` images (:func:`check_images_per_class`); the others are padded by the sampler.
+    ``check_counts``: as in :func:`load_dataset` (files rows).
     """
     from mslib.data.transforms import build_transform  # mslib.models (which transforms reads) imports mslib.data
 
@@ -604,7 +605,7 @@ def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[
         load = partial(spec.loader, root=_loader_root(spec, root), val_fraction=val_fraction, seed=seed, **options)
         tests = ("query", "gallery") if spec.query_gallery else ("test",)
     else:
-        records, folder = read_records(name, root, **options)
+        records, folder = read_records(name, root, check_counts=check_counts, **options)
         load = partial(image_list, name, records, folder, val_fraction=val_fraction, seed=seed)
         tests = ("query", "gallery") if "query" in records else ("test",)
     sets = {"train": load("train", transform=tf[True])}

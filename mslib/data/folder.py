@@ -175,8 +175,8 @@ def _records(entries: list[Entry], source: str) -> Records:
                 clashes.append(f"label {label!r} in train ({in_train[label]}) and in {split} ({where})")
     if clashes:
         raise SplitMismatchError(f"folder: {len(clashes)} label(s) in train and in an evaluation split ({source}): "
-                                 f"{_shown(clashes)}. Zero-shot retrieval tests on classes never trained on: give "
-                                 "each class to train or to the evaluation, not both")
+                                 f"{_shown(clashes)}. Zero-shot retrieval needs class-disjoint splits (it tests on "
+                                 "classes never trained on): give each label to train or to the evaluation, not both")
     if "query" in by_split:
         lonely = sorted({e[1] for e in by_split["query"]} - {e[1] for e in by_split["gallery"]})
         if lonely:
