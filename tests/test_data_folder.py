@@ -226,3 +226,20 @@ def test_cli_verify_and_download_folder(tree: Path, capsys: pytest.CaptureFixtur
     assert "no dataset root given" in capsys.readouterr().err
     assert data_main(["download", "folder"]) == 0
     assert "nothing to download" in capsys.readouterr().out
+
+
+def test_photos_of_any_size_batch_for_every_backbone(tmp_path: Path) -> None:
+    """The small CNN reads 32×32 gray tensors: photos are resized and centre-cropped to it first."""
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    rng = np.random.default_rng(0)
+    for c in range(4):
+        for i, (w, h) in enumerate([(40, 30), (23, 61), (64, 64)]):
+            (tmp_path / f"c{c}").mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"c{c}" / f"{i}.png")
+    for backbone, shape in (("smallcnn", (3, 1, 32, 32)), ("resnet50", (3, 3, 24, 24))):
+        sets = load_run_splits("folder", root=tmp_path, backbone=backbone, image_size=24, k=3)
+        for split in ("train", "test"):
+            images, _ = next(iter(DataLoader(sets[split], batch_size=3)))
+            assert tuple(images.shape) == shape
