@@ -1,4 +1,7 @@
-"""The datasets: Glyphs-208 (embedded) and the paper's four benchmarks, read from their real on-disk layouts.
+"""The datasets: Glyphs-208 (embedded), the paper's four benchmarks, read from their real on-disk layouts, and
+your own images (:mod:`mslib.data.folder`). Each is a row of :data:`mslib.data.registry.DATASETS`, which names its
+reader (below) or in-memory loader; :func:`load_dataset`, :func:`load_run_splits` and :func:`verify_dataset` read
+the row, never the name.
 
 Zero-shot splits (``book/sources.md#src-datasets``): the first half of the classes train, the second half
 test. Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they
@@ -593,11 +596,14 @@ def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[
 
     With ``k`` (images per class of a P×K batch) a row with ``pad_to_k=False`` (your own images) must give every
     training class at least ``k`` images (:func:`check_images_per_class`); the others are padded by the sampler.
-    ``check_counts``: as in :func:`load_dataset` (files rows).
+    ``options`` go to the row's reader or loader, except ``check_counts`` and ``skip_unreadable``, which are
+    :func:`load_dataset`'s (for the files rows; ``check_counts`` there overrides the argument).
     """
     from mslib.data.transforms import build_transform  # mslib.models (which transforms reads) imports mslib.data
 
     spec, options = _spec(name), dict(options or {})
+    check_counts = bool(options.pop("check_counts", check_counts))
+    skip_unreadable = bool(options.pop("skip_unreadable", False))
     _check_split_and_options(spec, None, options)
     tf = {train: build_transform(backbone, train=train, size=image_size, resize=resize, glyphs=spec.gray)
           for train in (True, False)}
@@ -606,7 +612,8 @@ def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[
         tests = ("query", "gallery") if spec.query_gallery else ("test",)
     else:
         records, folder = read_records(name, root, check_counts=check_counts, **options)
-        load = partial(image_list, name, records, folder, val_fraction=val_fraction, seed=seed)
+        load = partial(image_list, name, records, folder, val_fraction=val_fraction, seed=seed,
+                       skip_unreadable=skip_unreadable)
         tests = ("query", "gallery") if "query" in records else ("test",)
     sets = {"train": load("train", transform=tf[True])}
     for split in (["val"] if val_fraction > 0 else []) + list(tests):
