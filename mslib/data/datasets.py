@@ -584,7 +584,7 @@ def check_images_per_class(ds: ImageListDataset, k: int) -> None:
     if small:
         raise DatasetError(f"{ds.name} {ds.split}: {len(small)} class(es) with fewer than k={k} images, the images "
                            f"per class of a P×K batch: {_shown(small)}. Add images to them, remove them, or lower k "
-                           "(e.g. --set k=2)")
+                           f"to {int(counts[counts > 0].min())} (--set k=...)")
 
 
 def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[str, Any] | None = None,
