@@ -3,7 +3,7 @@
     python -m mslib train --config FILE [--set KEY=VALUE ...] [--results-dir DIR] [--no-progress]
     python -m mslib data list
     python -m mslib data download NAME [--root DIR] [--keep-archives]
-    python -m mslib data verify NAME [--root DIR] [--no-count-check] [--no-images]
+    python -m mslib data verify NAME [--root DIR] [--option KEY=VALUE ...] [--no-count-check] [--no-images]
     python -m mslib data glyphs [--seed 0] [--images-per-class 50] [--no-cache]
     python -m mslib notebooks ...   (run/list/strip the book's notebooks: :mod:`mslib.notebooks`)
     python -m mslib env             (the versions and hardware a run record stores)
@@ -21,10 +21,11 @@ from pathlib import Path
 import yaml
 
 from mslib import distributed, notebooks
-from mslib.data.datasets import DATASETS, EXPECTED, verify_dataset
+from mslib.data.datasets import verify_dataset
 from mslib.data.download import download_dataset
 from mslib.data.errors import DatasetError
 from mslib.data.glyphs import generate_glyphs, glyphs_sha256
+from mslib.data.registry import DATASETS, dataset_spec
 from mslib.data.sampler import check_global_batch
 from mslib.paths import data_dir
 from mslib.provenance import git_commit, hardware, versions
@@ -100,7 +101,10 @@ def _data_parser() -> argparse.ArgumentParser:
     dl.add_argument("--no-progress", action="store_true")
     ver = sub.add_parser("verify", help="check layout, published counts and that every image decodes")
     ver.add_argument("name")
-    ver.add_argument("--root", type=Path, default=None, help="dataset folder (default data/<name>/)")
+    ver.add_argument("--root", type=Path, default=None,
+                     help="dataset folder (default data/<name>/; folder: your images' folder or CSV)")
+    ver.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the dataset's reader (YAML value), e.g. --option csv=labels.csv")
     ver.add_argument("--no-count-check", action="store_true", help="accept a subset (e.g. a test fixture)")
     ver.add_argument("--no-images", action="store_true", help="skip decoding every image")
     gl = sub.add_parser("glyphs", help="generate (and cache) the embedded Glyphs-208 dataset; print its sha256")
@@ -112,9 +116,11 @@ def _data_parser() -> argparse.ArgumentParser:
 
 
 def _data_list(args: argparse.Namespace) -> int:
-    for name in DATASETS:
-        counts = ", ".join(f"{s} {n:,}" for s, (n, _) in EXPECTED[name].items())
-        where = "embedded" if name == "glyphs" else ("present" if (data_dir() / name).is_dir() else "absent")
+    where_by_origin = {"generated": "embedded", "own": "--root"}
+    for name, spec in DATASETS.items():
+        counts = ", ".join(f"{s} {n:,}" for s, (n, _) in spec.expected.items()) or spec.title
+        where = where_by_origin.get(spec.origin) or ("present" if (data_dir() / str(spec.default_root)).is_dir()
+                                                     else "absent")
         print(f"{name:8s} {where:9s} {counts}")
     return 0
 
@@ -127,20 +133,31 @@ def _data_glyphs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(items: Sequence[str]) -> dict:
+    """``--option KEY=VALUE`` items as a dict (values read as YAML)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--option needs KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
 def _data_download_verify(args: argparse.Namespace) -> int:
     """``download`` (then verify everything) or ``verify`` one dataset."""
-    if args.name not in DATASETS:
-        raise ValueError(f"unknown dataset {args.name!r}; valid names: {', '.join(DATASETS)}")
+    spec = dataset_spec(args.name)
+    options = _options(getattr(args, "option", []))
     if args.command == "download":
-        if args.name == "glyphs":
-            print("glyphs is generated locally, nothing to download: `python -m mslib data glyphs`")
+        if spec.origin in ("generated", "own"):  # nothing to fetch: say where it comes from
+            print(spec.manual)
             return 0
-        placed = download_dataset(args.name, args.root or data_dir() / args.name, progress=not args.no_progress,
-                                  keep_archives=args.keep_archives)
+        placed = download_dataset(args.name, args.root or data_dir() / str(spec.default_root),
+                                  progress=not args.no_progress, keep_archives=args.keep_archives)
         print("placed: " + ", ".join(str(p) for p in placed))
         args.no_count_check, args.no_images = False, False
     summary = verify_dataset(args.name, args.root, check_counts=not args.no_count_check,
-                             check_images=not args.no_images, progress=sys.stderr.isatty())
+                             check_images=not args.no_images, progress=sys.stderr.isatty(), **options)
     for split, info in summary.items():
         print(f"{args.name} {split}: {info['images']:,} images, {info['classes']:,} classes")
     print(f"{args.name}: OK")
@@ -154,7 +171,7 @@ def data_main(argv: Sequence[str] | None = None) -> int:
     actions = {"list": _data_list, "glyphs": _data_glyphs}
     try:
         return actions.get(args.command, _data_download_verify)(args)
-    except (DatasetError, ValueError) as err:
+    except (DatasetError, ValueError, TypeError) as err:  # TypeError: an option the dataset does not take
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from mslib import distributed
+from mslib.data.registry import is_paper_dataset
 from mslib.paper import paper_row
 from mslib.results import MissingMetric, RunRecord, RunStore, run_id
 from mslib.train import TrainConfig, evaluations_on_test
@@ -402,14 +403,14 @@ def _paper_run_row(r: RunRecord, fresh: bool) -> dict[str, Any]:
 
 
 def paper_runs_table(records: Sequence[RunRecord], current: Iterable[str], *, show_stale: bool = False) -> Any:
-    """Paper-profile runs (dataset not ``glyphs``) of ``records`` beside the paper's R@1 for the same dataset,
-    dimension and backbone (BN-Inception); only records whose code hash is in ``current`` unless ``show_stale``.
-    One "not run yet" row if none."""
+    """Paper-profile runs (a dataset of the paper: :func:`mslib.data.registry.is_paper_dataset`) of ``records``
+    beside the paper's R@1 for the same dataset, dimension and backbone (BN-Inception); only records whose code
+    hash is in ``current`` unless ``show_stale``. One "not run yet" row if none."""
     current = set(current)
     out = {}
     for r in records:
         fresh = r.code_hash in current
-        if r.params.get("dataset") != "glyphs" and (fresh or show_stale):
+        if is_paper_dataset(r.params.get("dataset")) and (fresh or show_stale):
             out[r.run_id] = _paper_run_row(r, fresh)
     if not out:
         return pd.DataFrame({"status": ["not run yet"]}, index=pd.Index(["–"], name="run id"))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mslib.data import EXPECTED
+from mslib.data.registry import is_paper_dataset, published_counts
 from mslib.experiments import images_processed
 from mslib.paths import project_root
 from mslib.results import RunRecord
@@ -73,9 +73,10 @@ def paper_commands(config: str) -> str:
 
 def evaluation_images(dataset: str) -> int:
     """Images a test evaluation embeds: every published split of ``dataset`` except ``train``."""
-    if dataset not in EXPECTED:
-        raise ValueError(f"no published split sizes for dataset {dataset!r}; known: {', '.join(sorted(EXPECTED))}")
-    return sum(n for split, (n, _) in EXPECTED[dataset].items() if split != "train")
+    published = published_counts()
+    if dataset not in published:
+        raise ValueError(f"no published split sizes for dataset {dataset!r}; known: {', '.join(sorted(published))}")
+    return sum(n for split, (n, _) in published[dataset].items() if split != "train")
 
 
 def plan_row(cfg: TrainConfig, images_per_second: float) -> dict[str, Any]:
@@ -108,10 +109,10 @@ def setting_values(configs: Iterable[TrainConfig], name: str) -> str:
 
 
 def records_note(records: Sequence[RunRecord], current: Iterable[str], *, show_stale: bool) -> str:
-    """One sentence on the paper-profile records (dataset not ``glyphs``): how many the current code made, and
-    how many older code made (shown or not)."""
+    """One sentence on the paper-profile records (dataset one of the paper's benchmarks, ``paper`` in its registry
+    row): how many the current code made, and how many older code made (shown or not)."""
     current = set(current)
-    paper = [r for r in records if r.params.get("dataset") != "glyphs"]
+    paper = [r for r in records if is_paper_dataset(r.params.get("dataset"))]
     fresh = [r for r in paper if r.code_hash in current]
     hidden = len(paper) - len(fresh)
     note = f"{len(fresh)} paper-profile run record(s) made by the current code ({', '.join(sorted(current))})"

@@ -39,9 +39,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mslib import distributed
-from mslib.data import PKSampler, load_dataset
+from mslib.data import PKSampler, load_run_splits
 from mslib.data.sampler import check_global_batch
-from mslib.data.transforms import build_transform
 from mslib.evaluate import embed, evaluate_embeddings
 from mslib.files import atomic_write
 from mslib.losses import build_loss, canonical_params, loss_names, loss_param_groups
@@ -218,22 +217,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def datasets(cfg: TrainConfig) -> dict[str, Any]:
-    """The run's splits (train, val when ``val_fraction``, test or In-Shop's query/gallery) with their transforms
-    (the backbone's input convention, glyphs upscaled for image backbones: :mod:`mslib.data.transforms`)."""
-    kwargs: dict[str, Any] = {"root": cfg.data_root, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
-                              **cfg.dataset_options}
-    glyphs = cfg.dataset == "glyphs"
-    train_tf = build_transform(cfg.backbone, train=True, size=cfg.image_size, resize=cfg.resize, glyphs=glyphs)
-    test_tf = build_transform(cfg.backbone, train=False, size=cfg.image_size, resize=cfg.resize, glyphs=glyphs)
-    sets = {"train": load_dataset(cfg.dataset, "train", transform=train_tf, **kwargs)}
-    if cfg.val_fraction > 0:
-        sets["val"] = load_dataset(cfg.dataset, "val", transform=test_tf, **kwargs)
-    if cfg.dataset == "inshop":
-        sets["query"] = load_dataset(cfg.dataset, "query", transform=test_tf, **kwargs)
-        sets["gallery"] = load_dataset(cfg.dataset, "gallery", transform=test_tf, **kwargs)
-    else:
-        sets["test"] = load_dataset(cfg.dataset, "test", transform=test_tf, **kwargs)
-    return sets
+    """The run's splits (train, val when ``val_fraction``, test or query/gallery) with their transforms
+    (:func:`mslib.data.load_run_splits`: the backbone's input convention, glyphs upscaled for image backbones)."""
+    return load_run_splits(cfg.dataset, root=cfg.data_root, options=cfg.dataset_options, val_fraction=cfg.val_fraction,
+                           seed=cfg.seed, backbone=cfg.backbone, image_size=cfg.image_size, resize=cfg.resize, k=cfg.k)
 
 
 def embed_split(model: torch.nn.Module, dataset: Any, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from mslib.cli import data_main
 from mslib.data import (
-    EXPECTED,
+    DATASETS,
     CountMismatchError,
     DatasetError,
     DatasetNotFoundError,
@@ -19,7 +20,7 @@ from mslib.data import (
     UnreadableImageError,
     load_dataset,
 )
-from mslib.data.fixtures import MAKERS, make_cars, make_cub, make_inshop, make_sop
+from mslib.data.fixtures import make_cars, make_cub, make_fixture, make_inshop, make_sop
 
 # (train images, train classes, test images, test classes) of the fixtures above
 FIXTURE_COUNTS = {"cub200": (6, 3, 5, 2), "cars196": (3, 2, 5, 2), "sop": (5, 3, 4, 3)}
@@ -27,7 +28,7 @@ FIXTURE_COUNTS = {"cub200": (6, 3, 5, 2), "cars196": (3, 2, 5, 2), "sop": (5, 3,
 
 @pytest.mark.parametrize("name", ["cub200", "cars196", "sop"])
 def test_splits_counts_and_remapping(tmp_path: Path, name: str) -> None:
-    root = MAKERS[name](tmp_path)
+    root = make_fixture(name, tmp_path)
     n_train, c_train, n_test, c_test = FIXTURE_COUNTS[name]
     train = load_dataset(name, "train", root=root, check_counts=False)
     test = load_dataset(name, "test", root=root, check_counts=False)
@@ -72,9 +73,10 @@ def test_published_counts_are_checked(tmp_path: Path, monkeypatch: pytest.Monkey
     root = make_cub(tmp_path)
     with pytest.raises(CountMismatchError, match=r"expected 5,864 images.*python -m mslib data download cub200"):
         load_dataset("cub200", "train", root=root)
-    monkeypatch.setitem(EXPECTED, "cub200", {"train": (6, 3), "test": (5, 2)})
+    monkeypatch.setitem(DATASETS, "cub200", dataclasses.replace(DATASETS["cub200"],
+                                                                expected={"train": (6, 3), "test": (5, 2)}))
     assert len(load_dataset("cub200", "train", root=root)) == 6
-    assert EXPECTED["sop"]["test"] == (60502, 11316)
+    assert DATASETS["sop"].expected["test"] == (60502, 11316)
 
 
 def test_unknown_names_and_splits() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -13,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from mslib.cli import data_main
-from mslib.data import ChecksumError, DatasetError
+from mslib.data import DATASETS, ChecksumError, DatasetError
 from mslib.data.download import (
-    SOURCES,
     RemoteFile,
     download_dataset,
     extract_archive,
@@ -137,8 +137,8 @@ def test_cli_download_reports_checksum_error(tmp_path: Path, monkeypatch: pytest
     """``python -m mslib data download``: a corrupt download is a one-line error and exit status 1."""
     archive = tmp_path / "CUB_200_2011.tgz"
     archive.write_bytes(_tgz({"CUB_200_2011/images.txt": b"1 a.jpg\n"}))
-    monkeypatch.setitem(SOURCES, "cub200", (RemoteFile(archive.name, (archive.as_uri(),), md5="0" * 32,
-                                                       extract=True),))
+    remote = RemoteFile(archive.name, (archive.as_uri(),), md5="0" * 32, extract=True)
+    monkeypatch.setitem(DATASETS, "cub200", dataclasses.replace(DATASETS["cub200"], download=(remote,)))
     root = tmp_path / "cub200"
     assert data_main(["download", "cub200", "--root", str(root), "--no-progress"]) == 1
     err = capsys.readouterr().err
@@ -188,14 +188,12 @@ def test_download_dataset_end_to_end_and_manual(tmp_path: Path) -> None:
 
 def test_manual_only_datasets_are_exactly_those_without_a_source(tmp_path: Path) -> None:
     """Error messages advise a download command only where one downloads something (In-Shop: steps only)."""
-    from mslib.data import DATASETS
-    from mslib.data.download import MANUAL, SOURCES
-    from mslib.data.errors import MANUAL_ONLY, fetch_advice
+    from mslib.data.errors import fetch_advice
 
-    assert set(MANUAL_ONLY) == set(DATASETS) - set(SOURCES) - {"glyphs"} == {"inshop"}
-    assert MANUAL_ONLY <= set(MANUAL)
-    for name in set(DATASETS) - {"glyphs"}:
-        assert ("cannot be downloaded automatically" in fetch_advice(name)) == (name in MANUAL_ONLY)
+    manual_only = {name for name, spec in DATASETS.items() if spec.origin == "manual"}
+    assert manual_only == {"inshop"} and not DATASETS["inshop"].download and DATASETS["inshop"].manual
+    for name in DATASETS:
+        assert ("cannot be downloaded automatically" in fetch_advice(name)) == (name in manual_only)
     with pytest.raises(DatasetError, match="nothing was downloaded") as info:
         download_dataset("inshop", tmp_path / "inshop")
     assert "Img/" in str(info.value) and not (tmp_path / "inshop").exists()

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.data import load_dataset
-from mslib.data.datasets import EXPECTED
+from mslib.data import DATASETS, load_dataset
 from mslib.data.fixtures import _per_class, synthetic_cub
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -26,8 +25,8 @@ def test_synthetic_cub_has_cub_layout_and_counts(tmp_path) -> None:
     assert train.load_image(0).size == (64, 48)
     assert all(p.split(".")[0] in ("001", "002", "003") for p in train.paths)
     assert all(p.split(".")[0] in ("101", "102", "103") for p in test.paths)
-    assert (sum(_per_class(5864, 100)), sum(_per_class(5924, 100))) == (EXPECTED["cub200"]["train"][0],
-                                                                        EXPECTED["cub200"]["test"][0])
+    expected = DATASETS["cub200"].expected
+    assert (sum(_per_class(5864, 100)), sum(_per_class(5924, 100))) == (expected["train"][0], expected["test"][0])
     assert max(_per_class(5864, 100)) - min(_per_class(5864, 100)) == 1
 
 

@@ -1,19 +1,20 @@
 """Datasets, downloads, the P×K sampler and transforms (book chapter "Data").
 
-``load_dataset(name, split)`` is the one entry point: ``"glyphs"`` (the embedded offline default, Glyphs-208) and
-the paper's four benchmarks ``"cub200"``, ``"cars196"``, ``"sop"``, ``"inshop"`` read from ``data/<name>/``.
+``load_dataset(name, split)`` is the one entry point, ``load_run_splits(name, ...)`` a training run's splits, and
+:data:`DATASETS` (:mod:`mslib.data.registry`) the one table of datasets: ``"glyphs"`` (the embedded offline
+default, Glyphs-208), the paper's four benchmarks ``"cub200"``, ``"cars196"``, ``"sop"``, ``"inshop"`` read from
+``data/<name>/``, and ``"folder"``, your own images (:mod:`mslib.data.folder`).
 """
 
 from __future__ import annotations
 
 from mslib.data.datasets import (
-    DATASETS,
-    EXPECTED,
-    SPLITS,
     GlyphDataset,
     ImageListDataset,
     dataset_root,
     load_dataset,
+    load_run_splits,
+    verify_dataset,
 )
 from mslib.data.errors import (
     ChecksumError,
@@ -24,10 +25,11 @@ from mslib.data.errors import (
     SplitMismatchError,
     UnreadableImageError,
 )
+from mslib.data.registry import DATASETS, DatasetSpec, dataset_spec
 from mslib.data.sampler import PKSampler
 
 __all__ = [
-    "DATASETS", "EXPECTED", "SPLITS", "ChecksumError", "CountMismatchError", "DatasetError",
-    "DatasetNotFoundError", "DuplicateEntryError", "GlyphDataset", "ImageListDataset", "PKSampler",
-    "SplitMismatchError", "UnreadableImageError", "dataset_root", "load_dataset",
+    "DATASETS", "ChecksumError", "CountMismatchError", "DatasetError", "DatasetNotFoundError", "DatasetSpec",
+    "DuplicateEntryError", "GlyphDataset", "ImageListDataset", "PKSampler", "SplitMismatchError",
+    "UnreadableImageError", "dataset_root", "dataset_spec", "load_dataset", "load_run_splits", "verify_dataset",
 ]

@@ -1,4 +1,7 @@
-"""The datasets: Glyphs-208 (embedded) and the paper's four benchmarks, read from their real on-disk layouts.
+"""The datasets: Glyphs-208 (embedded), the paper's four benchmarks, read from their real on-disk layouts, and
+your own images (:mod:`mslib.data.folder`). Each is a row of :data:`mslib.data.registry.DATASETS`, which names its
+reader (below) or in-memory loader; :func:`load_dataset`, :func:`load_run_splits` and :func:`verify_dataset` read
+the row, never the name.
 
 Zero-shot splits (``book/sources.md#src-datasets``): the first half of the classes train, the second half
 test. Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,37 +49,25 @@ from mslib.data.errors import (
 )
 from mslib.paths import data_dir
 
-DATASETS = ("glyphs", "cub200", "cars196", "sop", "inshop")
-SPLITS: dict[str, tuple[str, ...]] = {
-    "glyphs": ("train", "val", "test"),
-    "cub200": ("train", "val", "test"),
-    "cars196": ("train", "val", "test"),
-    "sop": ("train", "val", "test"),
-    "inshop": ("train", "val", "test", "query", "gallery"),
-}
-#: Published (images, classes) per split; ``None`` where no class count is published separately.
-EXPECTED: dict[str, dict[str, tuple[int, int | None]]] = {
-    "glyphs": {"train": (5200, 104), "test": (5200, 104)},
-    "cub200": {"train": (5864, 100), "test": (5924, 100)},
-    "cars196": {"train": (8054, 98), "test": (8131, 98)},
-    "sop": {"train": (59551, 11318), "test": (60502, 11316)},
-    "inshop": {"train": (25882, 3997), "query": (14218, None), "gallery": (12612, None)},
-}
-CITATIONS = {"glyphs": None, "cub200": "wah2011caltech", "cars196": "krause20133d", "sop": "song2016deep",
-             "inshop": "liu2016deepfashion"}
 
+def _spec(name: str):
+    """The registry row of ``name`` (:func:`mslib.data.registry.dataset_spec`)."""
+    from mslib.data.registry import dataset_spec  # the registry's rows name this module's readers
 
-def _check_name_split(name: str, split: str) -> None:
-    if name not in SPLITS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    if split not in SPLITS[name]:
-        raise ValueError(f"unknown split {split!r} for {name}; valid splits: {', '.join(SPLITS[name])}")
+    return dataset_spec(name)
 
 
 def dataset_root(name: str, root: str | Path | None = None) -> Path:
-    """``root`` or ``data/<name>/``; raises :class:`DatasetNotFoundError` (with the fetch command) if absent."""
-    path = Path(root) if root is not None else data_dir() / name
-    if not path.is_dir():
+    """``root`` or ``data/<default_root>/``; raises :class:`DatasetNotFoundError` (with the fetch command) if absent.
+
+    A dataset without a default folder (your own images, ``folder``) needs ``root``.
+    """
+    spec = _spec(name)
+    if root is None and spec.default_root is None:
+        raise DatasetNotFoundError(f"{name}: no dataset root given and {name} has no default folder: pass "
+                                   f"root=DIR (CLI --root DIR, config data_root: DIR); {fetch_advice(name)}")
+    path = Path(root) if root is not None else data_dir() / str(spec.default_root)
+    if not path.exists():
         raise DatasetNotFoundError(f"{name}: dataset root {path} does not exist; {fetch_advice(name)}, or pass "
                                    "root=<folder holding the extracted archive>")
     return path
@@ -344,24 +336,24 @@ def read_inshop(root: Path) -> tuple[Records, Path]:
     return out, _inshop_image_folder(root, rows)
 
 
-READERS: dict[str, Callable[[Path], tuple[Records, Path]]] = {
-    "cub200": read_cub200, "cars196": read_cars196, "sop": read_sop, "inshop": read_inshop,
-}
+def _check_counts(name: str, split: str, n_found: int, classes_found: int) -> None:
+    """Raise :class:`CountMismatchError` unless ``split`` has the published image (and class) count."""
+    n_images, n_classes = _spec(name).expected[split]
+    if n_found != n_images or (n_classes is not None and classes_found != n_classes):
+        raise CountMismatchError(
+            f"{name} {split}: expected {n_images:,} images"
+            + (f" of {n_classes:,} classes" if n_classes is not None else "")
+            + f", found {n_found:,} images of {classes_found:,} classes. The download is incomplete or not the "
+            f"published archive: {fetch_advice(name)} (or pass check_counts=False / --no-count-check "
+            "for a deliberate subset)"
+        )
 
 
 def check_split_counts(name: str, records: Records) -> None:
-    """Raise :class:`CountMismatchError` unless every split has the published image and class counts."""
-    for split, (n_images, n_classes) in EXPECTED[name].items():
+    """Raise :class:`CountMismatchError` unless every split has the published counts (the row's ``expected``)."""
+    for split in _spec(name).expected:
         paths, raw = records[split]
-        found_classes = len(np.unique(raw))
-        if len(paths) != n_images or (n_classes is not None and found_classes != n_classes):
-            raise CountMismatchError(
-                f"{name} {split}: expected {n_images:,} images"
-                + (f" of {n_classes:,} classes" if n_classes is not None else "")
-                + f", found {len(paths):,} images of {found_classes:,} classes. The download is incomplete or not the "
-                f"published archive: {fetch_advice(name)} (or pass check_counts=False / --no-count-check "
-                "for a deliberate subset)"
-            )
+        _check_counts(name, split, len(paths), len(np.unique(raw)))
 
 
 def _val_classes(train_raw: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -402,11 +394,13 @@ class ImageListDataset(Dataset):
 
     def __init__(self, name: str, split: str, folder: Path, paths: Sequence[str], labels: np.ndarray, *,
                  transform: Callable | None = None, skip_unreadable: bool = False,
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, class_names: Sequence[str] | None = None) -> None:
         self.name, self.split, self.folder, self.transform = name, split, Path(folder), transform
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_classes = int(num_classes if num_classes is not None else len(np.unique(self.labels)))
+        #: the raw class id or name of each label (``""`` for a shared In-Shop class absent from this split)
+        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
         if skip_unreadable:
             bad = [i for i, p in enumerate(self.paths) if not _readable(self.folder / p)]
             if bad:
@@ -436,8 +430,8 @@ class ImageListDataset(Dataset):
             with Image.open(path) as img:
                 return img.convert("RGB")
         except OSError as err:
-            raise UnreadableImageError(f"{self.name}: cannot decode image {path} ({err}); re-fetch the dataset or "
-                                       "load it with skip_unreadable=True to skip such files with a warning") from err
+            raise UnreadableImageError(f"{self.name}: cannot decode image {path} ({err}); {fetch_advice(self.name)}, "
+                                       "or load with skip_unreadable=True to skip such files with a warning") from err
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         img = self.load_image(index)
@@ -479,9 +473,11 @@ class GlyphDataset(Dataset):
         return f"GlyphDataset({self.split!r}, {len(self)} images, {self.num_classes} classes)"
 
 
-def _load_glyphs(split: str, transform: Callable | None, val_fraction: float, seed: int, *,
-                 glyph_seed: int = 0, images_per_class: int = 50, classes: int | Sequence[str] | None = None,
-                 cache: bool = True, fonts: str = "matplotlib") -> GlyphDataset:
+def _load_glyphs(split: str, *, root: Path | None = None, transform: Callable | None = None,
+                 val_fraction: float = 0.0, seed: int = 0, glyph_seed: int = 0, images_per_class: int = 50,
+                 classes: int | Sequence[str] | None = None, cache: bool = True,
+                 fonts: str = "matplotlib") -> GlyphDataset:
+    """The glyphs' in-memory loader (registry row ``glyphs``; ``root`` is not used: the cache is ``data/glyphs/``)."""
     from mslib.data.glyphs import generate_glyphs, split_classes
 
     X, y, chars = generate_glyphs(glyph_seed, images_per_class, classes, cache, fonts=fonts)
@@ -489,12 +485,60 @@ def _load_glyphs(split: str, transform: Callable | None, val_fraction: float, se
     keep = np.isin(y, train_cls)
     records: Records = {"train": ([str(i) for i in np.flatnonzero(keep)], y[keep]),
                         "test": ([str(i) for i in np.flatnonzero(np.isin(y, test_cls))], y[np.isin(y, test_cls)])}
-    if split == "val" and val_fraction == 0.0:
-        raise ValueError("split 'val' needs val_fraction > 0 (a class-disjoint part of the training classes)")
     idx_str, labels = _select(records, split, val_fraction, seed)
     idx = np.array([int(i) for i in idx_str], dtype=np.int64)
     class_ids = np.unique(y[idx])
     return GlyphDataset(X[idx], labels, [chars[c] for c in class_ids], split, transform=transform)
+
+
+def _check_split_and_options(spec: Any, split: str | None, options: dict[str, Any]) -> None:
+    if split is not None and split not in spec.splits:
+        raise ValueError(f"unknown split {split!r} for {spec.name}; valid splits: {', '.join(spec.splits)}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise TypeError(f"unexpected options for {spec.name}: {', '.join(unknown)}; {spec.name} takes "
+                        + (", ".join(spec.options) if spec.options else "none"))
+
+
+def _loader_root(spec: Any, root: str | Path | None) -> Path | None:
+    """An in-memory loader's root: ``root``, else ``data/<default_root>/`` (None where there is none)."""
+    if root is not None:
+        return Path(root)
+    return data_dir() / spec.default_root if spec.default_root is not None else None
+
+
+def read_records(name: str, root: str | Path | None = None, *, check_counts: bool = True,
+                 **options: Any) -> tuple[Records, Path]:
+    """A files dataset's records and image folder (its registry row's ``reader``), counts checked."""
+    spec = _spec(name)
+    records, folder = spec.reader(dataset_root(name, root), **options)
+    if check_counts:
+        check_split_counts(name, records)
+    return records, folder
+
+
+def _class_names(records: Records, paths: Sequence[str], labels: np.ndarray, num_classes: int) -> list[str]:
+    raw_of: dict[str, Any] = {}
+    for split_paths, raw in records.values():
+        raw_of.update(zip(split_paths, raw.tolist(), strict=True))
+    names = [""] * num_classes
+    for path, label in zip(paths, labels.tolist(), strict=True):
+        names[label] = str(raw_of[path])
+    return names
+
+
+def image_list(name: str, records: Records, folder: Path, split: str, *, transform: Callable | None = None,
+               val_fraction: float = 0.0, seed: int = 0, skip_unreadable: bool = False) -> ImageListDataset:
+    """Split ``split`` of ``records`` (:func:`read_records`) as an :class:`ImageListDataset`."""
+    if split not in records and split not in ("train", "val", "test"):
+        raise ValueError(f"{name}: split {split!r} is not in this copy (it has {', '.join(records)}): query and "
+                         "gallery need rows with split query/gallery")
+    paths, labels = _select(records, split, val_fraction, seed)
+    num_classes = len(np.unique(labels))
+    if "query" in records and split in ("query", "gallery", "test"):  # In-Shop: one mapping for query and gallery
+        num_classes = len(np.unique(np.concatenate([records["query"][1], records["gallery"][1]])))
+    return ImageListDataset(name, split, folder, paths, labels, transform=transform, skip_unreadable=skip_unreadable,
+                            num_classes=num_classes, class_names=_class_names(records, paths, labels, num_classes))
 
 
 def load_dataset(
@@ -507,51 +551,102 @@ def load_dataset(
     seed: int = 0,
     check_counts: bool = True,
     skip_unreadable: bool = False,
-    **glyph_options: Any,
+    **options: Any,
 ) -> Dataset:
-    """Dataset ``name`` (:data:`DATASETS`), split ``train``/``val``/``test`` (In-Shop also ``query``/``gallery``).
+    """Dataset ``name`` (:data:`mslib.data.registry.DATASETS`), split ``train``/``val``/``test`` (In-Shop, and a
+    ``folder`` CSV with query/gallery rows, also ``query``/``gallery``).
 
     Every returned dataset has ``.labels`` (int64, 0..C-1 per split), ``.num_classes``, ``len`` and
     ``ds[i] -> (image, label)``. ``val_fraction`` and ``seed`` choose the class-disjoint validation classes.
-    ``check_counts`` compares the split sizes with the published ones (:data:`EXPECTED`); ``skip_unreadable`` scans
-    the images and skips undecodable ones with a warning. ``glyph_options`` (glyphs only): ``glyph_seed``,
-    ``images_per_class``, ``classes``, ``cache``, ``fonts`` (see :func:`mslib.data.glyphs.generate_glyphs`).
+    ``check_counts`` compares the split sizes with the published ones (the row's ``expected``); ``skip_unreadable``
+    scans the images and skips undecodable ones with a warning. ``options`` go to the row's reader or loader
+    (its ``options``): glyphs ``glyph_seed``, ``images_per_class``, ``classes``, ``cache``, ``fonts``
+    (:func:`mslib.data.glyphs.generate_glyphs`); folder ``csv``, ``split_seed`` (:func:`mslib.data.folder.read_folder`).
     """
-    _check_name_split(name, split)
-    if name == "glyphs":
-        return _load_glyphs(split, transform, val_fraction, seed, **glyph_options)
-    if glyph_options:
-        raise TypeError(f"unexpected options for {name}: {', '.join(glyph_options)}")
-    records, folder = READERS[name](dataset_root(name, root))
-    if check_counts:
-        check_split_counts(name, records)
-    paths, labels = _select(records, split, val_fraction, seed)
-    num_classes = None
-    if name == "inshop" and split in ("query", "gallery", "test"):
-        num_classes = len(np.unique(np.concatenate([records["query"][1], records["gallery"][1]])))
-    return ImageListDataset(name, split, folder, paths, labels, transform=transform, skip_unreadable=skip_unreadable,
-                            num_classes=num_classes)
+    spec = _spec(name)
+    _check_split_and_options(spec, split, options)
+    if spec.loader is not None:
+        return spec.loader(split, root=_loader_root(spec, root), transform=transform, val_fraction=val_fraction,
+                           seed=seed, **options)
+    records, folder = read_records(name, root, check_counts=check_counts, **options)
+    return image_list(name, records, folder, split, transform=transform, val_fraction=val_fraction, seed=seed,
+                      skip_unreadable=skip_unreadable)
+
+
+def check_images_per_class(ds: ImageListDataset, k: int) -> None:
+    """Raise :class:`DatasetError` naming every class of ``ds`` with fewer than ``k`` images (and their folders):
+    a P×K batch takes ``k`` images of each of its classes."""
+    counts = np.bincount(ds.labels, minlength=ds.num_classes)
+    small = []
+    for label in np.flatnonzero((counts > 0) & (counts < k)).tolist():
+        folders = sorted({str(ds.image_path(i).parent) for i in np.flatnonzero(ds.labels == label)[:50].tolist()})
+        small.append(f"class {ds.class_names[label]!r} has {counts[label]} (in {', '.join(folders[:3])})")
+    if small:
+        raise DatasetError(f"{ds.name} {ds.split}: {len(small)} class(es) with fewer than k={k} images, the images "
+                           f"per class of a P×K batch: {_shown(small)}. Add images to them, remove them, or lower k "
+                           f"to {int(counts[counts > 0].min())} (--set k=...)")
+
+
+def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[str, Any] | None = None,
+                    val_fraction: float = 0.0, seed: int = 0, backbone: str = "smallcnn", image_size: int = 227,
+                    resize: int | None = None, k: int | None = None, check_counts: bool = True) -> dict[str, Dataset]:
+    """A training run's splits: ``train``; ``val`` when ``val_fraction > 0``; ``test``, or ``query`` and
+    ``gallery`` where the data has them (In-Shop, a folder CSV with query/gallery rows), with the backbone's
+    transforms (:func:`mslib.data.transforms.build_transform`; glyph-like rows upscaled for image backbones).
+
+    With ``k`` (images per class of a P×K batch) a row with ``pad_to_k=False`` (your own images) must give every
+    training class at least ``k`` images (:func:`check_images_per_class`); the others are padded by the sampler.
+    ``options`` go to the row's reader or loader, except ``check_counts`` and ``skip_unreadable``, which are
+    :func:`load_dataset`'s (for the files rows; ``check_counts`` there overrides the argument).
+    """
+    from mslib.data.transforms import build_transform  # mslib.models (which transforms reads) imports mslib.data
+
+    spec, options = _spec(name), dict(options or {})
+    check_counts = bool(options.pop("check_counts", check_counts))
+    skip_unreadable = bool(options.pop("skip_unreadable", False))
+    _check_split_and_options(spec, None, options)
+    tf = {train: build_transform(backbone, train=train, size=image_size, resize=resize, glyphs=spec.gray)
+          for train in (True, False)}
+    if spec.loader is not None:
+        load = partial(spec.loader, root=_loader_root(spec, root), val_fraction=val_fraction, seed=seed, **options)
+        tests = ("query", "gallery") if spec.query_gallery else ("test",)
+    else:
+        records, folder = read_records(name, root, check_counts=check_counts, **options)
+        load = partial(image_list, name, records, folder, val_fraction=val_fraction, seed=seed,
+                       skip_unreadable=skip_unreadable)
+        tests = ("query", "gallery") if "query" in records else ("test",)
+    sets = {"train": load("train", transform=tf[True])}
+    for split in (["val"] if val_fraction > 0 else []) + list(tests):
+        sets[split] = load(split, transform=tf[False])
+    if k is not None and not spec.pad_to_k:
+        check_images_per_class(sets["train"], k)
+    return sets
 
 
 def verify_dataset(name: str, root: str | Path | None = None, *, check_counts: bool = True,
-                   check_images: bool = True, progress: bool = False) -> dict[str, dict[str, int]]:
+                   check_images: bool = True, progress: bool = False, **options: Any) -> dict[str, dict[str, int]]:
     """Check a dataset on disk: list files, published counts, and (``check_images``) that every image decodes.
 
     Returns ``{split: {"images": n, "classes": c}}``; raises a :class:`DatasetError` naming what is wrong.
+    ``options`` go to the row's reader or loader (as in :func:`load_dataset`).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    if name == "glyphs":
+    spec = _spec(name)
+    _check_split_and_options(spec, None, options)
+    if spec.loader is not None:
         summary = {}
-        for split in ("train", "test"):
-            ds = load_dataset("glyphs", split)
+        for split in spec.verify_splits:
+            ds = spec.loader(split, root=_loader_root(spec, root), transform=None, val_fraction=0.0, seed=0,
+                             **options)
+            if check_counts and split in spec.expected:
+                _check_counts(name, split, len(ds), ds.num_classes)
             summary[split] = {"images": len(ds), "classes": ds.num_classes}
         return summary
-    splits = [s for s in SPLITS[name] if s not in ("val", "test")] if name == "inshop" else ["train", "test"]
+    records, folder = read_records(name, root, check_counts=check_counts, **options)
+    splits = ("train", "query", "gallery") if "query" in records else ("train", "test")
     summary = {}
     missing, unreadable = [], []
     for split in splits:
-        ds = load_dataset(name, split, root=root, check_counts=check_counts)
+        ds = image_list(name, records, folder, split)
         summary[split] = {"images": len(ds), "classes": int(len(np.unique(ds.labels)))}
         if check_images:
             items = range(len(ds))

@@ -28,51 +28,14 @@ from mslib.files import CHUNK, file_digest
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: mirrors in order of preference, its checksum, whether to extract it."""
+    """One file of a dataset: mirrors in order of preference, its checksum, whether to extract it (the rows of
+    :data:`mslib.data.registry.DATASETS` list them, with their official sources: ``book/sources.md#src-datasets``)."""
 
     filename: str
     urls: tuple[str, ...]
     md5: str | None = None
     sha256: str | None = None
     extract: bool = False
-
-
-#: Official sources and MD5s (``book/sources.md#src-datasets``).
-SOURCES: dict[str, tuple[RemoteFile, ...]] = {
-    "cub200": (RemoteFile(
-        "CUB_200_2011.tgz",
-        ("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
-         "http://www.vision.caltech.edu.s3-us-west-2.amazonaws.com/visipedia-data/CUB-200-2011/CUB_200_2011.tgz"),
-        md5="97eceeb196236b17998738112f37df78", extract=True),),
-    "cars196": (
-        RemoteFile("car_ims.tgz", ("http://ai.stanford.edu/~jkrause/car196/car_ims.tgz",),
-                   md5="d5c8f0aa497503f355e17dc7886c3f14", extract=True),
-        RemoteFile("cars_annos.mat", ("http://ai.stanford.edu/~jkrause/car196/cars_annos.mat",),
-                   md5="b407c6086d669747186bd1d764ff9dbc"),
-    ),
-    "sop": (RemoteFile("Stanford_Online_Products.zip", ("ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",),
-                       md5="7f73d41a2f44250d4779881525aea32e", extract=True),),
-}
-
-#: Datasets behind a login or a Google Drive link: what to fetch by hand and where to put it.
-MANUAL: dict[str, str] = {
-    "sop": (
-        "If the FTP server does not answer, download Stanford_Online_Products.zip from Google Drive (file id "
-        "1TclrpQOF_ullUP99wk_gjGN8pKvtErG8, MD5 7f73d41a2f44250d4779881525aea32e), unzip it so that "
-        "{root}/Stanford_Online_Products/Ebay_train.txt exists, then run `python -m mslib data verify sop`."
-    ),
-    "inshop": (
-        "In-Shop Clothes Retrieval (DeepFashion) is distributed through Google Drive only, so it cannot be fetched "
-        "automatically and nothing was downloaded. From the DeepFashion In-Shop folder (Drive folder "
-        "0B7EVK8r0v71pVDZFQXRsMDZCX1E) download:\n"
-        "  1. Img/img.zip (file id 0B7EVK8r0v71pS2YxRE1QTFZzekU) and unzip it into {root}/ so that "
-        "{root}/img/WOMEN/... exists (unzipped inside {root}/Img/, as in the archive's own folders, works "
-        "too);\n"
-        "  2. Eval/list_eval_partition.txt (file id 0B7EVK8r0v71pYVBqLXpRVjhHeWM) into {root}/Eval/.\n"
-        "No checksum is published for these files; `python -m mslib data verify inshop` then checks the layout, the "
-        "published counts (25,882 train / 14,218 query / 12,612 gallery) and that every image decodes."
-    ),
-}
 
 
 def verify_checksum(path: Path, md5: str | None = None, sha256: str | None = None, *, what: str | None = None) -> None:
@@ -219,21 +182,23 @@ def extract_archive(archive: Path, dest_dir: Path) -> list[Path]:
 
 def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archives: bool = False,
                      sources: tuple[RemoteFile, ...] | None = None) -> list[Path]:
-    """Fetch every file of ``name`` into ``root`` (verified, extracted); return the paths placed.
+    """Fetch every file of ``name`` (its registry row's ``download``, or ``sources``) into ``root`` (verified,
+    extracted); return the paths placed.
 
-    Raises :class:`DatasetError` with hand-download instructions for datasets that need them (In-Shop).
+    A dataset without download files raises :class:`DatasetError` with its row's ``manual`` text: the
+    hand-download steps (In-Shop), or where a generated or your own dataset comes from.
     """
-    sources = sources if sources is not None else SOURCES.get(name)
-    if sources is None:
-        hint = MANUAL.get(name)
-        if hint is None:
-            raise ValueError(f"no download source for {name!r}; datasets with one: {', '.join(SOURCES)}")
-        raise DatasetError(hint.format(root=root))
+    from mslib.data.registry import dataset_spec  # the registry's rows hold this module's RemoteFile
+
+    spec = dataset_spec(name)
+    sources = sources if sources is not None else spec.download
+    if not sources:
+        raise DatasetError(str(spec.manual).format(root=root))
     root = Path(root)
     placed = []
     for remote in sources:
         path = verified_download(remote.urls, root / remote.filename, md5=remote.md5, sha256=remote.sha256,
-                             progress=progress)
+                                 progress=progress)
         if remote.extract:
             placed += extract_archive(path, root)
             if not keep_archives:
@@ -243,5 +208,5 @@ def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archi
     return placed
 
 
-__all__ = ["MANUAL", "SOURCES", "RemoteFile", "download_dataset", "extract_archive",
+__all__ = ["RemoteFile", "download_dataset", "extract_archive",
            "file_digest", "fetch_hint", "verified_download", "verify_checksum"]

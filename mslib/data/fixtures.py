@@ -1,4 +1,5 @@
-"""Miniature copies of the four benchmarks' archives, in their exact on-disk format.
+"""Miniature copies of the four benchmarks' archives, in their exact on-disk format, and an example folder of
+your own images (:func:`make_folder_dataset`).
 
 Tests build them to check the readers without the real data (which cannot be downloaded here), and the data
 chapter shows them so readers see the layout each reader expects. Images are tiny solid-colour JPEGs.
@@ -129,10 +130,11 @@ def synthetic_cub(root: str | Path, *, classes_per_split: int = 100, images_per_
     """A CUB-200-2011 copy in the archive's exact layout at the real size, made on the spot (nothing downloaded).
 
     By default 100 training classes (ids 1–100) and 100 test classes (101–200) with CUB's published counts (5,864 and
-    5,924 images, :data:`mslib.data.datasets.EXPECTED`), each a ``image_size`` (w, h) JPEG of smooth class-coloured
-    noise, about the size and decoding cost of CUB's photos. ``images_per_class`` makes a smaller tree of
-    ``classes_per_split`` classes per split (load it with ``check_counts=False``). ``make gpu-check`` trains the
-    paper's recipe on it (``benchmarks/gpu_check.py``); ``processes`` writes the JPEGs in parallel.
+    5,924 images: the ``expected`` of its row in :data:`mslib.data.registry.DATASETS`), each a ``image_size`` (w, h)
+    JPEG of smooth class-coloured noise, about the size and decoding cost of CUB's photos. ``images_per_class``
+    makes a smaller tree of ``classes_per_split`` classes per split (load it with ``check_counts=False``).
+    ``make gpu-check`` trains the paper's recipe on it (``benchmarks/gpu_check.py``); ``processes`` writes the
+    JPEGs in parallel.
     """
     from multiprocessing import get_context
 
@@ -165,19 +167,62 @@ def synthetic_cub(root: str | Path, *, classes_per_split: int = 100, images_per_
     return Path(root)
 
 
-MAKERS = {"cub200": make_cub, "cars196": make_cars, "sop": make_sop, "inshop": make_inshop}
+def _shape(draw, kind: int, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    if kind == 0:
+        draw.ellipse(box, fill=fill)
+    elif kind == 1:
+        draw.rectangle(box, fill=fill)
+    elif kind == 2:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, (y0 + y1) // 2), ((x0 + x1) // 2, y1), (x0, (y0 + y1) // 2)],
+                     fill=fill)
+
+
+def make_folder_dataset(root: str | Path, *, classes: int = 8, per_class: int = 6, seed: int = 0,
+                        size: int = 48) -> Path:
+    """An example of your own images: ``root/class_00/img_00.png`` ... (``folder`` layout), returns ``root``.
+
+    Class ``c`` is one shape (ellipse, square, triangle, diamond) in one colour, both drawn once from
+    ``default_rng(seed)``; each image moves, scales and tints it on a noisy background. Every other image is a
+    JPEG, the others PNGs, so both decoders are read.
+    """
+    from PIL import ImageDraw
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(30, 226, (classes, 3))
+    for c in range(classes):
+        folder = root / f"class_{c:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            background = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+            img = Image.fromarray(background)
+            half = int(rng.integers(size // 4, size // 2 - 2))
+            cx, cy = (int(v) for v in rng.integers(half, size - half, 2))
+            tint = np.clip(colours[c] + rng.integers(-20, 21, 3), 0, 255)
+            box = (cx - half, cy - half, cx + half, cy + half)
+            _shape(ImageDraw.Draw(img), c % 4, box, tuple(int(v) for v in tint))
+            img.save(folder / f"img_{i:02d}.{'jpg' if i % 2 else 'png'}")
+    return root
 
 
 def make_fixture(name: str, root: str | Path, **options: object) -> Path:
-    """Write the miniature ``name`` archive layout under ``root`` (created if needed); return ``root``.
+    """Write the miniature ``name`` layout (its registry row's ``fixture``) under ``root`` (created if needed).
 
-    ``options`` go to the maker (``make_cars(class_names=...)``, ``make_inshop(nested=...)``).
+    ``options`` go to the maker (``make_cars(class_names=...)``, ``make_inshop(nested=...)``,
+    ``make_folder_dataset(classes=...)``).
     """
-    if name not in MAKERS:
-        raise ValueError(f"unknown dataset {name!r}; fixtures exist for {', '.join(MAKERS)}")
+    from mslib.data.registry import DATASETS, dataset_spec  # the registry's rows name this module's makers
+
+    maker = dataset_spec(name).fixture
+    if maker is None:
+        raise ValueError(f"{name} has no miniature fixture; fixtures exist for "
+                         + ", ".join(n for n, spec in DATASETS.items() if spec.fixture is not None))
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return MAKERS[name](root, **options)
+    return maker(root, **options)
 
 
 def layout(root: str | Path, max_lines: int = 12) -> str:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mslib.data.datasets import CITATIONS, EXPECTED
+from mslib.data.registry import DATASETS, DatasetSpec
 
 
 def glyph_montage(X: np.ndarray, y: np.ndarray, chars: Sequence[str], *, per_class: int = 1, columns: int = 16,
@@ -69,19 +69,24 @@ def omniglot_montage(X: np.ndarray, y: np.ndarray, characters: Sequence[str], *,
     return glyph_montage(X[rows], np.array(row_of), names, per_class=per_row)
 
 
-def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None,
-                omniglot_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
-    """Published zero-shot split sizes of the four benchmarks, plus the embedded glyphs as generated and, when
-    given, Omniglot-242 as read from its vendored zips (``{split: (images, classes)}``)."""
+def _count_source(spec: DatasetSpec) -> str:
+    """Where a split table row's counts come from: generated here, published, or this book's split of the files."""
+    if spec.origin == "generated":
+        return "generated here"
+    return f"published ({spec.citation})" if spec.paper else f"split of the files ({spec.citation})"
+
+
+def split_table(glyph_counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """Zero-shot split sizes of the registry's datasets: the four benchmarks' published ones, Omniglot-242's as
+    its split rule gives them, and the generated dataset (the embedded glyphs): ``glyph_counts`` replaces its
+    counts."""
     rows = []
-    for name, splits in EXPECTED.items():
-        for split, (images, classes) in splits.items():
-            if name == "glyphs" and glyph_counts is not None:
+    for name, spec in DATASETS.items():
+        generated = spec.origin == "generated"
+        for split, (images, classes) in spec.expected.items():
+            if generated and glyph_counts is not None:
                 images, classes = glyph_counts[split]
             rows.append({"dataset": name, "split": split, "images": images,
                          "classes": classes if classes is not None else "3,985 (shared)",
-                         "source": "generated here" if name == "glyphs" else f"published ({CITATIONS[name]})"})
-    for split, (images, classes) in (omniglot_counts or {}).items():
-        rows.append({"dataset": "omniglot", "split": split, "images": images, "classes": classes,
-                     "source": "vendored zips (lake2015human)"})
+                         "source": _count_source(spec)})
     return pd.DataFrame(rows).set_index(["dataset", "split"])

@@ -46,7 +46,7 @@ class ToGlyphTensor(torch.nn.Module):
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(x)
         elif not isinstance(x, torch.Tensor):
-            x = torch.from_numpy(np.asarray(x.convert("L")))
+            x = torch.from_numpy(np.array(x.convert("L")))  # a copy: PIL's buffer is read-only
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         return x.reshape(1, *x.shape[-2:]).float()
@@ -90,11 +90,15 @@ def build_transform(backbone: str, train: bool, size: int = 227, resize: int | N
 
     ``resize`` is the shorter side before cropping; by default ``round(size * 256 / resize_at)``: 256 at 227 for
     BN-Inception, 256 at 224 for the torchvision backbones. The official ResNet-50 recipe crops 227 after a resize
-    to 256, so its config sets ``resize: 256`` (``book/sources.md#src-official-recipe``).
+    to 256, so its config sets ``resize: 256`` (``book/sources.md#src-official-recipe``). The small CNN reads
+    glyph-like 32×32 gray tensors only: photos (your own images) are first resized (shorter side) and
+    centre-cropped to 32×32, then read as glyphs.
     """
     convention = _convention(backbone)
-    if glyphs or convention.space == "gray":  # the small CNN reads glyph-like gray tensors only
+    if glyphs:
         return glyph_transform(backbone, train, size)
+    if convention.space == "gray":
+        return v2.Compose([v2.Resize(32), v2.CenterCrop(32), glyph_transform(backbone, train, size)])
     if resize is None:
         resize = round(size * 256 / convention.resize_at)
     elif resize < size:
