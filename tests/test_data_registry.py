@@ -27,14 +27,17 @@ FILE_ROWS = [name for name, spec in DATASETS.items() if spec.reader is not None]
 
 
 def test_every_row_is_complete() -> None:
-    assert list(DATASETS) == ["glyphs", "cub200", "cars196", "sop", "inshop", "folder"]
+    assert list(DATASETS) == ["glyphs", "cub200", "cars196", "sop", "inshop", "folder", "omniglot"]
     bib = (ROOT / "book" / "references.bib").read_text(encoding="utf-8")
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.title and {"train", "val", "test"} <= set(spec.splits)
         assert (spec.reader is None) != (spec.loader is None)
         assert spec.manual or spec.download, name
         assert all(remote.md5 or remote.sha256 for remote in spec.download), name
-        assert (spec.default_root is None) == (spec.origin in ("generated", "own")), name
+        if spec.origin in ("generated", "own"):
+            assert spec.default_root is None, name
+        if spec.reader is not None and spec.origin in ("download", "manual"):
+            assert spec.default_root is not None, f"{name}: a fetched files dataset needs its folder under data/"
         if spec.citation is not None:
             assert re.search(rf"@\w+\{{{re.escape(spec.citation)},", bib), spec.citation
         if spec.paper:
@@ -43,7 +46,7 @@ def test_every_row_is_complete() -> None:
         if spec.reader is not None:
             assert spec.fixture is not None, f"{name}: a files reader needs a miniature fixture for the tests"
     assert [n for n, s in DATASETS.items() if s.query_gallery] == ["inshop"]
-    assert [n for n, s in DATASETS.items() if s.gray] == ["glyphs"]
+    assert [n for n, s in DATASETS.items() if s.gray] == ["glyphs", "omniglot"]
     assert [n for n, s in DATASETS.items() if not s.pad_to_k] == ["folder"]
 
 
