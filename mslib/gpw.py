@@ -25,7 +25,7 @@ from mslib.similarity import check_sim, pair_masks, reference_is_batch
 __all__ = [
     "CLOSED_FORM", "CLOSED_FORM_PROXY", "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
     "ms_summary", "pair_weights", "proxy_similarity_dependence", "proxy_weights", "similarity_dependence",
-    "table1_comparison", "weight_sweep",
+    "surrogate_gap", "table1_comparison", "weight_sweep",
 ]
 
 
@@ -260,10 +260,13 @@ def proxy_similarity_dependence(
 ) -> dict[str, bool]:
     """Which similarities a **negative** sample–proxy weight ``w⁻_ic`` of proxy loss ``name`` uses (by perturbation).
 
-    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ; along
+    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ (the
+    pair's own S against a fixed threshold, as :func:`similarity_dependence`); ``own``: it changes when its own
+    ``S_ic`` alone moves (a softmax weight does, through its relation to the others, while ``S`` stays "no"); along
     the sample's row, ``N-row`` (another negative proxy ``S_id``) and ``P-row`` (its own proxy ``S_{i y_i}``); along
     the proxy's column, ``N-col`` (a sample of another class, ``S_jc``) and ``P-col`` (a sample of class ``c``).
-    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself.
+    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself. The same keys, read off the
+    derived formulas: :func:`mslib.symbolic.uses_proxy`.
     """
     check_proxy_sim(sim, labels)
     sim = sim.detach()
@@ -280,7 +283,7 @@ def proxy_similarity_dependence(
     def changes(s: Tensor) -> bool:
         return bool((proxy_weights(name, s, labels, **hparams).neg[i, c] - base[i, c]).abs() > tol * base[i, c])
 
-    out = {"S": any(changes(sim + d) for d in deltas)}
+    out = {"S": any(changes(sim + d) for d in deltas), "own": any(changes(_moved(sim, (i, c), d)) for d in deltas)}
     for key, entries in probes.items():
         out[key] = bool(entries) and any(changes(_moved(sim, entries[0], d)) for d in deltas)
     return out
@@ -392,3 +395,21 @@ def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
         "total w+": float(w.pos.sum()),
         "total w-": float(w.neg.sum()),
     }
+
+
+def surrogate_gap(name: str, x: Tensor, labels: Tensor, **hparams: Any) -> float:
+    """``max |∇_x L − ∇_x Σ_ij w̃_ij S_ij|`` at embeddings ``x``, ``S = cosine(x)``, with ``w̃`` the **closed-form**
+    signed weights of :func:`closed_form_weights` (``−w⁺`` on positives, ``+w⁻`` on negatives), frozen: GPW's
+    weighted-sum surrogate has the loss's gradient at the current ``S`` (chapter ``01_gpw``). Autograd runs
+    through the readable loss (``multi_similarity_autograd`` for MS). Rounding-small where ``L`` is differentiable
+    in ``S``; the weights must be recomputed after every step."""
+    from mslib.losses import multi_similarity_autograd
+    from mslib.similarity import cosine
+
+    fn = multi_similarity_autograd if name == "multi_similarity" else LOSSES[name]
+    x = x.detach().clone().requires_grad_(True)
+    sim = cosine(x)
+    (g_loss,) = torch.autograd.grad(fn(sim, labels, **hparams), x, retain_graph=True)
+    w = closed_form_weights(name, sim.detach(), labels, **hparams).grad
+    (g_sur,) = torch.autograd.grad((w * sim).sum(), x)
+    return float((g_loss - g_sur).abs().max())
