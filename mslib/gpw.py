@@ -341,14 +341,16 @@ def similarity_dependence(
 
 def table1_comparison(
     measured: Mapping[str, Mapping[str, bool]], paper_rows: Mapping[str, str | None],
-    paper: Mapping[str, Mapping[str, bool]],
+    paper: Mapping[str, Mapping[str, bool]], derived: Mapping[str, Mapping[str, bool]] | None = None,
 ) -> Any:
     """The measured S/N/P table beside the paper's Table 1 (chapter ``02_pair_losses``).
 
     ``measured``: per row label, :func:`similarity_dependence`'s answer; ``paper_rows``: the label's key in
     ``paper`` (``mslib.paper.PAPER_TABLE1``), or ``None`` for a row the paper does not have. Columns: the
     measured ``S``, ``N``, ``P``, the paper's ``paper S/N/P`` and ``agrees`` ("yes"/"no"; "–" without a paper
-    row). Every label needs a ``paper_rows`` entry and every named key must exist in ``paper``.
+    row). Every label needs a ``paper_rows`` entry and every named key must exist in ``paper``. ``derived``
+    (optional, per label: :func:`mslib.symbolic.uses` of the derived weight) adds ``derived S/N/P`` and
+    ``derived = measured``.
     """
     import pandas as pd
 
@@ -365,6 +367,9 @@ def table1_comparison(
         ref = paper.get(key) if key is not None else None
         row.update({f"paper {c}": yes[bool(ref[c])] if ref else "–" for c in "SNP"})
         row["agrees"] = "–" if ref is None else yes[all(bool(got[c]) == bool(ref[c]) for c in "SNP")]
+        if derived is not None:
+            row.update({f"derived {c}": yes[bool(derived[label][c])] for c in "SNP"})
+            row["derived = measured"] = yes[all(bool(derived[label][c]) == bool(got[c]) for c in "SNP")]
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

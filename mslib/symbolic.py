@@ -30,7 +30,7 @@ import sympy as sp
 import torch
 
 __all__ = [
-    "NEG", "POS", "REGION", "Derivation", "closed_form_expr", "closed_form_proxy_expr", "derive", "derive_proxy",
+    "NEG", "PAIR_LOSSES", "POS", "REGION", "Derivation", "closed_form_expr", "closed_form_proxy_expr", "derive", "derive_proxy",
     "loss_expr", "ms_limits", "numeric_check", "numeric_check_proxy", "prove", "prove_proxy", "table1", "uses",
     "uses_proxy", "weight_latex",
 ]
@@ -59,6 +59,10 @@ REGION: dict[str, str] = {
     "proxy_nca": "everywhere (smooth)",
     "proxy_anchor": "everywhere (smooth)",
 }
+
+
+PAIR_LOSSES = ("contrastive", "triplet", "lifted_structure", "generalized_lifted_structure", "binomial_deviance",
+               "npair", "multi_similarity")
 
 
 class Derivation(NamedTuple):
@@ -231,8 +235,7 @@ def table1(*, mining: bool = True) -> dict[str, dict[str, bool]]:
     """:func:`uses` of each loss's negative weight ``w⁻`` of ``S_n1`` (MS: with the mining rule substituted for
     its gates when ``mining``, else every gate 1)."""
     out = {}
-    for name in ("contrastive", "triplet", "lifted_structure", "generalized_lifted_structure",
-                 "binomial_deviance", "npair", "multi_similarity"):
+    for name in PAIR_LOSSES:
         w = derive(name).weights[NEG[0]]
         if name == "multi_similarity":
             w = w.subs(_mining_gates() if mining else {g: 1 for g in (*G_POS, *G_NEG)})

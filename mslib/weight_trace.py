@@ -23,9 +23,9 @@ from torch import Tensor
 
 from mslib import gpw
 from mslib.similarity import cosine, pair_masks
-from mslib.train import TrainConfig, build_run, train_iteration, train_loader
+from mslib.train import TrainConfig, build_run, torch_threads, train_iteration, train_loader
 
-__all__ = ["hard_mask", "hard_share", "mined_fraction", "trace_weights", "uniform_share"]
+__all__ = ["hard_mask", "hard_share", "mined_fraction", "trace_summary", "trace_weights", "uniform_share"]
 
 
 def hard_mask(sim: Tensor, neg: Tensor, fraction: float = 0.1) -> Tensor:
@@ -61,11 +61,19 @@ def mined_fraction(w: gpw.PairWeights, pos: Tensor, neg: Tensor) -> float:
 def trace_weights(cfg: TrainConfig, *, every: int = 10, fraction: float = 0.1) -> pd.DataFrame:
     """Train ``cfg`` for ``cfg.iterations`` updates and, before the update of every ``every``-th iteration (from
     0), record the batch's ``loss``, ``hard share``, ``uniform share``, ``mined`` and ``total w-`` of the run's
-    pair loss (closed-form weights in float64 on the step's own embeddings). One row per probed iteration;
-    ``seconds``: the wall time of the whole run, in ``DataFrame.attrs``."""
+    pair loss (closed-form weights in float64 on the step's own embeddings), at ``cfg.threads`` torch threads.
+    One row per probed iteration; ``seconds``: the wall time of the whole run, in ``DataFrame.attrs``."""
     if every < 1:
         raise ValueError(f"every must be ≥ 1, got {every}")
     start = time.perf_counter()
+    with torch_threads(cfg.threads):
+        rows = _trace(cfg, every, fraction)
+    out = pd.DataFrame(rows)
+    out.attrs["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _trace(cfg: TrainConfig, every: int, fraction: float) -> list[dict[str, Any]]:
     run = build_run(cfg)
     captured: list[Tensor] = []
     hook = run.net.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
@@ -81,9 +89,7 @@ def trace_weights(cfg: TrainConfig, *, every: int = 10, fraction: float = 0.1) -
                 break
     finally:
         hook.remove()
-    out = pd.DataFrame(rows)
-    out.attrs["seconds"] = time.perf_counter() - start
-    return out
+    return rows
 
 
 def _batch_numbers(cfg: TrainConfig, embeddings: Tensor, labels: Tensor, fraction: float) -> dict[str, Any]:
@@ -93,3 +99,18 @@ def _batch_numbers(cfg: TrainConfig, embeddings: Tensor, labels: Tensor, fractio
     pos, neg = pair_masks(labels)
     return {"hard share": hard_share(w.neg, sim, neg, fraction), "uniform share": uniform_share(neg, fraction),
             "mined": mined_fraction(w, pos, neg), "total w-": float(w.neg.sum())}
+
+
+def trace_summary(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per loss (``traces``: label → :func:`trace_weights` frame): the hard share at the first probe and its mean over
+    the probes of the second half of the run, the uniform share, the mined fraction at the first and last probe,
+    and the run's seconds."""
+    rows = {}
+    for label, df in traces.items():
+        late = df[df["iteration"] >= df["iteration"].max() / 2]
+        rows[label] = {"hard share, first": float(df["hard share"].iloc[0]),
+                       "hard share, second half": float(late["hard share"].mean()),
+                       "uniform share": float(df["uniform share"].mean()),
+                       "mined, first": float(df["mined"].iloc[0]), "mined, last": float(df["mined"].iloc[-1]),
+                       "seconds": float(df.attrs.get("seconds", float("nan")))}
+    return pd.DataFrame(rows).T

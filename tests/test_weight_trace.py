@@ -54,3 +54,14 @@ def test_trace_on_a_short_run():
     assert trace["uniform share"].tolist() == pytest.approx([1 / 9] * 3)  # 9 negatives per anchor: ⌈0.9⌉ = 1
     assert (trace["mined"] == 1).all()  # binomial deviance weights every pair (a sigmoid is never 0)
     assert trace.attrs["seconds"] > 0
+
+
+def test_trace_summary():
+    import pandas as pd
+
+    df = pd.DataFrame({"iteration": [0, 10, 20, 30], "hard share": [0.1, 0.2, 0.4, 0.6], "uniform share": [0.1] * 4,
+                       "mined": [1.0, 0.9, 0.8, 0.5]})
+    row = weight_trace.trace_summary({"x": df}).loc["x"]
+    assert row["hard share, first"] == pytest.approx(0.1)
+    assert row["hard share, second half"] == pytest.approx(0.5)  # iterations 20 and 30 (≥ 30 / 2)
+    assert row["mined, last"] == pytest.approx(0.5)
