@@ -30,9 +30,9 @@ import sympy as sp
 import torch
 
 __all__ = [
-    "NEG", "PAIR_LOSSES", "POS", "REGION", "Derivation", "closed_form_expr", "closed_form_proxy_expr", "derive", "derive_proxy",
-    "loss_expr", "ms_limits", "numeric_check", "numeric_check_proxy", "prove", "prove_proxy", "table1", "uses",
-    "uses_proxy", "weight_latex",
+    "MS_LIMIT_LATEX", "NEG", "PAIR_LOSSES", "POS", "REGION", "Derivation", "closed_form_expr",
+    "closed_form_proxy_expr", "derive", "derive_proxy", "loss_expr", "ms_limits", "numeric_check",
+    "numeric_check_proxy", "prove", "prove_proxy", "table1", "uses", "uses_proxy", "weight_latex",
 ]
 
 POS = sp.symbols("S_p1 S_p2", real=True)
@@ -241,6 +241,16 @@ def table1(*, mining: bool = True) -> dict[str, dict[str, bool]]:
             w = w.subs(_mining_gates() if mining else {g: 1 for g in (*G_POS, *G_NEG)})
         out[name] = uses(w, NEG[0])
     return out
+
+
+MS_LIMIT_LATEX: dict[str, str] = {  # the keys of :func:`ms_limits`, as LaTeX
+    "beta -> oo, S_n1 hardest, above lambda":
+        r"\beta \to \infty,\ S_{n1} \text{ the hardest negative, } S_{n1} > \lambda:\ w^-_{n1} \to",
+    "beta -> oo, S_n1 below S_n2": r"\beta \to \infty,\ S_{n1} < S_{n2}:\ w^-_{n1} \to",
+    "lambda -> -oo": r"\lambda \to -\infty:\ w^-_{n1} \to",
+    "lambda -> +oo, w * exp(beta (lambda - S_n1))": r"\lambda \to +\infty:\ w^-_{n1}\, e^{\beta(\lambda - S_{n1})} \to",
+    "epsilon = 0, gate of S_n1": r"\epsilon = 0:\ g_{n1} =",
+}
 
 
 def ms_limits() -> dict[str, sp.Expr]:

@@ -337,18 +337,19 @@ def plot_agreement(ax: Any, auto: gpw.PairWeights, closed: gpw.PairWeights, titl
     return float((auto.grad - closed.grad).abs().max())
 
 
-def sweep_pairs(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> tuple[int, int, int, int]:
-    """``(i, j_neg, j_pos, k_neg)`` for :func:`plot_weight_sweeps`: the negative pair ``(i, j_neg)`` of largest
-    weight in the batch (so it is active at its current ``S``), anchor ``i``'s positive ``j_pos`` of largest weight
-    and its other negative ``k_neg`` of largest weight."""
+def sweep_pairs(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> tuple[int, int, int, int, bool]:
+    """``(i, j_neg, j_pos, k_neg, active)`` for :func:`plot_weight_sweeps`: the negative pair ``(i, j_neg)`` of
+    largest weight in the batch, anchor ``i``'s positive ``j_pos`` of largest weight and its other negative
+    ``k_neg`` of largest weight; ``active``: whether ``w⁻_{i j_neg} > 0`` (no negative pair of the batch is active
+    when it is ``False``)."""
     pos, neg = pair_masks(labels)
     w = gpw.pair_weights(name, sim, labels, **hparams)
-    i, j_neg = divmod(int(w.neg.argmax()), sim.shape[1])
+    i, j_neg = divmod(int(torch.where(neg, w.neg, torch.full_like(w.neg, -1.0)).argmax()), sim.shape[1])
     j_pos = int(torch.where(pos[i], w.pos[i], torch.full_like(w.pos[i], -1.0)).argmax())
     others = neg[i].clone()
     others[j_neg] = False
     k_neg = int(torch.where(others, w.neg[i], torch.full_like(w.neg[i], -1.0)).argmax())
-    return i, j_neg, j_pos, k_neg
+    return i, j_neg, j_pos, k_neg, bool(w.neg[i, j_neg] > 0)
 
 
 def plot_weight_sweeps(
@@ -356,8 +357,8 @@ def plot_weight_sweeps(
 ) -> None:
     """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
     negative's and a positive's similarity of the same anchor (the pairs of :func:`sweep_pairs`). A dotted line
-    marks each moved similarity's value in the batch."""
-    i, j_neg, j_pos, k_neg = sweep_pairs(name, sim, labels, **hparams)
+    marks each moved similarity's value in the batch; the middle panel says so when no negative pair is active."""
+    i, j_neg, j_pos, k_neg, active = sweep_pairs(name, sim, labels, **hparams)
     vals = np.asarray(values)
 
     def sweep(pair: tuple[int, int], moved: tuple[int, int]) -> np.ndarray:
@@ -372,6 +373,8 @@ def plot_weight_sweeps(
     axes[2].set_xlabel(r"a positive's $S_{ik}$")
     for ax, at in zip(axes, [(i, j_neg), (i, k_neg), (i, j_pos)], strict=True):
         ax.axvline(float(sim[at]), color="0.5", linestyle=":", linewidth=1)
+    if not active:
+        axes[1].set_title("no active negative pair in this batch", fontsize=8)
     axes[0].set_ylabel(f"{name}\nweight")
     axes[0].legend(fontsize=8)
     for ax in axes[1:]:
