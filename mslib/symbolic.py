@@ -304,6 +304,12 @@ def _numeric_weight(name: str, values: np.ndarray, hp: Mapping[str, float]) -> n
         kept = _mining_gates() if hp.get("epsilon") is not None else {g: 1 for g in (*G_POS, *G_NEG)}
         gates = {g: sp.sympify(rule).subs(dict(zip(PAIRS, values, strict=True))).subs(subs)
                  for g, rule in kept.items()}
+    if name in _ON_ACTIVE_REGION:  # the derived weights hold where every hinge is active
+        point = dict(zip(PAIRS, values, strict=True))
+        for hinge in loss_expr(name).subs(subs).atoms(sp.Max):
+            if float(sp.Add(*[x for x in hinge.args if x != 0]).subs(point)) <= 0:
+                raise ValueError(f"{name}: a hinge is inactive at S = {list(values)}; the derived weights hold on "
+                                 f"the active region ({REGION[name]})")
     out = []
     for x in PAIRS:
         f = sp.lambdify(PAIRS, weights[x].subs(gates).subs(subs), "numpy")

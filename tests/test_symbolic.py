@@ -166,6 +166,11 @@ def test_proxy_nca_weight_moves_with_its_own_s_but_not_a_shift():
     assert dep["own"] and not dep["S"]
 
 
+def test_numeric_check_refuses_an_inactive_hinge():
+    with pytest.raises(ValueError, match="inactive"):
+        symbolic.numeric_check("lifted_structure", np.array([0.9, 0.9, -0.9, -0.9, -0.9]), {"margin": -1.0})
+
+
 def test_unknown_names():
     with pytest.raises(ValueError, match="no symbolic loss"):
         symbolic.loss_expr("quadruplet")
