@@ -265,7 +265,8 @@ def proxy_similarity_dependence(
     ``S_ic`` alone moves (a softmax weight does, through its relation to the others, while ``S`` stays "no"); along
     the sample's row, ``N-row`` (another negative proxy ``S_id``) and ``P-row`` (its own proxy ``S_{i y_i}``); along
     the proxy's column, ``N-col`` (a sample of another class, ``S_jc``) and ``P-col`` (a sample of class ``c``).
-    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself. The same keys, read off the
+    Every entry of each kind is moved by every δ (one entry alone can be too far from the others to move the weight
+    beyond ``tol``); "changes": by more than ``tol`` × the weight itself. The same keys, read off the
     derived formulas: :func:`mslib.symbolic.uses_proxy`.
     """
     check_proxy_sim(sim, labels)
@@ -285,7 +286,7 @@ def proxy_similarity_dependence(
 
     out = {"S": any(changes(sim + d) for d in deltas), "own": any(changes(_moved(sim, (i, c), d)) for d in deltas)}
     for key, entries in probes.items():
-        out[key] = bool(entries) and any(changes(_moved(sim, entries[0], d)) for d in deltas)
+        out[key] = any(changes(_moved(sim, e, d)) for e in entries for d in deltas)
     return out
 
 
