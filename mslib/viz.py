@@ -357,14 +357,21 @@ def plot_weight_sweeps(
 ) -> None:
     """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
     negative's and a positive's similarity of the same anchor (the pairs of :func:`sweep_pairs`). A dotted line
-    marks each moved similarity's value in the batch; the middle panel says so when no negative pair is active."""
+    marks each moved similarity's value. When no negative pair of the batch is active, the middle and right
+    panels place ``S_ij`` at the value of ``values`` where its own weight is largest (left panel), so they probe an
+    active pair; the middle panel's title says so."""
     i, j_neg, j_pos, k_neg, active = sweep_pairs(name, sim, labels, **hparams)
     vals = np.asarray(values)
+    own = gpw.weight_sweep(name, sim, labels, (i, j_neg), (i, j_neg), values, **hparams)
+    probe = sim.detach().clone()
+    if not active:
+        probe[i, j_neg] = float(vals[int(np.argmax(own))])
+        axes[1].set_title(f"inactive in the batch: $S_{{ij}}$ set to {float(probe[i, j_neg]):.2f}", fontsize=8)
 
     def sweep(pair: tuple[int, int], moved: tuple[int, int]) -> np.ndarray:
-        return gpw.weight_sweep(name, sim, labels, pair, moved, values, **hparams)
+        return gpw.weight_sweep(name, probe, labels, pair, moved, values, **hparams)
 
-    axes[0].plot(vals, sweep((i, j_neg), (i, j_neg)), label=r"$w^-_{ij}$")
+    axes[0].plot(vals, own, label=r"$w^-_{ij}$")
     axes[0].plot(vals, sweep((i, j_pos), (i, j_pos)), label=r"$w^+_{ij}$")
     axes[0].set_xlabel(r"own similarity $S_{ij}$")
     axes[1].plot(vals, sweep((i, j_neg), (i, k_neg)), color="C2")
@@ -373,8 +380,6 @@ def plot_weight_sweeps(
     axes[2].set_xlabel(r"a positive's $S_{ik}$")
     for ax, at in zip(axes, [(i, j_neg), (i, k_neg), (i, j_pos)], strict=True):
         ax.axvline(float(sim[at]), color="0.5", linestyle=":", linewidth=1)
-    if not active:
-        axes[1].set_title("no active negative pair in this batch", fontsize=8)
     axes[0].set_ylabel(f"{name}\nweight")
     axes[0].legend(fontsize=8)
     for ax in axes[1:]:
