@@ -5,6 +5,8 @@ with the weighted sum ``Σ_ij w_ij S_ij`` whose weights ``w_ij = |∂L/∂S_ij|`
 :func:`pair_weights` finds them by autograd; ``CLOSED_FORM`` holds each loss's derivation (for the MS loss the
 paper's eqs. 13-14) so the book can show that the two agree. Closed forms build ``m×R×R`` tensors where it keeps
 them readable: they are for checking and plotting small batches, not for training.
+The derivations themselves, by SymPy on a symbolic batch, and the proof that they equal these closed forms:
+:mod:`mslib.symbolic`; the weights on real training batches: :mod:`mslib.weight_trace`.
 Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``; their figures are drawn by :mod:`mslib.viz`.
 """
 
