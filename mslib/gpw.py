@@ -6,6 +6,8 @@ with the weighted sum ``Σ_ij w_ij S_ij`` whose weights ``w_ij = |∂L/∂S_ij|`
 loss the paper's eqs. 13-14), the function its row of :data:`mslib.losses.LOSS_SPECS` names, so the book can show
 that the two agree. Closed forms build ``m×R×R`` tensors where it keeps them readable: they are for checking and
 plotting small batches, not for training.
+The derivations themselves, by SymPy on a symbolic batch, and the proof that they equal these closed forms:
+:mod:`mslib.symbolic`; the weights on real training batches: :mod:`mslib.weight_trace`.
 Chapters: ``01_gpw``, ``02_pair_losses``, ``03_multi_similarity``; their figures are drawn by :mod:`mslib.viz`.
 """
 
@@ -26,7 +28,7 @@ from mslib.similarity import check_sim, pair_masks, reference_is_batch
 __all__ = [
     "PairWeights", "closed_form_proxy_weights", "closed_form_weights",
     "ms_summary", "pair_weights", "proxy_similarity_dependence", "proxy_weights", "similarity_dependence",
-    "table1_comparison", "weight_sweep",
+    "surrogate_gap", "table1_comparison", "weight_sweep",
 ]
 
 
@@ -262,10 +264,14 @@ def proxy_similarity_dependence(
 ) -> dict[str, bool]:
     """Which similarities a **negative** sample–proxy weight ``w⁻_ic`` of proxy loss ``name`` uses (by perturbation).
 
-    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ; along
+    The probed weight is the largest ``w⁻_ic``. ``S``: it changes when every similarity shifts by the same δ (the
+    pair's own S against a fixed threshold, as :func:`similarity_dependence`); ``own``: it changes when its own
+    ``S_ic`` alone moves (a softmax weight does, through its relation to the others, while ``S`` stays "no"); along
     the sample's row, ``N-row`` (another negative proxy ``S_id``) and ``P-row`` (its own proxy ``S_{i y_i}``); along
     the proxy's column, ``N-col`` (a sample of another class, ``S_jc``) and ``P-col`` (a sample of class ``c``).
-    Each is moved by every δ; "changes": by more than ``tol`` × the weight itself.
+    Every entry of each kind is moved by every δ (one entry alone can be too far from the others to move the weight
+    beyond ``tol``); "changes": by more than ``tol`` × the weight itself. The same keys, read off the
+    derived formulas: :func:`mslib.symbolic.uses_proxy`.
     """
     check_proxy_sim(sim, labels)
     sim = sim.detach()
@@ -282,9 +288,9 @@ def proxy_similarity_dependence(
     def changes(s: Tensor) -> bool:
         return bool((proxy_weights(name, s, labels, **hparams).neg[i, c] - base[i, c]).abs() > tol * base[i, c])
 
-    out = {"S": any(changes(sim + d) for d in deltas)}
+    out = {"S": any(changes(sim + d) for d in deltas), "own": any(changes(_moved(sim, (i, c), d)) for d in deltas)}
     for key, entries in probes.items():
-        out[key] = bool(entries) and any(changes(_moved(sim, entries[0], d)) for d in deltas)
+        out[key] = any(changes(_moved(sim, e, d)) for e in entries for d in deltas)
     return out
 
 
@@ -340,14 +346,16 @@ def similarity_dependence(
 
 def table1_comparison(
     measured: Mapping[str, Mapping[str, bool]], paper_rows: Mapping[str, str | None],
-    paper: Mapping[str, Mapping[str, bool]],
+    paper: Mapping[str, Mapping[str, bool]], derived: Mapping[str, Mapping[str, bool]] | None = None,
 ) -> Any:
     """The measured S/N/P table beside the paper's Table 1 (chapter ``02_pair_losses``).
 
     ``measured``: per row label, :func:`similarity_dependence`'s answer; ``paper_rows``: the label's key in
     ``paper`` (``mslib.paper.PAPER_TABLE1``), or ``None`` for a row the paper does not have. Columns: the
     measured ``S``, ``N``, ``P``, the paper's ``paper S/N/P`` and ``agrees`` ("yes"/"no"; "–" without a paper
-    row). Every label needs a ``paper_rows`` entry and every named key must exist in ``paper``.
+    row). Every label needs a ``paper_rows`` entry and every named key must exist in ``paper``. ``derived``
+    (optional, per label: :func:`mslib.symbolic.uses` of the derived weight) adds ``derived S/N/P`` and
+    ``derived = measured``.
     """
     import pandas as pd
 
@@ -364,6 +372,9 @@ def table1_comparison(
         ref = paper.get(key) if key is not None else None
         row.update({f"paper {c}": yes[bool(ref[c])] if ref else "–" for c in "SNP"})
         row["agrees"] = "–" if ref is None else yes[all(bool(got[c]) == bool(ref[c]) for c in "SNP")]
+        if derived is not None:
+            row.update({f"derived {c}": yes[bool(derived[label][c])] for c in "SNP"})
+            row["derived = measured"] = yes[all(bool(derived[label][c]) == bool(got[c]) for c in "SNP")]
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -394,3 +405,21 @@ def ms_summary(sim: Tensor, labels: Tensor, **hparams: Any) -> dict[str, float]:
         "total w+": float(w.pos.sum()),
         "total w-": float(w.neg.sum()),
     }
+
+
+def surrogate_gap(name: str, x: Tensor, labels: Tensor, **hparams: Any) -> float:
+    """``max |∇_x L − ∇_x Σ_ij w̃_ij S_ij|`` at embeddings ``x``, ``S = cosine(x)``, with ``w̃`` the **closed-form**
+    signed weights of :func:`closed_form_weights` (``−w⁺`` on positives, ``+w⁻`` on negatives), frozen: GPW's
+    weighted-sum surrogate has the loss's gradient at the current ``S`` (chapter ``01_gpw``). Autograd runs
+    through the readable loss (``multi_similarity_autograd`` for MS). Rounding-small where ``L`` is differentiable
+    in ``S``; the weights must be recomputed after every step."""
+    from mslib.losses import multi_similarity_autograd
+    from mslib.similarity import cosine
+
+    fn = multi_similarity_autograd if name == "multi_similarity" else loss_spec(name).fn
+    x = x.detach().clone().requires_grad_(True)
+    sim = cosine(x)
+    (g_loss,) = torch.autograd.grad(fn(sim, labels, **hparams), x, retain_graph=True)
+    w = closed_form_weights(name, sim.detach(), labels, **hparams).grad
+    (g_sur,) = torch.autograd.grad((w * sim).sum(), x)
+    return float((g_loss - g_sur).abs().max())

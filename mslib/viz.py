@@ -337,26 +337,49 @@ def plot_agreement(ax: Any, auto: gpw.PairWeights, closed: gpw.PairWeights, titl
     return float((auto.grad - closed.grad).abs().max())
 
 
+def sweep_pairs(name: str, sim: Tensor, labels: Tensor, **hparams: Any) -> tuple[int, int, int, int, bool]:
+    """``(i, j_neg, j_pos, k_neg, active)`` for :func:`plot_weight_sweeps`: the negative pair ``(i, j_neg)`` of
+    largest weight in the batch, anchor ``i``'s positive ``j_pos`` of largest weight and its other negative
+    ``k_neg`` of largest weight; ``active``: whether ``w⁻_{i j_neg} > 0`` (no negative pair of the batch is active
+    when it is ``False``)."""
+    pos, neg = pair_masks(labels)
+    w = gpw.pair_weights(name, sim, labels, **hparams)
+    i, j_neg = divmod(int(torch.where(neg, w.neg, torch.full_like(w.neg, -1.0)).argmax()), sim.shape[1])
+    j_pos = int(torch.where(pos[i], w.pos[i], torch.full_like(w.pos[i], -1.0)).argmax())
+    others = neg[i].clone()
+    others[j_neg] = False
+    k_neg = int(torch.where(others, w.neg[i], torch.full_like(w.neg[i], -1.0)).argmax())
+    return i, j_neg, j_pos, k_neg, bool(w.neg[i, j_neg] > 0)
+
+
 def plot_weight_sweeps(
     axes: Sequence[Any], name: str, sim: Tensor, labels: Tensor, values: Sequence[float], **hparams: Any
 ) -> None:
     """Three panels for one loss: ``w⁻_ij`` and ``w⁺_ij`` against their own ``S_ij``; ``w⁻_ij`` against another
-    negative's and a positive's similarity of the same anchor (anchor 0 and its first pairs)."""
-    pos, neg = pair_masks(labels)
-    j_neg, j_pos = int(torch.nonzero(neg[0])[0]), int(torch.nonzero(pos[0])[0])
-    k_neg = int(torch.nonzero(neg[0])[1])
+    negative's and a positive's similarity of the same anchor (the pairs of :func:`sweep_pairs`). A dotted line
+    marks each moved similarity's value. When no negative pair of the batch is active, the middle and right
+    panels place ``S_ij`` at the value of ``values`` where its own weight is largest (left panel), so they probe an
+    active pair; the middle panel's title says so."""
+    i, j_neg, j_pos, k_neg, active = sweep_pairs(name, sim, labels, **hparams)
     vals = np.asarray(values)
+    own = gpw.weight_sweep(name, sim, labels, (i, j_neg), (i, j_neg), values, **hparams)
+    probe = sim.detach().clone()
+    if not active:
+        probe[i, j_neg] = float(vals[int(np.argmax(own))])
+        axes[1].set_title(f"inactive in the batch: $S_{{ij}}$ set to {float(probe[i, j_neg]):.2f}", fontsize=8)
 
     def sweep(pair: tuple[int, int], moved: tuple[int, int]) -> np.ndarray:
-        return gpw.weight_sweep(name, sim, labels, pair, moved, values, **hparams)
+        return gpw.weight_sweep(name, probe, labels, pair, moved, values, **hparams)
 
-    axes[0].plot(vals, sweep((0, j_neg), (0, j_neg)), label=r"$w^-_{ij}$")
-    axes[0].plot(vals, sweep((0, j_pos), (0, j_pos)), label=r"$w^+_{ij}$")
+    axes[0].plot(vals, own, label=r"$w^-_{ij}$")
+    axes[0].plot(vals, sweep((i, j_pos), (i, j_pos)), label=r"$w^+_{ij}$")
     axes[0].set_xlabel(r"own similarity $S_{ij}$")
-    axes[1].plot(vals, sweep((0, j_neg), (0, k_neg)), color="C2")
+    axes[1].plot(vals, sweep((i, j_neg), (i, k_neg)), color="C2")
     axes[1].set_xlabel(r"another negative's $S_{ik}$")
-    axes[2].plot(vals, sweep((0, j_neg), (0, j_pos)), color="C3")
+    axes[2].plot(vals, sweep((i, j_neg), (i, j_pos)), color="C3")
     axes[2].set_xlabel(r"a positive's $S_{ik}$")
+    for ax, at in zip(axes, [(i, j_neg), (i, k_neg), (i, j_pos)], strict=True):
+        ax.axvline(float(sim[at]), color="0.5", linestyle=":", linewidth=1)
     axes[0].set_ylabel(f"{name}\nweight")
     axes[0].legend(fontsize=8)
     for ax in axes[1:]:
@@ -364,18 +387,38 @@ def plot_weight_sweeps(
 
 
 def plot_ms_batch(axes: Sequence[Any], sim: Tensor, labels: Tensor, **hparams: Any) -> None:
-    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``w⁺ + w⁻``."""
+    """Three heat maps of one batch: ``S``, the mined pairs (+1 positive, −1 negative), and ``log10(w⁺ + w⁻)``
+    (autograd through the readable loss), with weight-0 pairs left blank (white): on a linear scale the negative
+    weights, orders of magnitude below the positive ones, would not show."""
+    from mslib.losses import multi_similarity_autograd
+
     pos, neg = ms_pair_mask(sim, labels, epsilon=hparams["epsilon"])
-    w = gpw.pair_weights("multi_similarity", sim, labels, **hparams)
+    w = gpw.pair_weights(multi_similarity_autograd, sim, labels, **hparams)
+    total = (w.pos + w.neg).numpy()
+    logw = np.where(total > 0, np.log10(np.where(total > 0, total, 1.0)), np.nan)
     panels = [(sim.numpy(), "similarity $S_{ij}$", "RdBu_r", (-1, 1)),
               ((pos.double() - neg.double()).numpy(), "mined: +1 positive, -1 negative", "PiYG", (-1, 1)),
-              ((w.pos + w.neg).numpy(), r"weight $w^+_{ij} + w^-_{ij}$", "viridis", (None, None))]
+              (logw, r"$\log_{10}(w^+_{ij} + w^-_{ij})$", "viridis", (None, None))]
     for ax, (data, title, cmap, (lo, hi)) in zip(axes, panels, strict=True):
         im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("reference j")
         ax.figure.colorbar(im, ax=ax, fraction=0.046)
     axes[0].set_ylabel("anchor i")
+
+
+def plot_weight_trace(axes: Sequence[Any], traces: dict[str, Any]) -> None:
+    """Two panels over training iterations, one line per loss (``traces``: label → a
+    :func:`mslib.weight_trace.trace_weights` frame): the hard-negative share (the uniform share dotted) and the
+    fraction of pairs with nonzero weight."""
+    for n, (label, df) in enumerate(traces.items()):
+        axes[0].plot(df["iteration"], df["hard share"], color=f"C{n}", label=label)
+        axes[1].plot(df["iteration"], df["mined"], color=f"C{n}", label=label)
+    first = next(iter(traces.values()))
+    axes[0].plot(first["iteration"], first["uniform share"], color="0.5", linestyle=":", label="uniform weights")
+    axes[0].set(xlabel="iteration", ylabel="share of $\\sum w^-$ on the hardest 10%", ylim=(0, 1))
+    axes[1].set(xlabel="iteration", ylabel="fraction of pairs with $w > 0$", ylim=(0, 1.05))
+    axes[0].legend(fontsize=8)
 
 
 def plot_ms_hyperparameters(

@@ -130,6 +130,11 @@ def test_table1_comparison() -> None:
         gpw.table1_comparison(measured, {"A": "a"}, paper)
     with pytest.raises(ValueError, match="not in the paper's table"):
         gpw.table1_comparison(measured, {"A": "a", "B": "zzz", "extra": None}, paper)
+    derived = {"A": {"S": True, "N": False, "P": False}, "B": {"S": False, "N": True, "P": False},
+               "extra": {"S": False, "N": False, "P": True}}
+    out = gpw.table1_comparison(measured, {"A": "a", "B": "b", "extra": None}, paper, derived)
+    assert list(out["derived = measured"]) == ["yes", "no", "yes"]
+    assert list(out.loc["B", ["derived S", "derived N", "derived P"]]) == ["no", "yes", "no"]
 
 
 def test_paper_table1_rows_are_reproduced() -> None:

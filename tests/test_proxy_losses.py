@@ -283,9 +283,10 @@ def test_state_dict_round_trip_and_training_moves_proxies() -> None:
 
 @pytest.mark.parametrize(("name", "hp", "expect"), [
     # Proxy-Anchor: a softmax over the proxy's column with a 1 in the denominator (so its own S counts too)
-    ("proxy_anchor", dict(alpha=4.0), {"S": True, "N-row": False, "P-row": False, "N-col": True, "P-col": False}),
-    # Proxy-NCA: a softmax over the sample's row, blind to a common shift
-    ("proxy_nca", dict(softmax_scale=4.0), {"S": False, "N-row": True, "P-row": True, "N-col": False,
+    ("proxy_anchor", dict(alpha=4.0), {"S": True, "own": True, "N-row": False, "P-row": False, "N-col": True,
+                                       "P-col": False}),
+    # Proxy-NCA: a softmax over the sample's row, blind to a common shift, not to its own S moving alone
+    ("proxy_nca", dict(softmax_scale=4.0), {"S": False, "own": True, "N-row": True, "P-row": True, "N-col": False,
                                             "P-col": False}),
 ])
 def test_proxy_similarity_dependence(name: str, hp: dict, expect: dict) -> None:
