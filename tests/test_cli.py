@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mslib.cli import main
-from mslib.results import load_records
+from mslib.run.records import RunStore
 
 
 def test_train_writes_a_record_and_prints_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,7 +18,7 @@ def test_train_writes_a_record_and_prints_its_numbers(tmp_path: Path, capsys: py
     argv = ["train", "--results-dir", str(tmp_path), "--no-progress"]
     assert main([*argv, *(arg for s in settings for arg in ("--set", s))]) == 0
     out = capsys.readouterr().out
-    (record,) = load_records(tmp_path)
+    (record,) = RunStore(tmp_path).load_all()
     assert record.params["iterations"] == 2 and record.params["dataset_options"] == {"classes": 16,
                                                                                      "images_per_class": 6}
     shown = re.search(r"^final\s+\(iteration 2\): R@1 ([0-9.]+)", out, re.MULTILINE)
