@@ -14,7 +14,7 @@ import torch
 
 from mslib.run import trainer
 from mslib.run.config import TrainConfig
-from mslib.run.protocol import eval_iterations, evaluations_on_test, official_best_test
+from mslib.run.protocol import eval_iterations, evaluations_on_test, improves_selection, official_best_test
 from mslib.run.records import RunStore
 from mslib.run.runs import train_or_load
 from mslib.run.trainer import FitResult, build_run, build_scheduler, fit, lr_factor, train_iteration, train_loader
@@ -278,6 +278,15 @@ def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
     assert official_best_test(evals)["iteration"] == 200
     with pytest.raises(ValueError, match="no periodic test evaluation"):
         official_best_test([{"iteration": 0, "val": {"R@1": 0.2}}])
+
+
+def test_model_selection_keeps_the_first_best_validation_r1() -> None:
+    def entry(r1: float) -> dict:
+        return {"val": {"R@1": r1}}
+
+    assert improves_selection(None, entry(0.0)), "the first evaluation is selected"
+    assert improves_selection(entry(0.4), entry(0.5)) and not improves_selection(entry(0.5), entry(0.4))
+    assert not improves_selection(entry(0.5), entry(0.5)), "a tie keeps the earlier model"
 
 
 def test_train_or_load_reuses_fresh_records_and_retrains_on_other_params_or_code(tmp_path: Path) -> None:
