@@ -1,8 +1,8 @@
 """Images/s of mslib's training step, split into data loading and compute.
 
 Settings: ``paper`` (BN-Inception, 227 px, batch 80 = 16×5, 512-d embedding, MS loss, Adam; random init, fed the
-embedded glyph dataset upscaled to 227 px as ``mslib.train`` does) and ``cpu-default`` (``TrainConfig()``: the small
-CNN on 32 px glyphs, batch 80). The run and the step are ``mslib.train.fit``'s own (``build_run``,
+embedded glyph dataset upscaled to 227 px as ``mslib.run.trainer`` does) and ``cpu-default`` (``TrainConfig()``: the
+small CNN on 32 px glyphs, batch 80). The run and the step are ``mslib.run.trainer.fit``'s own (``build_run``,
 ``train_iteration``: forward, loss, backward, optimizer and LR-schedule step). ``data`` is the time to draw the next
 P×K batch from the run's ``DataLoader``/``PKSampler`` (its transform includes the glyphs' upscaling).
 On CUDA (when present) the paper setting also runs with AMP (bf16) and with AMP + channels_last.
@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parser, print_table, setup, sync, write_json
 
-from mslib.train import TrainConfig, build_run, train_iteration, train_loader
+from mslib.run.config import TrainConfig
+from mslib.run.trainer import build_run, train_iteration, train_loader
 
 
 def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:

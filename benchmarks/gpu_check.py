@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, sync, time_interleaved
 
 from mslib.data.fixtures import synthetic_cub
-from mslib.train import TrainConfig, build_run, evaluate_split, train_iteration, train_loader
+from mslib.run.config import TrainConfig
+from mslib.run.trainer import build_run, evaluate_split, train_iteration, train_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("cuda_tests", "recipe", "losses", "retrieval")
@@ -81,7 +82,7 @@ def recipe_config(root: Path, s: dict[str, Any], amp: str | None, device: str, w
     """The paper's CUB config with random weights, this precision, no periodic evaluation and no checkpoints.
     BN statistics train (``freeze_bn=False``): frozen at their initial values they would leave a random-weight
     network unnormalised; with ImageNet weights the recipe freezes them."""
-    base = TrainConfig.from_yaml(ROOT / "configs" / "cub200_ms512.yaml")
+    base = TrainConfig.from_file(ROOT / "configs" / "cub200_ms512.yaml")
     return replace(base, data_root=str(root), pretrained=None, image_size=s["crop"], p=s["p"], k=s["k"],
                    iterations=s["iterations"], freeze_bn=False, official_test_selection=False, checkpoint_every=0,
                    device=device, amp=amp if device == "cuda" else None, channels_last=device == "cuda",
@@ -89,7 +90,7 @@ def recipe_config(root: Path, s: dict[str, Any], amp: str | None, device: str, w
 
 
 def train_precision(cfg: TrainConfig) -> tuple[dict[str, Any], Any]:
-    """``cfg.iterations`` updates through :func:`mslib.train.train_iteration`, timing the waits for data; the
+    """``cfg.iterations`` updates through :func:`mslib.run.trainer.train_iteration`, timing the waits for data; the
     measurements and the run (its model is evaluated once)."""
     run = build_run(cfg)
     if torch.cuda.is_available():
@@ -120,7 +121,8 @@ def train_precision(cfg: TrainConfig) -> tuple[dict[str, Any], Any]:
 
 def cudnn_benchmark_run(cfg: TrainConfig) -> dict[str, Any]:
     """The bf16 run again with ``torch.backends.cudnn.benchmark`` (cuDNN times its kernels for each shape): images/s
-    and data wait share, to show whether kernel choice matters. Off in ``mslib.train`` (run-to-run determinism)."""
+    and data wait share, to show whether kernel choice matters. Off in ``mslib.run.trainer`` (run-to-run
+    determinism)."""
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True
     try:

@@ -29,8 +29,9 @@ from mslib.data.registry import DATASETS, dataset_spec
 from mslib.data.sampler import check_global_batch
 from mslib.paths import data_dir
 from mslib.provenance import git_commit, hardware, versions
-from mslib.results import RunRecord, RunStore
-from mslib.train import TrainConfig
+from mslib.run.config import TrainConfig
+from mslib.run.records import RunRecord, RunStore
+from mslib.run.runs import train_or_load
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -44,15 +45,15 @@ def _train_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    """The settings of ``--config`` with every ``--set KEY=VALUE`` applied (values read as YAML)."""
-    data = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """Every ``--set KEY=VALUE`` as ``{KEY: VALUE}`` (values read as YAML; a later one wins)."""
+    overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set needs KEY=VALUE, got {item!r}")
-        data[key] = yaml.safe_load(value)
-    return data or {}
+        overrides[key] = yaml.safe_load(value)
+    return overrides
 
 
 def _print_record(record: RunRecord, results_dir: str | None) -> None:
@@ -69,8 +70,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser = _train_parser()
     args = parser.parse_args(argv)
     try:
-        cfg = TrainConfig.from_dict(_train_settings(args, parser))
-    except (ValueError, TypeError) as err:
+        cfg = TrainConfig.from_file(args.config, _overrides(args, parser))
+    except (ValueError, TypeError, OSError) as err:  # a misspelt setting, a bad value, no such file
         print(f"error: {err}", file=sys.stderr)
         return 2
     distributed.init_from_env()
@@ -80,7 +81,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        record, _ = RunStore(args.results_dir).train_or_load(cfg, progress=not args.no_progress)
+        record, _ = train_or_load(cfg, RunStore(args.results_dir), progress=not args.no_progress)
     except (DatasetError, RuntimeError) as err:  # missing/corrupt data, no CUDA: the message says what to do
         print(f"error: {err}", file=sys.stderr)
         return 1

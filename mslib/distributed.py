@@ -8,7 +8,7 @@ by index as in a single process). The all-gather's backward sums the ``W`` ident
 processes send to each process's embeddings ``e_r``, and DDP divides the parameter gradients by ``W``, so the
 update equals the single-process update on the global batch (``tests/test_distributed.py`` checks batches, loss
 and update). BatchNorm statistics are per process unless frozen (``freeze_bn``) or synchronised
-(``SyncBatchNorm``, which :func:`mslib.train.fit` uses on CUDA). The ``W``-fold repeated loss costs
+(``SyncBatchNorm``, which :func:`mslib.run.trainer.fit` uses on CUDA). The ``W``-fold repeated loss costs
 ``O((P·K)²)`` per process, negligible beside the backbone.
 """
 

@@ -264,8 +264,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation("Learning-rate schedule",
               "The scheduler is stepped before the optimiser (torch 1.1 semantics), so each drop (and each warm-up "
               "step) takes effect one update earlier than torch's current convention places it.",
-              "Matched: the learning rate of every update equals the official code's (mslib.train.lr_at_update, "
-              "tested against a plain loop of the official rules).",
+              "Matched: the learning rate of every update equals the official code's "
+              "(mslib.run.trainer.lr_at_update, tested against a plain loop of the official rules).",
               ("src-official-recipe",)),
     Deviation("Sampler",
               "A class with fewer than K images keeps all of them and is padded to K by drawing with replacement.",

@@ -1,7 +1,7 @@
 """A run's settings from a config file plus overrides, in words, as commands, and what a run costs.
 
 The training chapters (``notebooks/05_training.ipynb``, ``06_recall_tables``, ``07_ablations``) build their
-:class:`~mslib.train.TrainConfig` with :func:`chapter_config`; the chapter on reproducing the paper
+:class:`~mslib.run.config.TrainConfig` with :func:`chapter_config`; the chapter on reproducing the paper
 (``notebooks/08_reproducing.ipynb``) turns each file of ``configs/`` into commands (:func:`paper_commands`) and a
 time estimate (:func:`plan_row`).
 """
@@ -16,8 +16,8 @@ from typing import Any
 from mslib.data.registry import is_paper_dataset, published_counts
 from mslib.experiments import images_processed
 from mslib.paths import project_root
-from mslib.results import RunRecord
-from mslib.train import TrainConfig
+from mslib.run.config import TrainConfig
+from mslib.run.records import RunRecord
 
 TRAINING_NOTEBOOK = "05_training"
 
@@ -35,10 +35,10 @@ def config_path(config: str | Path, root: Path | None = None) -> Path:
 def chapter_config(
     config: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, root: Path | None = None
 ) -> TrainConfig:
-    """The settings of a chapter: the YAML file ``config`` (None: the CPU defaults of ``TrainConfig``) with
-    ``overrides`` applied on top. Unknown setting names, in the file or the overrides, are errors."""
-    base = TrainConfig() if config is None else TrainConfig.from_yaml(config_path(config, root))
-    return TrainConfig.from_dict({**base.to_dict(), **dict(overrides or {})})
+    """The settings of a chapter: :meth:`TrainConfig.from_file` of the YAML file ``config`` (None: the CPU
+    defaults; a relative path is read from the repository root, :func:`config_path`) with ``overrides`` on top.
+    Unknown setting names, in the file or the overrides, are errors."""
+    return TrainConfig.from_file(None if config is None else config_path(config, root), overrides)
 
 
 def schedule_in_words(cfg: TrainConfig) -> str:

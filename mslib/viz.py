@@ -255,7 +255,7 @@ def plot_with_ci(
     summary: Any, metric: str = "R@1", *, ax: Any = None, kind: str = "bar", xlabel: str = "",
     marks: dict[Any, str] | None = None, logx: bool = False,
 ) -> matplotlib.figure.Figure:
-    """``summary`` (from :func:`mslib.experiments.summarise`): mean ``metric`` per row with its 95% CI as error bars.
+    """``summary`` (from :func:`mslib.run.stats.summarise`): mean ``metric`` per row with its 95% CI as error bars.
 
     ``kind="bar"``: one bar per row (categorical); ``"line"``: rows are numeric x values. A row with one seed has
     no error bar. ``marks`` labels x values (e.g. ``{50: "paper", 40: "official"}``) with a vertical line.

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from mslib import gpw
+from mslib.run.config import TrainConfig
+from mslib.run.trainer import build_run, torch_threads, train_iteration, train_loader
 from mslib.similarity import cosine, pair_masks
-from mslib.train import TrainConfig, build_run, torch_threads, train_iteration, train_loader
 
 __all__ = ["hard_mask", "hard_share", "mined_fraction", "trace_summary", "trace_weights", "uniform_share"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mslib.cli import main
-from mslib.results import load_records
+from mslib.run.records import RunStore
 
 
 def test_train_writes_a_record_and_prints_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,7 +18,7 @@ def test_train_writes_a_record_and_prints_its_numbers(tmp_path: Path, capsys: py
     argv = ["train", "--results-dir", str(tmp_path), "--no-progress"]
     assert main([*argv, *(arg for s in settings for arg in ("--set", s))]) == 0
     out = capsys.readouterr().out
-    (record,) = load_records(tmp_path)
+    (record,) = RunStore(tmp_path).load_all()
     assert record.params["iterations"] == 2 and record.params["dataset_options"] == {"classes": 16,
                                                                                      "images_per_class": 6}
     shown = re.search(r"^final\s+\(iteration 2\): R@1 ([0-9.]+)", out, re.MULTILINE)
@@ -30,6 +30,23 @@ def test_train_rejects_a_set_without_value(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["train", "--set", "iterations"])
     assert "--set needs KEY=VALUE" in capsys.readouterr().err
+
+
+def test_train_reads_the_config_file_then_the_sets_and_names_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text("iterations: 50\np: 4\nk: 2\nembedding_dim: 8\nks: [1]\n"
+                      "dataset_options: {classes: 16, images_per_class: 6}\n")
+    argv = ["train", "--config", str(config), "--results-dir", str(tmp_path / "res"), "--no-progress"]
+    assert main([*argv, "--set", "iterations=2", "--set", "seed=3"]) == 0
+    (record,) = RunStore(tmp_path / "res").load_all()
+    assert (record.params["iterations"], record.params["seed"], record.params["p"]) == (2, 3, 4)
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert f"no config file {tmp_path / 'nope.yaml'}" in capsys.readouterr().err
+    config.write_text("iteratons: 5\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert f"unknown training setting(s) iteratons in {config}" in capsys.readouterr().err
 
 
 def test_data_and_env_commands(capsys: pytest.CaptureFixture[str]) -> None:

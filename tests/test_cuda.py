@@ -16,7 +16,7 @@ import torch
 from mslib.evaluate import embed, evaluate_embeddings
 from mslib.losses import MS_PRESETS, multi_similarity, multi_similarity_autograd
 from mslib.models import build_model
-from mslib.train import train_step
+from mslib.run.trainer import train_step
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (make gpu-check runs these)")]
@@ -93,7 +93,7 @@ def _images(n: int, seed: int, size: int = 227) -> torch.Tensor:
 
 def _one_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, amp: str | None = None,
               channels_last: bool = False) -> tuple[float, torch.Tensor, torch.amp.GradScaler]:
-    """One :func:`mslib.train.train_step` (MS loss, SGD lr 0); its loss and the embedding layer's gradient."""
+    """One :func:`mslib.run.trainer.train_step` (MS loss, SGD lr 0); its loss and the embedding layer's gradient."""
     model.train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

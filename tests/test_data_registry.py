@@ -102,7 +102,8 @@ def test_run_splits_are_the_loaded_splits(tmp_path: Path, name: str) -> None:
 
 
 def test_run_splits_of_the_glyphs_and_the_trainers_datasets() -> None:
-    from mslib.train import TrainConfig, datasets
+    from mslib.run.config import TrainConfig
+    from mslib.run.trainer import datasets
 
     options = {"classes": 8, "images_per_class": 3, "cache": False}
     gray = load_run_splits("glyphs", options=options, backbone="smallcnn")
@@ -119,7 +120,8 @@ def test_run_splits_of_the_glyphs_and_the_trainers_datasets() -> None:
 
 
 def test_trainer_reads_a_folder_root_and_csv_option(tmp_path: Path) -> None:
-    from mslib.train import TrainConfig, datasets
+    from mslib.run.config import TrainConfig
+    from mslib.run.trainer import datasets
 
     make_fixture("folder", tmp_path, classes=4, per_class=5)
     rows = [f"class_0{c}/img_0{i}.{'jpg' if i % 2 else 'png'},c{c},{'train' if c % 2 else 'test'}"

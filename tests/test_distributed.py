@@ -87,8 +87,8 @@ def _optimizer(name: str, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def _run_steps(net: torch.nn.Module, sampler, optimizer_name: str) -> dict:
-    """STEPS updates with :func:`mslib.train.train_step`: the batches, losses and parameters after each update."""
-    from mslib.train import train_step
+    """STEPS updates with :func:`mslib.run.trainer.train_step`: the batches, losses and parameters after each update."""
+    from mslib.run.trainer import train_step
 
     x, y = _step_data()
     model = net.module if hasattr(net, "module") else net
@@ -147,7 +147,7 @@ def test_global_batch_loss_and_update_equal_single_process(step_runs: Path, opti
 
 # ---------------------------------------------------------------- the same through fit() under a process group
 def _fit_config(**overrides: object):
-    from mslib.train import TrainConfig
+    from mslib.run.config import TrainConfig
 
     base = dict(dataset_options={"classes": 24, "images_per_class": 8}, iterations=4, p=4, k=3, embedding_dim=16,
                 val_fraction=0.0, eval_every=0, log_every=1, checkpoint_every=2, ks=[1], optimizer="sgd", lr=0.05,
@@ -162,13 +162,13 @@ def _test_transform_only(build: Callable) -> Callable:
 
 
 def _no_augmentation() -> None:
-    from mslib import train
+    from mslib.run import trainer
 
-    train.build_transform = _test_transform_only(train.build_transform)
+    trainer.build_transform = _test_transform_only(trainer.build_transform)
 
 
 def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
-    from mslib.train import fit
+    from mslib.run.trainer import fit
 
     os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank))
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
@@ -191,12 +191,12 @@ def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
 def test_fit_under_two_processes_equals_single_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """fit() in 2 gloo processes (frozen BN, no augmentation) logs the same losses and LRs and ends with the same
     model as one process with the same config (float32: 1e-5)."""
-    from mslib import train
-    from mslib.train import fit
+    from mslib.run import trainer
+    from mslib.run.trainer import fit
 
     mp.start_processes(_fit_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
-    monkeypatch.setattr(train, "build_transform", _test_transform_only(train.build_transform))
+    monkeypatch.setattr(trainer, "build_transform", _test_transform_only(trainer.build_transform))
     single = fit(_fit_config(), progress=False)
     for rank in range(WORLD):
         got = torch.load(tmp_path / f"fit{rank}.pt", weights_only=False)

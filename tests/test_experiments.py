@@ -1,4 +1,5 @@
-"""mslib.experiments: Student-t intervals, summaries, and resumable, staleness-aware sweeps."""
+"""mslib.run.stats (Student-t intervals, summaries, paired differences), mslib.run.runs.run_grid (resumable,
+staleness-aware sweeps) and the book's designs in mslib.experiments."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 import torch
 from scipy import stats
 
-from mslib import train
-from mslib.experiments import LOSS_SETTINGS, NPAIR_SCALE, ci95, format_summary, run_grid, summarise
+from mslib.experiments import LOSS_SETTINGS, NPAIR_SCALE
 from mslib.losses import LOSS_SPECS, build_loss
-from mslib.results import RunRecord
-from mslib.train import FitResult, TrainConfig
+from mslib.run.config import TrainConfig
+from mslib.run.records import RunRecord, RunStore
+from mslib.run.runs import run_grid
+from mslib.run.stats import ci95, format_summary, summarise
+from mslib.run.trainer import FitResult
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10])
@@ -86,7 +89,8 @@ def test_loss_settings_are_the_compared_forms() -> None:
 
 # ------------------------------------------------------------------------------------ resumable sweeps
 class CountingFit:
-    """Stands in for mslib.train.fit: records which (loss, seed) ran; can fail on the n-th call."""
+    """Stands in for mslib.run.trainer.fit (run_grid's ``fit=``): records which (loss, seed) ran; can fail on the
+    n-th call."""
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.calls: list[tuple[str, int]] = []
@@ -108,14 +112,13 @@ CONFIGS = {"ms": TrainConfig(loss="multi_similarity", iterations=5),
 
 
 @pytest.fixture()
-def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def sweep(tmp_path: Path):
     code = tmp_path / "chapter.py"
     code.write_text("# version 1\n")
     results = tmp_path / "results"
 
     def run(fake: CountingFit) -> list[RunRecord]:
-        monkeypatch.setattr(train, "fit", fake)
-        return run_grid(CONFIGS, seeds=[0, 1], code_paths=[code], results_dir=results, jobs=1)  # fit patched here
+        return run_grid(CONFIGS, seeds=[0, 1], store=RunStore(results), code_paths=[code], jobs=1, fit=fake)
 
     return run, code, results
 
@@ -176,9 +179,9 @@ def test_run_grid_needs_a_seed() -> None:
 def test_real_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     cfg = TrainConfig(dataset_options={"classes": 16, "images_per_class": 8}, iterations=3, p=4, k=2,
                       embedding_dim=8, ks=[1, 2], log_every=1)
-    recs = run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)
+    recs = run_grid({"ms": cfg}, seeds=[0], store=RunStore(tmp_path))
     assert recs[0].params["iterations"] == 3 and 0.0 <= recs[0].metric("R@1") <= 1.0
-    assert run_grid({"ms": cfg}, seeds=[0], results_dir=tmp_path)[0].reused
+    assert run_grid({"ms": cfg}, seeds=[0], store=RunStore(tmp_path))[0].reused
 
 
 def test_provenance_line_counts_runs_and_reuse(sweep) -> None:
@@ -255,7 +258,7 @@ def test_paper_runs_table_fills_from_fresh_records_only() -> None:
 
 # ------------------------------------------------------------------------------------ paired differences
 def test_paired_differences_match_scipys_paired_t_test() -> None:
-    from mslib.experiments import paired_differences, resolution
+    from mslib.run.stats import paired_differences, resolution
 
     rng = np.random.default_rng(7)
     seeds = [3, 0, 1, 2, 4]
@@ -282,7 +285,7 @@ def test_paired_differences_match_scipys_paired_t_test() -> None:
 
 
 def test_paired_differences_need_the_baselines_seeds() -> None:
-    from mslib.experiments import paired_differences
+    from mslib.run.stats import paired_differences
 
     recs = [_record("base", 0, 0.5), _record("base", 1, 0.6), _record("v", 0, 0.55), _record("w", 0, 0.5),
             _record("w", 2, 0.6)]
@@ -295,7 +298,7 @@ def test_paired_differences_need_the_baselines_seeds() -> None:
 
 
 def test_compare_pairs_takes_each_comparison_against_its_own_baseline() -> None:
-    from mslib.experiments import compare_pairs, format_differences, run_minutes
+    from mslib.run.stats import compare_pairs, format_differences, run_minutes
 
     r1 = {("a", 0): 0.50, ("a", 1): 0.60, ("a+", 0): 0.53, ("a+", 1): 0.64, ("b", 0): 0.70, ("b", 1): 0.79}
     recs = [dataclasses.replace(_record(k, s, v), run_id=f"{k}{s}") for (k, s), v in r1.items()]
@@ -313,3 +316,22 @@ def test_compare_pairs_takes_each_comparison_against_its_own_baseline() -> None:
         compare_pairs(recs, {"c": ("c", "a")})
     # a run shared by two labels counts once
     assert run_minutes([*recs, dataclasses.replace(recs[0], label="again")]) == pytest.approx(6 * 600 / 60)
+
+
+def test_ms_config_is_the_base_with_the_ms_loss_and_changes() -> None:
+    from mslib.experiments import ms_config
+
+    base = TrainConfig(loss="contrastive", loss_params={}, iterations=7)
+    assert ms_config(base) == TrainConfig(iterations=7), "no change: the TrainConfig default (MS, preset pml)"
+    assert ms_config(base, epsilon=None).loss_params == {"alpha": 2.0, "beta": 50.0, "lam": 0.5, "epsilon": None}
+    assert ms_config(base, beta=10.0).loss_params["beta"] == 10.0 and base.loss == "contrastive"
+
+
+def test_proxy_defaults_are_the_pml_defaults() -> None:
+    """Proxy-Anchor's α = 32, δ = 0.1 and SoftTriple's λ = 20, γ = 0.1, K = 10 (book/sources.md#src-pml)."""
+    from mslib.experiments import proxy_defaults
+
+    assert proxy_defaults("proxy_anchor") == "margin=0.1, alpha=32.0"
+    assert proxy_defaults("soft_triple") == "centers_per_class=10, la=20.0, gamma=0.1, margin=0.01"
+    with pytest.raises(KeyError):
+        proxy_defaults("contrastive")

@@ -1,4 +1,4 @@
-"""mslib.experiments.run_grid with worker processes: the same records as one by one, and errors that name the run."""
+"""mslib.run.runs.run_grid with worker processes: the same records as one by one, and errors that name the run."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mslib import experiments
-from mslib.experiments import run_grid
-from mslib.results import RunRecord
-from mslib.train import TrainConfig
+from mslib.run import runs
+from mslib.run.config import TrainConfig
+from mslib.run.records import RunRecord, RunStore
+from mslib.run.runs import run_grid
 
 TINY = TrainConfig(dataset_options={"classes": 16, "images_per_class": 8}, iterations=4, p=4, k=2,
                    embedding_dim=8, ks=[1, 2], log_every=1)
@@ -26,7 +26,7 @@ def _numbers(record: RunRecord) -> tuple:
 
 def test_two_jobs_give_the_records_of_one_job(tmp_path: Path) -> None:
     calls: dict[int, list] = {1: [], 2: []}
-    records = {jobs: run_grid(GRID, [0, 1], results_dir=tmp_path / f"jobs{jobs}", jobs=jobs,
+    records = {jobs: run_grid(GRID, [0, 1], store=RunStore(tmp_path / f"jobs{jobs}"), jobs=jobs,
                               on_run=lambda *call, jobs=jobs: calls[jobs].append(call))
                for jobs in (1, 2)}
     serial, parallel = records[1], records[2]
@@ -41,8 +41,8 @@ def test_two_jobs_give_the_records_of_one_job(tmp_path: Path) -> None:
 
 
 def test_parallel_rerun_loads_every_record_without_workers(tmp_path: Path) -> None:
-    first = run_grid({"ms": TINY}, [0], results_dir=tmp_path, jobs=1)
-    again = run_grid({"ms": TINY, "same": TINY}, [0], results_dir=tmp_path, jobs=2)
+    first = run_grid({"ms": TINY}, [0], store=RunStore(tmp_path), jobs=1)
+    again = run_grid({"ms": TINY, "same": TINY}, [0], store=RunStore(tmp_path), jobs=2)
     assert [r.reused for r in again] == [True, True] and again[0] == first[0]
 
 
@@ -55,11 +55,11 @@ def test_a_failing_run_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def train_run(cfg: TrainConfig, *args: object) -> RunRecord:
         raise TypeError(f"no dataset for seed {cfg.seed}")
 
-    monkeypatch.setattr(experiments, "ProcessPoolExecutor", pool)
-    monkeypatch.setattr(experiments, "train_run", train_run)
+    monkeypatch.setattr(runs, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(runs, "train_run", train_run)
     with pytest.raises(RuntimeError, match=r"run 'broken' with seed ([01]) failed in its worker process: "
                                            r"TypeError: no dataset for seed \1"):
-        run_grid({"broken": TINY}, [0, 1], results_dir=tmp_path, jobs=4)
+        run_grid({"broken": TINY}, [0, 1], store=RunStore(tmp_path), jobs=4)
 
 
 @pytest.mark.parametrize("jobs", [0, -1, 1.5, True])

@@ -51,8 +51,10 @@ def test_smallcnn_gets_the_glyph_as_it_is() -> None:
 
 
 def test_training_data_carry_the_backbones_convention() -> None:
-    """``mslib.train.datasets`` feeds glyphs to an image backbone through the transform: 3×size×size, normalised."""
-    from mslib.train import TrainConfig, datasets
+    """``mslib.run.trainer.datasets`` feeds glyphs to an image backbone through the transform: 3×size×size,
+    normalised."""
+    from mslib.run.config import TrainConfig
+    from mslib.run.trainer import datasets
 
     cfg = TrainConfig(backbone="bninception", image_size=40, dataset_options={"classes": 8, "images_per_class": 4})
     sets = datasets(cfg)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mslib.reproduce import chapter_config
-from mslib.train import TrainConfig
+from mslib.run.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
     """params/paper/05_training.yaml (papermill) and configs/cub200_ms512.yaml (CLI) are the same run."""
     params = notebook_parameters("05_training", "paper")
     assert params["config"] == "configs/cub200_ms512.yaml"
-    config = TrainConfig.from_yaml(ROOT / "configs" / "cub200_ms512.yaml")
+    config = TrainConfig.from_file(ROOT / "configs" / "cub200_ms512.yaml")
     assert chapter_config(params["config"], params["overrides"], root=ROOT) == config
 
 

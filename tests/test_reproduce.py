@@ -22,8 +22,8 @@ from mslib.reproduce import (
     schedule_in_words,
     setting_values,
 )
-from mslib.results import RunRecord, run_record
-from mslib.train import TrainConfig
+from mslib.run.config import TrainConfig
+from mslib.run.records import RunRecord, run_record
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -70,7 +70,7 @@ def test_the_notebook_command_runs_exactly_the_config(path: Path) -> None:
     assert words[:5] == ["python", "-m", "mslib.notebooks", "run", "05_training"]
     params = {words[i + 1]: parse_cli_value(words[i + 2]) for i in range(5, len(words), 3) if words[i] == "-p"}
     assert set(params) == {"config", "overrides"}
-    assert chapter_config(params["config"], params["overrides"], root=ROOT) == TrainConfig.from_yaml(path)
+    assert chapter_config(params["config"], params["overrides"], root=ROOT) == TrainConfig.from_file(path)
 
 
 def test_evaluation_images_are_every_split_but_train() -> None:

@@ -1,4 +1,5 @@
-"""mslib.train: the official LR schedule, strict configs, exact resume, and record reuse/staleness."""
+"""mslib.run.trainer (with mslib.run.config, .protocol, .runs): the official LR schedule, strict configs, exact
+resume, and record reuse/staleness."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mslib.results import RunStore
-from mslib.train import (
-    FitResult,
-    TrainConfig,
-    build_run,
-    build_scheduler,
-    eval_iterations,
-    evaluations_on_test,
-    fit,
-    lr_factor,
-    train_or_load,
-)
+from mslib.run import trainer
+from mslib.run.config import TrainConfig
+from mslib.run.protocol import eval_iterations, evaluations_on_test, improves_selection, official_best_test
+from mslib.run.records import RunStore
+from mslib.run.runs import train_or_load
+from mslib.run.trainer import FitResult, build_run, build_scheduler, fit, lr_factor, train_iteration, train_loader
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -112,7 +107,7 @@ def test_lr_of_every_update_equals_the_official_loop(config: str) -> None:
         cfg = TrainConfig(lr=0.01, iterations=4000, warmup_iterations=200, warmup_factor=0.01,
                           milestones=[1000, 2000, 3000], gamma=0.1)
     else:
-        cfg = TrainConfig.from_yaml(CONFIGS / config)
+        cfg = TrainConfig.from_file(CONFIGS / config)
     expected = official_lrs(cfg.lr, cfg.iterations, warmup_iters=cfg.warmup_iterations,
                             warmup_factor=cfg.warmup_factor, milestones=cfg.milestones, gamma=cfg.gamma)
     assert _official_scheduler_lrs(cfg) == pytest.approx(expected, rel=1e-12, abs=0), "the plain loop is faithful"
@@ -145,6 +140,32 @@ def test_config_rejects_unknown_and_invalid_settings() -> None:
         TrainConfig(p=1)
 
 
+def test_from_file_reads_a_file_and_applies_overrides_naming_unknown_settings(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("loss: contrastive\nloss_params: {pos_margin: 1.0, neg_margin: 0.5}\niterations: 9\n")
+    cfg = TrainConfig.from_file(path, {"iterations": 3, "p": 4})
+    assert (cfg.loss, cfg.loss_params, cfg.iterations, cfg.p, cfg.k) == (
+        "contrastive", {"pos_margin": 1.0, "neg_margin": 0.5}, 3, 4, TrainConfig().k)
+    assert TrainConfig.from_file(str(path)) == TrainConfig(loss="contrastive", iterations=9,
+                                                           loss_params={"pos_margin": 1.0, "neg_margin": 0.5})
+    assert TrainConfig.from_file(None) == TrainConfig() and TrainConfig.from_file(None, {"seed": 2}).seed == 2
+    path.write_text("")
+    assert TrainConfig.from_file(path) == TrainConfig(), "an empty file is the defaults"
+    path.write_text("iteratons: 5\n")
+    with pytest.raises(ValueError, match=rf"unknown training setting\(s\) iteratons in {re.escape(str(path))}"):
+        TrainConfig.from_file(path)
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) lrr in the overrides"):
+        TrainConfig.from_file(None, {"lrr": 0.1})
+    path.write_text("- iterations\n")
+    with pytest.raises(ValueError, match="must hold a mapping of setting names"):
+        TrainConfig.from_file(path)
+    path.write_text("iterations: [1\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        TrainConfig.from_file(path)
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        TrainConfig.from_file(tmp_path / "nope.yaml")
+
+
 def config_name_loss(name: str) -> tuple[str, bool]:
     """``(loss, memory?)`` a shipped config's file name states: ``_ms`` MS, ``_proxy_anchor`` Proxy-Anchor, ``_xbm``."""
     loss = "proxy_anchor" if "_proxy_anchor" in name else "multi_similarity" if "_ms" in name else "?"
@@ -153,7 +174,7 @@ def config_name_loss(name: str) -> tuple[str, bool]:
 
 def test_shipped_paper_configs_are_valid() -> None:
     paths = sorted(CONFIGS.glob("*.yaml"))
-    configs = {path.name: TrainConfig.from_yaml(path) for path in paths}
+    configs = {path.name: TrainConfig.from_file(path) for path in paths}
     for name, cfg in configs.items():
         assert re.fullmatch(rf"[a-z0-9_]*[a-z]{cfg.embedding_dim}\.yaml", name), \
             f"{name}: the file name ends with the embedding size ({cfg.embedding_dim})"
@@ -181,8 +202,8 @@ def test_shipped_memory_configs_are_the_ms_recipe_plus_the_xbm_memory() -> None:
     """MS + XBM = the MS config of the same dataset with the XBM sample config's memory (book/sources.md#src-xbm)."""
     memory_keys = {"memory_size", "memory_start", "memory_weight", "memory_batch_loss"}
     for dataset, train_images in (("cub200", 5864), ("sop", 59551)):
-        xbm = TrainConfig.from_yaml(CONFIGS / f"{dataset}_ms_xbm512.yaml").to_dict()
-        ms = TrainConfig.from_yaml(CONFIGS / f"{dataset}_ms512.yaml").to_dict()
+        xbm = TrainConfig.from_file(CONFIGS / f"{dataset}_ms_xbm512.yaml").to_dict()
+        ms = TrainConfig.from_file(CONFIGS / f"{dataset}_ms512.yaml").to_dict()
         assert {k: v for k, v in xbm.items() if k not in memory_keys} == \
             {k: v for k, v in ms.items() if k not in memory_keys}, dataset
         assert (xbm["memory_start"], xbm["memory_weight"], xbm["memory_batch_loss"]) == (1000, 1.0, True)
@@ -191,7 +212,7 @@ def test_shipped_memory_configs_are_the_ms_recipe_plus_the_xbm_memory() -> None:
 
 def test_shipped_proxy_anchor_config_has_the_authors_settings() -> None:
     """The Proxy-Anchor authors' code/train.py defaults (book/sources.md#src-pml), epochs counted in batches."""
-    cfg = TrainConfig.from_yaml(CONFIGS / "cub200_proxy_anchor512.yaml")
+    cfg = TrainConfig.from_file(CONFIGS / "cub200_proxy_anchor512.yaml")
     per_epoch = 5864 // 150  # CUB training images // batch, drop_last
     assert cfg.loss == "proxy_anchor" and cfg.loss_params == {"alpha": 32.0, "margin": 0.1, "lr_factor": 100.0}
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.p * cfg.k) == ("adamw", 1e-4, 1e-4, 150)
@@ -253,45 +274,55 @@ def test_official_protocol_is_labelled_and_never_selects_the_final_model(val_fra
 
 
 def test_official_best_test_picks_the_first_maximum_and_needs_evals() -> None:
-    from mslib.train import official_best_test
-
     evals = [{"iteration": i, "test": {"R@1": r}} for i, r in [(0, 0.1), (200, 0.5), (400, 0.5), (600, 0.3)]]
     assert official_best_test(evals)["iteration"] == 200
     with pytest.raises(ValueError, match="no periodic test evaluation"):
         official_best_test([{"iteration": 0, "val": {"R@1": 0.2}}])
 
 
-def test_run_store_reuses_fresh_records_and_retrains_on_other_params_or_code(tmp_path: Path, monkeypatch) -> None:
+def test_model_selection_keeps_the_first_best_validation_r1() -> None:
+    def entry(r1: float) -> dict:
+        return {"val": {"R@1": r1}}
+
+    assert improves_selection(None, entry(0.0)), "the first evaluation is selected"
+    assert improves_selection(entry(0.4), entry(0.5)) and not improves_selection(entry(0.5), entry(0.4))
+    assert not improves_selection(entry(0.5), entry(0.5)), "a tie keeps the earlier model"
+
+
+def test_train_or_load_reuses_fresh_records_and_retrains_on_other_params_or_code(tmp_path: Path) -> None:
     cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
     marker = tmp_path / "notebook.py"
     marker.write_text("version = 1\n")
     store = RunStore(tmp_path)
-    record, result = store.train_or_load(cfg, code_paths=[marker])
+    record, result = train_or_load(cfg, store, code_paths=[marker])
     assert not record.reused and result.completed
     saved = json.loads((tmp_path / f"{record.run_id}.json").read_text())
     assert saved["metrics"] == record.metrics == result.metrics and saved["params"]["iterations"] == 4
 
-    import mslib.train as train_module
-
     def no_training(*args: object, **kwargs: object) -> FitResult:
         raise AssertionError("an up-to-date record must be reused, not retrained")
 
-    monkeypatch.setattr(train_module, "fit", no_training)
-    again, nothing = train_or_load(cfg, code_paths=[marker], results_dir=tmp_path)  # the mslib.train spelling
+    again, nothing = train_or_load(cfg, store, fit=no_training, code_paths=[marker])
     assert again.reused and nothing is None and again == record
     with pytest.raises(AssertionError, match="must be reused"):  # other parameters: another run
-        store.train_or_load(tiny(iterations=5, eval_every=0, val_fraction=0.0, checkpoint_every=0),
-                            code_paths=[marker])
+        train_or_load(tiny(iterations=5, eval_every=0, val_fraction=0.0, checkpoint_every=0), store,
+                      fit=no_training, code_paths=[marker])
     marker.write_text("version = 2\n")  # the code changed: the old record is stale
     with pytest.raises(AssertionError, match="must be reused"):
-        store.train_or_load(cfg, code_paths=[marker])
+        train_or_load(cfg, store, fit=no_training, code_paths=[marker])
+
+
+def test_train_or_load_defaults_to_the_results_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSLIB_RESULTS_DIR", str(tmp_path))
+    record, _ = train_or_load(tiny(iterations=2, eval_every=0, val_fraction=0.0, checkpoint_every=0))
+    assert (tmp_path / f"{record.run_id}.json").is_file() and (tmp_path / "runs" / record.run_id).is_dir()
 
 
 def test_need_model_loads_the_trained_model_from_the_checkpoint(tmp_path: Path) -> None:
     cfg = tiny(iterations=4, eval_every=0, val_fraction=0.0, checkpoint_every=0)
     store = RunStore(tmp_path)
-    _, trained = store.train_or_load(cfg, need_model=True)
-    record, loaded = store.train_or_load(cfg, need_model=True)
+    _, trained = train_or_load(cfg, store, need_model=True)
+    record, loaded = train_or_load(cfg, store, need_model=True)
     assert record.reused and loaded.completed and loaded.history == trained.history
     for a, b in zip(loaded.model.state_dict().values(), trained.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -301,16 +332,14 @@ def test_need_model_loads_the_trained_model_from_the_checkpoint(tmp_path: Path) 
 def test_the_cost_estimate_counts_the_test_evaluations_fit_runs(val_fraction: float, official: bool,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``evaluations_on_test`` (behind experiments.images_processed) equals the test embeddings fit computes."""
-    import mslib.train as train_module
-
     calls: list[str] = []
-    real = train_module.evaluate_split
+    real = trainer.evaluate_split
 
     def counting(model: torch.nn.Module, sets: dict, which: str, cfg: TrainConfig) -> dict:
         calls.append(which)
         return real(model, sets, which, cfg)
 
-    monkeypatch.setattr(train_module, "evaluate_split", counting)
+    monkeypatch.setattr(trainer, "evaluate_split", counting)
     cfg = tiny(iterations=7, eval_every=3, val_fraction=val_fraction, official_test_selection=official,
                checkpoint_every=0)
     fit(cfg, progress=False)
@@ -395,8 +424,6 @@ def test_fit_runs_at_the_configs_thread_count_and_restores_the_callers(tmp_path:
 def test_channels_last_on_the_cpu_changes_the_layout_not_the_numbers() -> None:
     """channels_last (the default) trains the NHWC layout on the CPU too; the losses of a short run equal those of
     the contiguous layout to float32 rounding (oneDNN picks other kernels, so not bit for bit)."""
-    from mslib.train import build_run, train_iteration, train_loader
-
     losses = {}
     for layout in (True, False):
         run = build_run(tiny(channels_last=layout, iterations=4, val_fraction=0.0))

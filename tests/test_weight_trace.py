@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mslib import gpw, weight_trace
+from mslib.run.config import TrainConfig
 from mslib.similarity import pair_masks
-from mslib.train import TrainConfig
 
 
 def test_hard_share_by_hand():

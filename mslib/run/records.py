@@ -1,35 +1,31 @@
-"""Run records: one JSON file per training/evaluation run, ``results/<run-id>.json``.
+"""Run records: one JSON file per training/evaluation run, ``results/<run-id>.json``, and the store that holds them.
 
 A record holds everything needed to trust (or rebuild) a number in the book: all parameters, the metrics with the
 iteration each comes from, the seed, the code hash and git commit, library versions, hardware, wall time and
-throughput. The run id is a stable hash of the parameters and the code hash, so the same run on the same code has the
-same file name: :class:`RunStore` (the results folder) finds an up-to-date record and skips training, and a changed
-library or notebook (a new :func:`code_hash`) makes old records stale instead of silently reused. In code a record is
-a :class:`RunRecord`; ``record.metric("R@1", split="test", model="final")`` reads one number.
+throughput. The run id is a stable hash of the parameters and the code hash (:mod:`mslib.run.codehash`), so the
+same run on the same code has the same file name: :class:`RunStore` (the results folder) finds an up-to-date
+record, and a changed library or notebook (a new code hash) makes old records stale instead of silently reused.
+In code a record is a :class:`RunRecord`; ``record.metric("R@1", split="test", model="final")`` reads one number.
+This module is storage only: training a run or loading its record is :func:`mslib.run.runs.train_or_load`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from mslib import __version__, distributed, train
+from mslib import __version__
 from mslib.files import atomic_write_text
-from mslib.paths import project_root
 from mslib.paths import results_dir as default_results_dir
 from mslib.provenance import git_commit, hardware, notebook_context, stable_hash, versions
 
@@ -80,54 +76,12 @@ def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
-# ----------------------------------------------------------------------------------------------- hashing
-def library_code_paths() -> list[Path]:
-    """Every source file of the ``mslib`` package (subpackages such as ``mslib.data`` included)."""
-    return sorted((Path(__file__).resolve().parent).rglob("*.py"))
-
-
-def code_hash(paths: Iterable[str | os.PathLike] | None = None) -> str:
-    """sha256 (16 hex digits) of the code behind a run: by default :func:`library_code_paths` (the one definition of
-    "the library's code"); else the notebooks, files and folders given.
-
-    Folders expand to every ``*.py`` file below them. A notebook contributes its code cells' source only, so
-    executing it (outputs, execution counts, metadata) or editing its prose does not change the hash, while editing
-    code does. Files are keyed by their path relative to the project root, so two checkouts of the same code give
-    the same hash.
-    """
-    files: list[Path] = []
-    for p in library_code_paths() if paths is None else paths:
-        p = Path(p)
-        if p.is_dir():
-            files.extend(sorted(p.rglob("*.py")))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ValueError(f"code_hash: {p} does not exist")
-    root = project_root()
-    h = hashlib.sha256()
-    for f in sorted(set(files), key=lambda q: q.resolve().as_posix()):
-        try:
-            name = f.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            name = f.name
-        if f.suffix == ".ipynb":
-            nb = json.loads(f.read_text(encoding="utf-8"))
-            cells = ["".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
-            blob = json.dumps(cells).encode()
-        else:
-            blob = f.read_bytes()
-        h.update(f"{name}\0{len(blob)}\0".encode())
-        h.update(blob)
-    return h.hexdigest()[:16]
-
-
+# ----------------------------------------------------------------------------------------------- records
 def run_id(params: Mapping[str, Any], code_hash: str) -> str:
     """The record's id: a stable hash of the (JSON-normalised) parameters and the code hash."""
     return stable_hash({"params": _plain(params, "params"), "code_hash": code_hash})
 
 
-# ----------------------------------------------------------------------------------------------- records
 class MissingMetric(KeyError):
     """A metric a record does not hold; the message names the missing group, split or metric and what exists."""
 
@@ -140,8 +94,8 @@ class RunRecord:
     """One run as ``results/<run_id>.json`` stores it: parameters, metrics by model group (``final``, ``selected``,
     ``official_best_test``; each with the ``iteration`` it comes from), seed, code hash and provenance, timings.
 
-    ``label`` and ``reused`` are not stored: :func:`mslib.experiments.run_grid` sets the sweep's label, and
-    :meth:`RunStore.train_or_load` says whether the record was loaded instead of trained.
+    ``label`` and ``reused`` are not stored: :func:`mslib.run.runs.run_grid` sets the sweep's label, and
+    :func:`mslib.run.runs.train_or_load` says whether the record was loaded instead of trained.
     """
 
     run_id: str
@@ -208,18 +162,18 @@ def run_record(
     finished: datetime | float,
     images_per_second: float | None = None,
     extra: Mapping[str, Any] | None = None,
-    code: str | None = None,
+    code: str,
 ) -> RunRecord:
     """A run record: parameters, metrics (each group with its ``iteration``), seed, provenance and timings.
 
-    ``started``/``finished`` are datetimes or ``time.time()`` values; ``code`` is the :func:`code_hash` the run id
-    uses (default: ``code_hash()``, the whole ``mslib`` package). Metric values become plain floats (NaN -> ``null``).
+    ``started``/``finished`` are datetimes or ``time.time()`` values; ``code`` is the code hash the run id uses
+    (:func:`mslib.run.codehash.run_code_hash`). Metric values become plain floats (NaN -> ``null``).
     """
     t0, t1 = _timestamp(started), _timestamp(finished)
     if t1 < t0:
         raise ValueError(f"finished ({t1.isoformat()}) is before started ({t0.isoformat()})")
     plain_params = _plain(params, "params")
-    ch = code if code is not None else code_hash()
+    ch = code
     return RunRecord(
         run_id=run_id(plain_params, ch), params=plain_params, metrics=_check_metrics(metrics), seed=int(seed),
         code_hash=ch, git_commit=git_commit(), mslib_version=__version__, versions=versions(),
@@ -241,20 +195,18 @@ def _read(path: Path) -> RunRecord:
 
 
 class RunStore:
-    """The results folder (default ``results/``): run records ``<run_id>.json``, run folders ``runs/<run_id>/``
-    (checkpoint, log), the code hash a record is keyed by, and "train or load" (``notebooks/05_training.ipynb``)."""
+    """The results folder (default ``results/``): run records ``<run_id>.json`` and run folders ``runs/<run_id>/``
+    (checkpoint, log). Storage only: :func:`mslib.run.runs.train_or_load` trains or loads through it."""
 
     def __init__(self, results_dir: str | os.PathLike | None = None) -> None:
         self.results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
 
-    def code_hash(self, code_paths: Sequence[str | os.PathLike] | None = None) -> str:
-        """The hash a run is keyed by: :func:`library_code_paths` plus ``code_paths`` (e.g. the calling notebook)."""
-        return code_hash([*library_code_paths(), *(code_paths or [])])
-
     def path(self, run: str) -> Path:
+        """Where the record of run id ``run`` is (or would be) stored."""
         return self.results_dir / f"{run}.json"
 
     def run_dir(self, params: Mapping[str, Any], code: str) -> Path:
+        """The run folder (checkpoint, metrics log) of the run of ``params`` on code ``code``."""
         return self.results_dir / "runs" / run_id(params, code)
 
     def write(self, record: RunRecord) -> Path:
@@ -298,74 +250,3 @@ class RunStore:
                 continue
             out.append(rec)
         return sorted(out, key=lambda r: (r.started, r.run_id))
-
-    def train_or_load(
-        self,
-        cfg: train.TrainConfig,
-        *,
-        code_paths: Sequence[str | os.PathLike] | None = None,
-        need_model: bool = False,
-        progress: bool = False,
-        on_log: Callable[[dict[str, Any]], None] | None = None,
-    ) -> tuple[RunRecord, train.FitResult | None]:
-        """``(record, result)`` for ``cfg``: reuse an up-to-date record (``record.reused``, ``result`` None unless
-        ``need_model``), or train (resuming ``runs/<run_id>/checkpoint.pt``) and write one.
-
-        A record is reused only when its parameters and the hash of the code that made it (:meth:`code_hash`) match,
-        so a stale record is recomputed, never shown. ``need_model`` also returns the trained model, from the
-        checkpoint without retraining when it is still there.
-        """
-        code, params = self.code_hash(code_paths), cfg.to_dict()
-        record, run_dir = self.find(params, code), self.run_dir(params, code)
-        if record is not None and (not need_model or (run_dir / "checkpoint.pt").exists()):
-            result = train.fit(cfg, run_dir=run_dir, progress=progress) if need_model else None
-            return dataclasses.replace(record, reused=True), result
-        started = time.time()
-        result = train.fit(cfg, run_dir=run_dir, progress=progress, on_log=on_log)
-        record = run_record(params, result.metrics, seed=cfg.seed, started=started, finished=time.time(),
-                            images_per_second=result.timing["images_per_second"], code=code,
-                            extra={"history": result.history, "evals": result.evals, "timing": result.timing})
-        if distributed.rank() == 0:  # under torchrun every process has the same record; one writes it
-            self.write(record)
-        return record, result
-
-
-# Module-level spellings of RunStore's methods.
-def write_record(record: RunRecord, results_dir: str | os.PathLike | None = None) -> Path:
-    """:meth:`RunStore.write` in ``results_dir`` (default ``results/``)."""
-    return RunStore(results_dir).write(record)
-
-
-def find_record(params: Mapping[str, Any], code_hash: str,
-                results_dir: str | os.PathLike | None = None) -> RunRecord | None:
-    """:meth:`RunStore.find` in ``results_dir`` (default ``results/``)."""
-    return RunStore(results_dir).find(params, code_hash)
-
-
-def load_records(results_dir: str | os.PathLike | None = None, *, where: Mapping[str, Any] | None = None,
-                 code_hash: str | None = None) -> list[RunRecord]:
-    """:meth:`RunStore.load_all` in ``results_dir`` (default ``results/``)."""
-    return RunStore(results_dir).load_all(where=where, code_hash=code_hash)
-
-
-METRIC_ORDER = ("R@", "MAP@R", "RP", "NMI")
-
-
-def metrics_table(record: RunRecord, split: str = "test") -> Any:
-    """One row per metric group of a record (final, selected, official_best_test): metrics ×100 and the iteration."""
-    rows = {}
-    for group, values in record.metrics.items():
-        scores = values.get(split, {})
-        row: dict[str, Any] = {"iteration": values.get("iteration")}
-        for prefix in METRIC_ORDER:
-            row.update({k: 100 * float(v) for k, v in scores.items() if k.startswith(prefix) and v is not None})
-        rows[group] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
-
-
-def write_table(df: Any, table_id: str, tables_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``results/tables/<table_id>.csv`` (``tab-<chapter>-<slug>``) for a numbered ``{csv-table}``."""
-    if not table_id.startswith("tab-"):
-        raise ValueError(f"table id {table_id!r} must look like 'tab-<chapter>-<slug>'")
-    out = Path(tables_dir) if tables_dir is not None else default_results_dir() / "tables"
-    return atomic_write_text(out / f"{table_id}.csv", df.to_csv(float_format="%.2f"))

@@ -1,17 +1,16 @@
-"""mslib.results: run records (provenance, iteration-tagged metrics), atomic writes, stable ids, code hashes."""
+"""mslib.run.records: run records (provenance, iteration-tagged metrics), atomic writes, stable ids, the store."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mslib import provenance
-from mslib import results as R
+from mslib.run import records as R
 
 PARAMS = {"dataset": "glyphs", "backbone": "smallcnn", "loss": "ms", "alpha": 2.0, "beta": 50.0, "batch": [8, 4]}
 METRICS = {"final": {"iteration": 300, "R@1": 0.5, "MAP@R": 0.2}, "selected": {"iteration": 200, "R@1": 0.55}}
@@ -44,7 +43,7 @@ def test_metrics_must_carry_their_iteration_and_become_plain():
     with pytest.raises(ValueError, match="selected must say which iteration"):
         make(metrics={"final": {"iteration": 3, "R@1": 0.1}, "selected": {"R@1": 0.2}})
     with pytest.raises(ValueError, match="before started"):
-        R.run_record(PARAMS, METRICS, seed=0, started=T0, finished=T0 - timedelta(seconds=1))
+        R.run_record(PARAMS, METRICS, seed=0, started=T0, finished=T0 - timedelta(seconds=1), code="c0de")
     with pytest.raises(ValueError, match="not JSON-serialisable"):
         make(params={"model": object()})
 
@@ -59,77 +58,39 @@ def test_run_id_is_stable_and_sensitive():
 
 
 def test_write_is_atomic_and_find_and_load(tmp_path):
-    assert R.find_record(PARAMS, "c0de", tmp_path) is None
+    store = R.RunStore(tmp_path)
+    assert store.find(PARAMS, "c0de") is None
     rec = make()
-    path = R.write_record(rec, tmp_path)
+    path = store.write(rec)
     assert path == tmp_path / f"{rec.run_id}.json"
     assert json.loads(path.read_text()) == rec.to_dict()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
-    assert R.find_record(PARAMS, "c0de", tmp_path) == rec
-    assert R.find_record(PARAMS, "other-code", tmp_path) is None  # stale: the code changed
-    assert R.find_record({**PARAMS, "beta": 40.0}, "c0de", tmp_path) is None
+    assert store.find(PARAMS, "c0de") == rec
+    assert store.find(PARAMS, "other-code") is None  # stale: the code changed
+    assert store.find({**PARAMS, "beta": 40.0}, "c0de") is None
     # Rewriting the same run replaces its record.
     rec2 = make(metrics={"iteration": 1, "R@1": 0.9})
-    assert R.write_record(rec2, tmp_path) == path and R.find_record(PARAMS, "c0de", tmp_path).metrics["R@1"] == 0.9
+    assert store.write(rec2) == path and store.find(PARAMS, "c0de").metrics["R@1"] == 0.9
     other = make(params={**PARAMS, "dataset": "cub200"}, code="new")
-    R.write_record(other, tmp_path)
-    assert len(R.load_records(tmp_path)) == 2
-    assert [r.params["dataset"] for r in R.load_records(tmp_path, where={"dataset": "cub200"})] == ["cub200"]
-    assert [r.run_id for r in R.load_records(tmp_path, code_hash="new")] == [other.run_id]
-    assert R.load_records(tmp_path / "missing") == []
+    store.write(other)
+    assert len(store.load_all()) == 2
+    assert [r.params["dataset"] for r in store.load_all(where={"dataset": "cub200"})] == ["cub200"]
+    assert [r.run_id for r in store.load_all(code_hash="new")] == [other.run_id]
+    assert R.RunStore(tmp_path / "missing").load_all() == []
 
 
 def test_default_results_dir_and_bad_files(tmp_path, monkeypatch):
     monkeypatch.setenv("MSLIB_RESULTS_DIR", str(tmp_path / "res"))
-    path = R.write_record(make())
+    path = R.RunStore().write(make())
     assert path.parent == tmp_path / "res"
     (tmp_path / "res" / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json is not valid JSON"):
-        R.load_records()
+        R.RunStore().load_all()
     with pytest.raises(TypeError, match="expects a RunRecord"):
-        R.write_record({"params": {}})
+        R.RunStore().write({"params": {}})
     (tmp_path / "res" / "broken.json").write_text('{"params": {}}')
     with pytest.raises(ValueError, match="broken.json is not a run record"):
-        R.load_records()
-
-
-def test_code_hash_tracks_sources_not_notebook_outputs(tmp_path):
-    mod = tmp_path / "a.py"
-    mod.write_text("x = 1\n")
-    nb = tmp_path / "nb.ipynb"
-    cells = [{"cell_type": "code", "source": ["print(1)\n"], "outputs": [], "execution_count": None, "metadata": {}}]
-    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    h = R.code_hash([mod, nb])
-    assert h == R.code_hash([nb, mod])  # order-independent
-    assert R.code_hash([tmp_path]) != h  # a folder holds only its *.py files
-    executed = {"cells": [{**cells[0], "outputs": [{"output_type": "stream", "text": "1"}], "execution_count": 1}],
-                "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
-    nb.write_text(json.dumps(executed))
-    assert R.code_hash([mod, nb]) == h  # executing the notebook does not make records stale
-    nb.write_text(json.dumps({**executed, "cells": [{**executed["cells"][0], "source": ["print(2)\n"]}]}))
-    assert R.code_hash([mod, nb]) != h
-    prose = {"cell_type": "markdown", "source": ["Some *prose*.\n"], "metadata": {}}
-    nb.write_text(json.dumps({**executed, "cells": [prose, *executed["cells"]]}))
-    assert R.code_hash([mod, nb]) == h  # prose does not make records stale
-    nb.write_text(json.dumps({**executed, "cells": [{**prose, "cell_type": "code"}, *executed["cells"]]}))
-    assert R.code_hash([mod, nb]) != h  # the same text as code does
-    nb.write_text(json.dumps(executed))
-    mod.write_text("x = 2\n")
-    assert R.code_hash([mod, nb]) != h
-    with pytest.raises(ValueError, match="does not exist"):
-        R.code_hash([tmp_path / "nope.py"])
-
-
-def test_default_code_hash_covers_every_mslib_source():
-    """One definition of the library's code: subpackages (mslib.data) included, whichever way it is asked for."""
-    import mslib
-
-    package = Path(mslib.__file__).parent
-    files = R.library_code_paths()
-    assert package / "data" / "datasets.py" in files and package / "results.py" in files
-    assert R.code_hash() == R.code_hash(files) == R.code_hash([package])
-    top_level_only = sorted(package.glob("*.py"))
-    assert len(R.code_hash()) == 16 and R.code_hash(top_level_only) != R.code_hash()
+        R.RunStore().load_all()
 
 
 # ------------------------------------------------------------------------------------ the typed record
@@ -175,29 +136,25 @@ def test_schema_1_files_on_disk_load_into_the_record(tmp_path):
            "notebook": None, "started": "2024-05-01T12:00:00+00:00", "finished": "2024-05-01T12:01:00+00:00",
            "wall_time_s": 60.0, "images_per_second": 12.5, "extra": {}}
     (tmp_path / "abc123.json").write_text(json.dumps(old))
-    (rec,) = R.load_records(tmp_path)
+    (rec,) = R.RunStore(tmp_path).load_all()
     assert rec.metric("R@1") == 0.25 and rec.wall_time_s == 60.0 and rec.to_dict() == old
     (tmp_path / "abc123.json").write_text(json.dumps({**old, "schema": 2}))
     with pytest.raises(ValueError, match="abc123.json has record schema 2; this mslib reads schema 1"):
-        R.load_records(tmp_path)
+        R.RunStore(tmp_path).load_all()
     (tmp_path / "abc123.json").write_text(json.dumps({k: v for k, v in old.items() if k != "seed"}))
     with pytest.raises(ValueError, match="abc123.json is an incomplete run record: no seed"):
-        R.load_records(tmp_path)
+        R.RunStore(tmp_path).load_all()
 
 
 def test_an_unreadable_record_is_recomputed_with_a_warning(tmp_path):
     rec = make()
-    path = R.write_record(rec, tmp_path)
+    path = R.RunStore(tmp_path).write(rec)
     path.write_text(json.dumps({**rec.to_dict(), "schema": 0}))
     with pytest.warns(UserWarning, match="record schema 0.*recomputing the run"):
         assert R.RunStore(tmp_path).find(PARAMS, "c0de") is None
 
 
-def test_store_hashes_the_library_plus_the_callers_code(tmp_path):
-    """RunStore keys a run by library_code_paths() (code_hash()'s default) plus the caller's files."""
+def test_store_paths(tmp_path):
     store = R.RunStore(tmp_path)
-    assert store.code_hash() == R.code_hash() == store.code_hash([])
-    nb = tmp_path / "chapter.py"
-    nb.write_text("x = 1\n")
-    assert store.code_hash([nb]) == R.code_hash([*R.library_code_paths(), nb]) != R.code_hash()
+    assert store.path("abc") == tmp_path / "abc.json"
     assert store.run_dir(PARAMS, "c0de") == tmp_path / "runs" / R.run_id(PARAMS, "c0de")

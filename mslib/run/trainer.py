@@ -1,8 +1,9 @@
 """Training: the official recipe's loop, made resumable and seeded.
 
-One :class:`TrainConfig` holds every setting (the book's notebooks and ``python -m mslib train --config`` build
-it). :func:`fit` runs an iteration-based loop like the official code (P×K batches, the official warm-up +
-multi-step learning-rate timing when a config sets them, optional frozen BN statistics), evaluates on a
+One :class:`~mslib.run.config.TrainConfig` holds every setting (the book's notebooks and
+``python -m mslib train --config`` build it with :meth:`~mslib.run.config.TrainConfig.from_file`). :func:`fit`
+runs an iteration-based loop like the official code (P×K batches, the official warm-up + multi-step learning-rate
+timing when a config sets them, optional frozen BN statistics), evaluates on a
 class-disjoint validation split of the training classes for model selection (Reality-Check style), and evaluates
 the test set once with the selected and with the final model. The official protocol's "best test R@1 over the
 periodic test evaluations" (before update 0 and every ``eval_every`` updates, never the final model, as the
@@ -12,16 +13,16 @@ the global batch (:mod:`mslib.distributed`). Checkpoints hold the model, optimiz
 every process's RNG states, so a run killed mid-way and resumed ends with the same numbers (CPU, ``num_workers=0``).
 
 The pieces of :func:`fit`: :func:`build_run` (a :class:`Run`), :func:`train_until` (:func:`train_iteration`, which
-calls :func:`train_step`, the one update; :func:`periodic_eval` on :func:`eval_iterations`),
-:func:`final_metrics`, :func:`load_checkpoint` / :func:`write_checkpoint`; it returns a :class:`FitResult`. Run
-records and "train or load" live in :mod:`mslib.results` (:class:`~mslib.results.RunStore`), the command line in
+calls :func:`train_step`, the one update; :func:`periodic_eval` on the schedule of :mod:`mslib.run.protocol`),
+:func:`final_metrics`, :func:`load_checkpoint` / :func:`write_checkpoint`; it returns a :class:`FitResult`. The
+evaluation protocol (schedule, model selection, the official protocol's number) is :mod:`mslib.run.protocol`; run
+records are :mod:`mslib.run.records`, "train or load" and sweeps :mod:`mslib.run.runs`, the command line
 :mod:`mslib.cli`.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import random
 import time
@@ -34,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -43,100 +43,11 @@ from mslib.data import PKSampler, load_run_splits
 from mslib.data.sampler import check_global_batch
 from mslib.evaluate import embed, evaluate_embeddings
 from mslib.files import atomic_write
-from mslib.losses import build_loss, canonical_params, loss_names, loss_param_groups
+from mslib.losses import build_loss, loss_param_groups
 from mslib.memory import CrossBatchMemory
-from mslib.models import BACKBONES, INPUT_CONVENTIONS, build_model, freeze_bn_stats
-
-MS_PRESET = "pml"  # the MS hyperparameters a config does not set come from this preset (mslib.losses.MS_PRESETS)
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run. Defaults: the CPU run on the embedded glyph dataset.
-
-    ``threads`` (torch CPU intra-op threads, set by :func:`fit` for the run) is a setting like any other: the order
-    of parallel reductions may depend on it, and rounding differences grow over training (the same run at 1 and 2
-    threads can end a point of R@1 apart), so a record states it and a sweep's runs keep it whatever the machine's
-    core count or the number of runs beside them.
-    """
-
-    dataset: str = "glyphs"
-    data_root: str | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. glyphs: {"classes": 40}
-    backbone: str = "smallcnn"
-    pretrained: str | None = None
-    pooling: str = "avg"
-    embedding_dim: int = 64
-    image_size: int = 227  # input size for image backbones (glyphs are upscaled to it when needed)
-    resize: int | None = None  # shorter side before the crop; None: the convention's rule (256 at 227 / 224)
-    loss: str = "multi_similarity"
-    loss_params: dict[str, Any] = field(default_factory=dict)  # multi_similarity: unset ones from MS_PRESET
-    memory_size: int = 0  # cross-batch memory (XBM) of this many past embeddings; 0: none (mslib.memory)
-    memory_start: int = 0  # the iteration from which the memory is filled and used
-    memory_weight: float = 1.0  # w of w·L(batch, memory)
-    memory_batch_loss: bool = False  # also add L(batch, batch), as the XBM authors' trainer does
-    p: int = 16  # classes per batch
-    k: int = 5  # images per class
-    iterations: int = 600
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    momentum: float = 0.9
-    warmup_iterations: int = 0
-    warmup_factor: float = 0.01
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    freeze_bn: bool = False
-    val_fraction: float = 0.0  # fraction of training classes held out for model selection
-    eval_every: int = 200
-    official_test_selection: bool = False  # also track the official protocol's best test R@1 (optimistic)
-    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    eval_batch_size: int = 256
-    device: str = "cpu"
-    amp: str | None = None  # None | "bf16" | "fp16" (CUDA only)
-    channels_last: bool = True  # NHWC layout of images and conv weights (speed only; the small CNN: ~24% on a CPU)
-    num_workers: int = 0
-    threads: int = 1  # torch intra-op CPU threads of this run (fit sets them); a run's numbers may depend on it
-    seed: int = 0
-    checkpoint_every: int = 0  # 0: only at the end
-    log_every: int = 20
-
-    def __post_init__(self) -> None:
-        if self.loss not in loss_names():
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(loss_names())}")
-        params = {"preset": MS_PRESET, **self.loss_params} if self.loss == "multi_similarity" else self.loss_params
-        self.loss_params = canonical_params(self.loss, params)  # one spelling per run: a preset's values
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam, adamw or sgd")
-        if self.amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', not {self.amp!r}")
-        if self.memory_size < 0 or self.memory_start < 0:
-            raise ValueError(f"memory_size and memory_start must be ≥ 0 (got {self.memory_size}, {self.memory_start})")
-        if self.p < 2 or self.k < 2:
-            raise ValueError(f"a P×K batch needs p ≥ 2 classes and k ≥ 2 images per class (got p={self.p}, k={self.k})")
-        if self.iterations < 1:
-            raise ValueError("iterations must be ≥ 1")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise ValueError(f"threads must be an integer ≥ 1 (torch CPU threads of the run), not {self.threads!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build a config, rejecting unknown keys by name (a typo must not silently run the defaults)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from mslib.models import INPUT_CONVENTIONS, build_model, freeze_bn_stats
+from mslib.run.config import TrainConfig
+from mslib.run.protocol import SELECTED_BY, eval_iterations, improves_selection, official_best_test
 
 
 def seed_everything(seed: int) -> None:
@@ -240,22 +151,6 @@ def evaluate_split(model: torch.nn.Module, sets: dict[str, Any], which: str, cfg
         return evaluate_embeddings(q, ql, g, gl, ks=tuple(cfg.ks), seed=cfg.seed)
     emb, labels = embed_split(model, sets[which], cfg)
     return evaluate_embeddings(emb, labels, ks=tuple(cfg.ks), seed=cfg.seed)
-
-
-def eval_iterations(cfg: TrainConfig) -> list[int]:
-    """The periodic evaluations of :func:`fit`, as updates done: the official loop's schedule, before update 0 and
-    every ``eval_every`` updates, never after the last one; none without validation or ``official_test_selection``."""
-    if not (cfg.official_test_selection or cfg.val_fraction > 0):
-        return []
-    return [0, *(range(cfg.eval_every, cfg.iterations, cfg.eval_every) if cfg.eval_every else [])]
-
-
-def evaluations_on_test(cfg: TrainConfig) -> int:
-    """How many times :func:`fit` embeds the test set: the final model, the selected one (with validation) and,
-    with ``official_test_selection``, every periodic evaluation (:func:`eval_iterations`)."""
-    selected = 1 if cfg.val_fraction > 0 else 0
-    return 1 + selected + (len(eval_iterations(cfg)) if cfg.official_test_selection else 0)
-
 
 
 def train_step(
@@ -435,7 +330,7 @@ def periodic_eval(run: Run, iteration: int, *, official: bool = True) -> None:
     entry: dict[str, Any] = {"iteration": iteration}
     if "val" in run.sets:
         entry["val"] = evaluate_split(run.model, run.sets, "val", cfg)
-        if state["best"] is None or entry["val"]["R@1"] > state["best"]["val"]["R@1"]:
+        if improves_selection(state["best"], entry):
             state["best"] = entry
             state["best_state"] = copy.deepcopy(run.model.state_dict())
     if cfg.official_test_selection and official:
@@ -509,7 +404,7 @@ def _selected_test(run: Run) -> dict[str, Any]:
     run.model.load_state_dict(run.state["best_state"])
     test = evaluate_split(run.model, run.sets, "test", run.cfg)
     run.model.load_state_dict(final_state)
-    return {"iteration": best["iteration"], "selected_by": "validation R@1", "val": best["val"], "test": test}
+    return {"iteration": best["iteration"], "selected_by": SELECTED_BY, "val": best["val"], "test": test}
 
 
 def final_metrics(run: Run) -> dict[str, Any]:
@@ -524,24 +419,6 @@ def final_metrics(run: Run) -> dict[str, Any]:
     if cfg.official_test_selection:
         metrics["official_best_test"] = official_best_test(run.state["evals"])
     return metrics
-
-
-def official_best_test(evals: list[dict[str, Any]]) -> dict[str, Any]:
-    """The official protocol's number: the best test R@1 over the periodic test evaluations (test-set selection).
-
-    Those evaluations follow the official loop: before update 0 and after every ``eval_every`` updates, never after
-    the last one (the official ``iteration == max_iter`` branch is unreachable), so the final model is not a
-    candidate. Ties keep the earliest, as the official strict ``>`` does. Optimistic: the test set picks the model.
-    """
-    tested = [e for e in evals if "test" in e]
-    if not tested:
-        raise ValueError("no periodic test evaluation to select from (official_test_selection needs them)")
-    best = max(tested, key=lambda e: e["test"]["R@1"])  # the first maximum
-    return {"iteration": best["iteration"], "test": best["test"],
-            "evaluated_at": [e["iteration"] for e in tested],
-            "note": ("best test R@1 over the official schedule's test evaluations (before update 0 and every "
-                     "eval_every updates; the final model is not evaluated, as in the official loop): "
-                     "test-set model selection, optimistic")}
 
 
 @dataclass
@@ -614,10 +491,3 @@ def _fit(cfg: TrainConfig, *, run_dir: str | Path | None, resume: bool, progress
     write_checkpoint(run)
     return _result(run)
 
-
-def train_or_load(cfg: TrainConfig, *, code_paths: list[str | Path] | None = None,
-                  results_dir: str | Path | None = None, **kwargs: Any) -> tuple[Any, FitResult | None]:
-    """``RunStore(results_dir).train_or_load(cfg, code_paths=..., ...)`` (:class:`mslib.results.RunStore`)."""
-    from mslib.results import RunStore  # mslib.results imports this module: a cycle at import time
-
-    return RunStore(results_dir).train_or_load(cfg, code_paths=code_paths, **kwargs)
