@@ -241,9 +241,7 @@ def test_no_backtick_fence_has_a_backtick_in_its_first_line(path: Path) -> None:
 MAX_VISIBLE_LINES = 15  # code lines (not blank, not comments) of a cell the reader sees or opens
 # Cells over the limit in notebooks other helpers are editing at the time of writing (notebook stem, cell id).
 # Known exceptions only until those edits are merged: the lead empties this list at merge.
-LONG_CELLS_TO_FIX: set[tuple[str, str]] = {
-    ("04_data", "cell-broken"),  # cell 16: 17 code lines, hide-input
-}
+LONG_CELLS_TO_FIX: set[tuple[str, str]] = set()
 
 
 def _code_lines(source: str) -> int:
