@@ -265,6 +265,25 @@ def test_family_table_bad_input_names_the_comparison():
         sig.family_table({})
 
 
+def test_family_table_marks_rows_without_a_test():
+    diffs = {"a": [1.0, 2.0, 4.0], "b": [0.5, 1.5, 0.0], "one seed": [1.0], "identical": [0.0, 0.0, 0.0],
+             "constant": [1.0, 1.0, 1.0]}
+    table = sig.family_table(diffs, untestable="mark")
+    assert table.loc["one seed", "verdict"] == "not tested (1 seed)"
+    assert table.loc["identical", "verdict"] == "equal on every seed"
+    assert table.loc["constant", "verdict"] == "not tested (no spread over seeds)"
+    assert table.attrs["comparisons"] == 2  # the Holm family is the tested rows only
+    tested = sig.family_table({k: diffs[k] for k in ("a", "b")})
+    assert np.allclose(table.loc[["a", "b"], "Holm p"].astype(float), tested["Holm p"].astype(float))
+    assert np.isnan(float(table.loc["one seed", "Holm p"])) and float(table.loc["constant", "difference"]) == 1.0
+    out = sig.format_family(table)
+    assert out.loc["one seed", "difference (points)"] == "+1.0" and out.loc["one seed", "p (t)"] == "–"
+    with pytest.raises(ValueError, match="^broken: .*NaN"):
+        sig.family_table({"broken": [1.0, float("nan")]}, untestable="mark")
+    with pytest.raises(ValueError, match="'raise' or 'mark'"):
+        sig.family_table(diffs, untestable="skip")
+
+
 def test_format_family_cells():
     table = sig.family_table({"gain": [1.2, 0.8, 1.9], "loss": [-3.0, -3.2, -2.9]}, expected={"gain": 1, "loss": 1})
     out = sig.format_family(table)

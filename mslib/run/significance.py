@@ -241,8 +241,21 @@ def _claims(names: list[str], expected: Mapping[str, int] | None) -> dict[str, i
     return {n: int(expected[n]) for n in names}
 
 
+def _untested(diffs: Sequence[float], name: str) -> str | None:
+    """Why a row cannot be tested (fewer than 2 seeds, or the same difference on every seed), else ``None``;
+    NaN/Inf or non-numbers are still errors naming the comparison."""
+    d = np.asarray(diffs, dtype=np.float64) if len(diffs) else np.zeros(0)
+    if d.size and not np.isfinite(d).all():
+        raise ValueError(f"{name}: the per-seed differences contain NaN or Inf: {d.tolist()}")
+    if d.size < 2:
+        return f"not tested ({d.size} seed)"
+    if np.ptp(d) == 0:
+        return "equal on every seed" if d[0] == 0 else "not tested (no spread over seeds)"
+    return None
+
+
 def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float = 0.05,
-                 expected: Mapping[str, int] | None = None, seed: int = 0) -> pd.DataFrame:
+                 expected: Mapping[str, int] | None = None, seed: int = 0, untestable: str = "raise") -> pd.DataFrame:
     """One row per comparison of a family (the rows given, e.g. one chapter's): ``n``, ``difference`` (mean, points),
     ``sd``, ``ci`` (the ``1 − alpha`` t half-width), ``t p``, ``sign-flip p`` and ``smallest sign-flip p``
     (:func:`paired_test`), ``Holm p`` (:func:`holm` of the t p-values over the family), ``MDE`` (the
@@ -258,21 +271,35 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
 
     "Not separated" is kept apart from "not reproduced" because a difference the design cannot resolve is no
     evidence against the claim; calling it "not reproduced" would report a lack of power as a refutation.
-    ``table.attrs`` records ``alpha``, ``power`` and ``comparisons``. ValueError naming the comparison for bad rows.
+    A row with fewer than 2 seeds or the same difference on every seed has no t-test: ``untestable="raise"`` (the
+    default) makes it a ValueError naming the comparison; ``"mark"`` keeps it with NaN statistics and a verdict
+    saying why (``"not tested (1 seed)"``; ``"equal on every seed"`` for identical runs), outside the Holm family
+    (a chapter's small ``smoke`` profile). ``table.attrs`` records ``alpha``, ``power`` and ``comparisons``.
     """
+    if untestable not in ("raise", "mark"):
+        raise ValueError(f"untestable must be 'raise' or 'mark', not {untestable!r}")
     names = list(diffs_by_name)
     if not names:
         raise ValueError("family_table needs at least one comparison")
     claims = _claims(names, expected)
-    tests = {name: paired_test(diffs_by_name[name], alpha=alpha, seed=seed, name=str(name)) for name in names}
-    adjusted = holm([t.t_p for t in tests.values()])
-    m = len(names)
+    skipped = {n: why for n in names if untestable == "mark" and (why := _untested(diffs_by_name[n], str(n)))}
+    tests = {name: paired_test(diffs_by_name[name], alpha=alpha, seed=seed, name=str(name))
+             for name in names if name not in skipped}
+    adjusted = dict(zip(tests, holm([t.t_p for t in tests.values()]), strict=True))
+    m = len(tests)
     rows = {}
-    for (name, t), p_holm in zip(tests.items(), adjusted, strict=True):
-        rows[name] = {"n": t.n, "difference": t.mean, "sd": t.sd, "ci": t.half_width, "t p": t.t_p,
-                      "sign-flip p": t.sign_flip_p, "smallest sign-flip p": t.sign_flip_min_p, "Holm p": p_holm,
-                      "MDE": minimum_detectable_effect(t.sd, t.n, alpha=alpha, power=MDE_POWER, comparisons=m),
-                      "verdict": _verdict(p_holm <= alpha, t.mean, claims[name])}
+    for name in names:
+        if name in skipped:
+            d = np.asarray(diffs_by_name[name], dtype=np.float64)
+            rows[name] = {"n": d.size, "difference": float(d.mean()) if d.size else math.nan, "sd": math.nan,
+                          "ci": math.nan, "t p": math.nan, "sign-flip p": math.nan, "smallest sign-flip p": math.nan,
+                          "Holm p": math.nan, "MDE": math.nan, "verdict": skipped[name]}
+        else:
+            t, p_holm = tests[name], adjusted[name]
+            rows[name] = {"n": t.n, "difference": t.mean, "sd": t.sd, "ci": t.half_width, "t p": t.t_p,
+                          "sign-flip p": t.sign_flip_p, "smallest sign-flip p": t.sign_flip_min_p, "Holm p": p_holm,
+                          "MDE": minimum_detectable_effect(t.sd, t.n, alpha=alpha, power=MDE_POWER, comparisons=m),
+                          "verdict": _verdict(p_holm <= alpha, t.mean, claims[name])}
         if expected is not None:
             rows[name]["expected"] = claims[name]
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -282,7 +309,7 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
 
 def _p(p: float) -> str:
     """A p-value to 2 significant digits: ``0.031``, ``0.25``, ``1.0``, ``3.2e-05``."""
-    return f"{p:#.2g}"
+    return "–" if math.isnan(p) else f"{p:#.2g}"
 
 
 def format_family(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -290,13 +317,14 @@ def format_family(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     p-values to 2 significant digits, the MDE (points) and the verdict (and the claimed sign, when given)."""
     power, m = table.attrs.get("power", MDE_POWER), table.attrs.get("comparisons", len(table))
     out = pd.DataFrame({
-        "difference (points)": [f"{d:+.{digits}f} ± {h:.{digits}f}" for d, h in zip(table["difference"],
-                                                                                  table["ci"], strict=True)],
+        "difference (points)": [f"{d:+.{digits}f}" + ("" if math.isnan(h) else f" ± {h:.{digits}f}")
+                                for d, h in zip(table["difference"], table["ci"], strict=True)],
         "seeds": table["n"].astype(int).to_list(),
         "p (t)": [_p(p) for p in table["t p"]],
         "p (sign-flip)": [_p(p) for p in table["sign-flip p"]],
         f"p (Holm, {m} comparisons)": [_p(p) for p in table["Holm p"]],
-        f"detectable at {power:.0%} power (points)": [f"{x:.{digits}f}" for x in table["MDE"]],
+        f"detectable at {power:.0%} power (points)": ["–" if math.isnan(x) else f"{x:.{digits}f}"
+                                                      for x in table["MDE"]],
         "verdict": table["verdict"].to_list(),
     }, index=table.index)
     if "expected" in table:
