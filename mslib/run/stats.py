@@ -2,8 +2,9 @@
 
 :func:`summarise` turns run records into a table of means with a Student-t 95% confidence interval over seeds;
 :func:`paired_differences` / :func:`compare_pairs` set variants against a baseline seed by seed (runs of one seed
-share initialisation and batches), and :func:`resolution` is the smallest difference such a design separates from
-zero (``notebooks/06_recall_tables.ipynb``, ``07_ablations.ipynb``, ``09_beyond_pairs.ipynb``).
+share initialisation and batches); :mod:`mslib.run.significance` tests a family of such comparisons (Holm) and
+gives each its minimum detectable effect (``notebooks/06_recall_tables.ipynb``, ``07_ablations.ipynb``,
+``09_beyond_pairs.ipynb``).
 """
 
 from __future__ import annotations
@@ -134,15 +135,6 @@ def paired_differences(
     return pd.DataFrame.from_dict(rows, orient="index", columns=["difference", "ci", "n", "excludes 0", "per seed"])
 
 
-def resolution(differences: Any) -> float:
-    """The smallest difference every comparison of a :func:`paired_differences` table separates from 0: the
-    largest 95% half-width among its rows (points; NaN if some row has a single seed)."""
-    if len(differences) == 0:
-        raise ValueError("resolution needs at least one paired comparison")
-    halves = [float(h) for h in differences["ci"]]
-    return float("nan") if any(math.isnan(h) for h in halves) else max(halves)
-
-
 def compare_pairs(records: Sequence[RunRecord], comparisons: Mapping[Any, tuple[Any, Any]], **kwargs: Any) -> Any:
     """:func:`paired_differences` of chosen pairs: ``{name: (variant, baseline)}`` (labels, or values of ``by``)
     -> one row per name. ``kwargs`` go to :func:`paired_differences` (``metric``, ``by``, ...)."""
@@ -155,19 +147,6 @@ def compare_pairs(records: Sequence[RunRecord], comparisons: Mapping[Any, tuple[
             raise KeyError(f"compare_pairs: {name!r} names variant {variant!r}, which has no records")
         rows[name] = table.loc[variant]
     return pd.DataFrame(rows).T.astype({"difference": float, "ci": float, "n": int, "excludes 0": bool})
-
-
-def format_differences(differences: Any, digits: int = 1) -> Any:
-    """A display/CSV table of a :func:`paired_differences` (or :func:`compare_pairs`) table: ``difference ± ci``
-    (points), the seeds, and whether the 95% interval excludes 0."""
-    def cell(mean: float, half: float) -> str:
-        return f"{mean:+.{digits}f} (n=1, no CI)" if math.isnan(half) else f"{mean:+.{digits}f} ± {half:.{digits}f}"
-
-    return pd.DataFrame({"difference (points)": [cell(m, h) for m, h in zip(differences["difference"],
-                                                                              differences["ci"], strict=True)],
-                         "seeds": differences["n"].astype(int).to_list(),
-                         "interval excludes 0": ["yes" if x else "no" for x in differences["excludes 0"]]},
-                        index=differences.index)
 
 
 def run_minutes(records: Sequence[RunRecord]) -> float:
