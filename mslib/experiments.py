@@ -54,7 +54,10 @@ def ms_config(base: TrainConfig, **changes: Any) -> TrainConfig:
 def proxy_defaults(name: str) -> str:
     """The hyperparameters of proxy loss ``name`` as its function's defaults, ``"name=value, ..."`` (the PML
     defaults, ``notebooks/09_beyond_pairs.ipynb``)."""
-    return ", ".join(f"{k}={v}" for k, v in LOSS_SPECS[name].defaults.items())
+    spec = LOSS_SPECS[name]
+    if spec.proxy is None:
+        raise KeyError(f"{name!r} is a {spec.kind} loss, not a proxy or classification loss")
+    return ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
 
 
 def config_differences(cfg: TrainConfig, reference: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
