@@ -21,10 +21,9 @@ from pathlib import Path
 import yaml
 
 from mslib import distributed, notebooks
-from mslib.data.datasets import verify_dataset
-from mslib.data.download import download_dataset
 from mslib.data.errors import DatasetError
 from mslib.data.glyphs import generate_glyphs, glyphs_sha256
+from mslib.data.loading import download_dataset, verify_dataset
 from mslib.data.registry import DATASETS, dataset_spec
 from mslib.data.sampler import check_global_batch
 from mslib.paths import data_dir

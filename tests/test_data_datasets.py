@@ -20,7 +20,8 @@ from mslib.data import (
     UnreadableImageError,
     load_dataset,
 )
-from mslib.data.fixtures import make_cars, make_cub, make_fixture, make_inshop, make_sop
+from mslib.data.fixtures import make_cars, make_cub, make_inshop, make_sop
+from mslib.data.loading import make_fixture
 
 # (train images, train classes, test images, test classes) of the fixtures above
 FIXTURE_COUNTS = {"cub200": (6, 3, 5, 2), "cars196": (3, 2, 5, 2), "sop": (5, 3, 4, 3)}
@@ -154,7 +155,7 @@ def test_mslib_dispatches_data() -> None:
 
 
 def test_fixture_helpers(tmp_path: Path) -> None:
-    from mslib.data.fixtures import layout, make_fixture
+    from mslib.data.fixtures import layout
 
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         make_fixture("mnist", tmp_path)

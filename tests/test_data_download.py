@@ -17,10 +17,10 @@ from mslib.cli import data_main
 from mslib.data import DATASETS, ChecksumError, DatasetError
 from mslib.data.download import (
     RemoteFile,
-    download_dataset,
     extract_archive,
     verified_download,
 )
+from mslib.data.loading import download_dataset
 
 PAYLOAD = bytes(range(256)) * 4000  # 1,024,000 bytes
 
@@ -188,7 +188,7 @@ def test_download_dataset_end_to_end_and_manual(tmp_path: Path) -> None:
 
 def test_manual_only_datasets_are_exactly_those_without_a_source(tmp_path: Path) -> None:
     """Error messages advise a download command only where one downloads something (In-Shop: steps only)."""
-    from mslib.data.errors import fetch_advice
+    from mslib.data.registry import fetch_advice
 
     manual_only = {name for name, spec in DATASETS.items() if spec.origin == "manual"}
     assert manual_only == {"inshop"} and not DATASETS["inshop"].download and DATASETS["inshop"].manual

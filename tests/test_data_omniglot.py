@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from mslib.data import omniglot
-from mslib.data.download import RemoteFile, download_dataset
+from mslib.data.download import RemoteFile
 from mslib.data.errors import (
     ChecksumError,
     CountMismatchError,
@@ -28,6 +28,7 @@ from mslib.data.errors import (
     DuplicateEntryError,
     UnreadableImageError,
 )
+from mslib.data.loading import download_dataset
 from mslib.data.omniglot import load_omniglot, make_omniglot_fixture, read_omniglot, verify_omniglot
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ from mslib.data import (
     load_run_splits,
     verify_dataset,
 )
-from mslib.data.fixtures import make_fixture
 from mslib.data.folder import read_folder
+from mslib.data.loading import make_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 FILE_ROWS = [name for name, spec in DATASETS.items() if spec.reader is not None]
@@ -170,3 +170,20 @@ def test_no_dataset_name_branches_in_the_package() -> None:
     hits = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "mslib").rglob("*.py"))
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert hits == []
+
+
+def test_a_readers_error_gets_its_rows_advice_once_in_read_records(tmp_path: Path) -> None:
+    """The readers never read the registry: their errors name the file; ``read_records`` appends the row's advice."""
+    from mslib.data.datasets import read_cub200
+    from mslib.data.errors import DatasetNotFoundError
+    from mslib.data.loading import read_records
+    from mslib.data.registry import fetch_advice
+
+    root = make_fixture("cub200", tmp_path / "cub200")
+    (root / "CUB_200_2011" / "image_class_labels.txt").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"image_class_labels\.txt not found$") as direct:
+        read_cub200(root)
+    with pytest.raises(DatasetNotFoundError) as loaded:
+        read_records("cub200", root)
+    assert str(loaded.value) == f"{direct.value}; {fetch_advice('cub200')}"
+    assert str(loaded.value).count("python -m mslib data download cub200") == 1

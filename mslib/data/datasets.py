@@ -1,7 +1,8 @@
 """The datasets: Glyphs-208 (embedded), the paper's four benchmarks, read from their real on-disk layouts, and
-your own images (:mod:`mslib.data.folder`). Each is a row of :data:`mslib.data.registry.DATASETS`, which names its
-reader (below) or in-memory loader; :func:`load_dataset`, :func:`load_run_splits` and :func:`verify_dataset` read
-the row, never the name.
+your own images (:mod:`mslib.data.folder`): the readers, the loader of the glyphs and the dataset classes. Each is
+named by a row of :data:`mslib.data.registry.DATASETS`; this module never reads the registry (the registry imports
+it). :mod:`mslib.data.loading` (``load_dataset``, ``load_run_splits``, ``verify_dataset``) reads the row and adds
+its advice, how to (re-)fetch the dataset, to the readers' errors, which name the file and the line.
 
 Zero-shot splits (``book/sources.md#src-datasets``): the first half of the classes train, the second half
 test. Labels are remapped to ``0..C-1`` per split (for In-Shop, query and gallery share one mapping so that they
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,37 +45,12 @@ from mslib.data.errors import (
     DuplicateEntryError,
     SplitMismatchError,
     UnreadableImageError,
-    fetch_advice,
 )
-from mslib.paths import data_dir
-
-
-def _spec(name: str):
-    """The registry row of ``name`` (:func:`mslib.data.registry.dataset_spec`)."""
-    from mslib.data.registry import dataset_spec  # the registry's rows name this module's readers
-
-    return dataset_spec(name)
-
-
-def dataset_root(name: str, root: str | Path | None = None) -> Path:
-    """``root`` or ``data/<default_root>/``; raises :class:`DatasetNotFoundError` (with the fetch command) if absent.
-
-    A dataset without a default folder (your own images, ``folder``) needs ``root``.
-    """
-    spec = _spec(name)
-    if root is None and spec.default_root is None:
-        raise DatasetNotFoundError(f"{name}: no dataset root given and {name} has no default folder: pass "
-                                   f"root=DIR (CLI --root DIR, config data_root: DIR); {fetch_advice(name)}")
-    path = Path(root) if root is not None else data_dir() / str(spec.default_root)
-    if not path.exists():
-        raise DatasetNotFoundError(f"{name}: dataset root {path} does not exist; {fetch_advice(name)}, or pass "
-                                   "root=<folder holding the extracted archive>")
-    return path
 
 
 def _need(name: str, path: Path) -> Path:
     if not path.is_file():
-        raise DatasetNotFoundError(f"{name}: {path} not found; {fetch_advice(name)}")
+        raise DatasetNotFoundError(f"{name}: {path} not found")
     return path
 
 
@@ -128,7 +103,7 @@ def _check_unique(name: str, path: Path, rows: list[Row], column: int, what: str
             first[key] = number
     if repeats:
         raise DuplicateEntryError(f"{name}: {path} lists {len(repeats)} {what}(s) twice: {_shown(repeats)}. Each must "
-                                  f"appear once: the file is corrupt or was edited; {fetch_advice(name)}")
+                                  f"appear once: the file is corrupt or was edited")
 
 
 def _check_disjoint(name: str, groups: Sequence[Group], column: int, what: str) -> None:
@@ -150,7 +125,7 @@ def _check_disjoint(name: str, groups: Sequence[Group], column: int, what: str) 
         folder = groups[0][1].parent
         raise SplitMismatchError(f"{name}: {len(clashes)} {what}(s) in two splits (list files in {folder}): "
                                  f"{_shown(clashes)}. The zero-shot splits are disjoint: the list files are corrupt "
-                                 f"or were edited; {fetch_advice(name)}")
+                                 f"or were edited")
 
 
 def _check_index(name: str, index: Path, index_rows: list[Row], groups: Sequence[Group], column: int) -> None:
@@ -172,7 +147,7 @@ def _check_index(name: str, index: Path, index_rows: list[Row], groups: Sequence
     if problems:
         raise SplitMismatchError(f"{name}: the split files disagree with the dataset's index {index} "
                                  f"({len(problems)} entries): {_shown(problems)}. Every indexed image belongs to "
-                                 f"exactly one split: the files are corrupt or were edited; {fetch_advice(name)}")
+                                 f"exactly one split: the files are corrupt or were edited")
 
 
 # -- readers: each returns {base split: (relative image paths, raw class ids)} and the image folder ---------------
@@ -206,7 +181,7 @@ def read_cub200(root: Path) -> tuple[Records, Path]:
                  + [f"image_id {p[0]} ({labels_path.name} line {n})" for n, p in label_rows if p[0] not in images])
     if unmatched:
         raise SplitMismatchError(f"cub200: {images_path} and {labels_path} list different image ids, each id must be "
-                                 f"in both: {_shown(unmatched)}; {fetch_advice('cub200')}")
+                                 f"in both: {_shown(unmatched)}")
     ids = sorted(images, key=int)
     return _split_by_class([images[i] for i in ids], np.array([classes[i] for i in ids]), 101), base / "images"
 
@@ -217,7 +192,7 @@ def _check_class_table(path: Path, raw: np.ndarray, names: np.ndarray) -> None:
         raise SplitMismatchError(
             f"cars196: {path}: the class-name table class_names has {len(names)} entries but the annotations use "
             f"class ids {raw.min()}..{raw.max()}; every id must lie in 1..{len(names)} and the largest must be "
-            f"{len(names)}. The file is corrupt or not the published cars_annos.mat; {fetch_advice('cars196')}")
+            f"{len(names)}. The file is corrupt or not the published cars_annos.mat")
 
 
 def read_cars196(root: Path) -> tuple[Records, Path]:
@@ -234,7 +209,7 @@ def read_cars196(root: Path) -> tuple[Records, Path]:
         names = np.atleast_1d(mat["class_names"])
     except (ValueError, KeyError, OSError) as err:
         raise DatasetError(f"cars196: cannot read {path} ({type(err).__name__}: {err}); it must hold the struct "
-                           f"array 'annotations' and the cell array 'class_names'; {fetch_advice('cars196')}") from err
+                           f"array 'annotations' and the cell array 'class_names'") from err
     paths = [str(p) for p in ann["relative_im_path"]]
     first: dict[str, int] = {}
     repeats = []
@@ -244,7 +219,7 @@ def read_cars196(root: Path) -> tuple[Records, Path]:
         first.setdefault(rel, i)
     if repeats:
         raise DuplicateEntryError(f"cars196: {path} lists {len(repeats)} image(s) twice (annotations counted from "
-                                  f"1): {_shown(repeats)}; {fetch_advice('cars196')}")
+                                  f"1): {_shown(repeats)}")
     raw = np.array([int(c) for c in ann["class"]], dtype=np.int64)
     _check_class_table(path, raw, names)
     return _split_by_class(paths, raw, 99), root
@@ -303,7 +278,7 @@ def _inshop_image_folder(root: Path, rows: list[Row]) -> Path:
         if (folder / top).is_dir():
             return folder
     raise DatasetNotFoundError(f"inshop: no image folder: looked for {' and '.join(str(c / top) for c in candidates)} "
-                               f"(Img/img.zip unzipped at the root or inside Img/); {fetch_advice('inshop')}")
+                               f"(Img/img.zip unzipped at the root or inside Img/)")
 
 
 def read_inshop(root: Path) -> tuple[Records, Path]:
@@ -315,13 +290,13 @@ def read_inshop(root: Path) -> tuple[Records, Path]:
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise DatasetNotFoundError(f"inshop: list_eval_partition.txt not found; looked for "
-                                   f"{' and '.join(map(str, candidates))}; {fetch_advice('inshop')}")
+                                   f"{' and '.join(map(str, candidates))}")
     header, rows = _rows("inshop", path, INSHOP_FIELDS, header_lines=2)
     if len(header) < 2 or not header[0].strip().isdigit() or header[1].split() != list(INSHOP_FIELDS):
         raise DatasetError(f"inshop: {path} must start with a count line and the header '{' '.join(INSHOP_FIELDS)}'")
     if int(header[0]) != len(rows):
         raise CountMismatchError(f"inshop: {path} announces {int(header[0])} images but lists {len(rows)}; "
-                                 f"the file is truncated or was edited; {fetch_advice('inshop')}")
+                                 f"the file is truncated or was edited")
     bad = [f"line {n}: {p[2]!r}" for n, p in rows if p[2] not in INSHOP_STATUS]
     bad += [f"line {n}: item_id {p[1]!r}" for n, p in rows if not (p[1].startswith("id_") and p[1][3:].isdigit())]
     if bad:
@@ -334,26 +309,6 @@ def read_inshop(root: Path) -> tuple[Records, Path]:
     out: Records = {s: ([p[0] for _, p in sel], np.array([int(p[1][3:]) for _, p in sel], dtype=np.int64))
                     for s, sel in by_status.items()}
     return out, _inshop_image_folder(root, rows)
-
-
-def _check_counts(name: str, split: str, n_found: int, classes_found: int) -> None:
-    """Raise :class:`CountMismatchError` unless ``split`` has the published image (and class) count."""
-    n_images, n_classes = _spec(name).expected[split]
-    if n_found != n_images or (n_classes is not None and classes_found != n_classes):
-        raise CountMismatchError(
-            f"{name} {split}: expected {n_images:,} images"
-            + (f" of {n_classes:,} classes" if n_classes is not None else "")
-            + f", found {n_found:,} images of {classes_found:,} classes. The download is incomplete or not the "
-            f"published archive: {fetch_advice(name)} (or pass check_counts=False / --no-count-check "
-            "for a deliberate subset)"
-        )
-
-
-def check_split_counts(name: str, records: Records) -> None:
-    """Raise :class:`CountMismatchError` unless every split has the published counts (the row's ``expected``)."""
-    for split in _spec(name).expected:
-        paths, raw = records[split]
-        _check_counts(name, split, len(paths), len(np.unique(raw)))
 
 
 def _val_classes(train_raw: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -390,12 +345,18 @@ def _select(records: Records, split: str, val_fraction: float, seed: int) -> tup
 
 
 class ImageListDataset(Dataset):
-    """Images loaded lazily with PIL (RGB) from ``folder / path``; ``transform`` applied to the PIL image."""
+    """Images loaded lazily with PIL (RGB) from ``folder / path``; ``transform`` applied to the PIL image.
+
+    ``advice``: how to re-fetch the dataset, shown with a missing or undecodable image (whoever builds the dataset
+    knows its registry row: :func:`mslib.data.loading.image_list`).
+    """
 
     def __init__(self, name: str, split: str, folder: Path, paths: Sequence[str], labels: np.ndarray, *,
                  transform: Callable | None = None, skip_unreadable: bool = False,
-                 num_classes: int | None = None, class_names: Sequence[str] | None = None) -> None:
+                 num_classes: int | None = None, class_names: Sequence[str] | None = None,
+                 advice: str = "fetch it again") -> None:
         self.name, self.split, self.folder, self.transform = name, split, Path(folder), transform
+        self.advice = advice
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_classes = int(num_classes if num_classes is not None else len(np.unique(self.labels)))
@@ -424,13 +385,13 @@ class ImageListDataset(Dataset):
 
         path = self.image_path(index)
         if not path.is_file():
-            raise DatasetNotFoundError(f"{self.name}: image {path} is missing; {fetch_advice(self.name)} (or "
+            raise DatasetNotFoundError(f"{self.name}: image {path} is missing; {self.advice} (or "
                                        f"check the whole copy with `python -m mslib data verify {self.name}`)")
         try:
             with Image.open(path) as img:
                 return img.convert("RGB")
         except OSError as err:
-            raise UnreadableImageError(f"{self.name}: cannot decode image {path} ({err}); {fetch_advice(self.name)}, "
+            raise UnreadableImageError(f"{self.name}: cannot decode image {path} ({err}); {self.advice}, "
                                        "or load with skip_unreadable=True to skip such files with a warning") from err
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
@@ -491,180 +452,3 @@ def _load_glyphs(split: str, *, root: Path | None = None, transform: Callable | 
     return GlyphDataset(X[idx], labels, [chars[c] for c in class_ids], split, transform=transform)
 
 
-def _check_split_and_options(spec: Any, split: str | None, options: dict[str, Any]) -> None:
-    if split is not None and split not in spec.splits:
-        raise ValueError(f"unknown split {split!r} for {spec.name}; valid splits: {', '.join(spec.splits)}")
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise TypeError(f"unexpected options for {spec.name}: {', '.join(unknown)}; {spec.name} takes "
-                        + (", ".join(spec.options) if spec.options else "none"))
-
-
-def _loader_root(spec: Any, root: str | Path | None) -> Path | None:
-    """An in-memory loader's root: ``root``, else ``data/<default_root>/`` (None where there is none)."""
-    if root is not None:
-        return Path(root)
-    return data_dir() / spec.default_root if spec.default_root is not None else None
-
-
-def read_records(name: str, root: str | Path | None = None, *, check_counts: bool = True,
-                 **options: Any) -> tuple[Records, Path]:
-    """A files dataset's records and image folder (its registry row's ``reader``), counts checked."""
-    spec = _spec(name)
-    records, folder = spec.reader(dataset_root(name, root), **options)
-    if check_counts:
-        check_split_counts(name, records)
-    return records, folder
-
-
-def _class_names(records: Records, paths: Sequence[str], labels: np.ndarray, num_classes: int) -> list[str]:
-    raw_of: dict[str, Any] = {}
-    for split_paths, raw in records.values():
-        raw_of.update(zip(split_paths, raw.tolist(), strict=True))
-    names = [""] * num_classes
-    for path, label in zip(paths, labels.tolist(), strict=True):
-        names[label] = str(raw_of[path])
-    return names
-
-
-def image_list(name: str, records: Records, folder: Path, split: str, *, transform: Callable | None = None,
-               val_fraction: float = 0.0, seed: int = 0, skip_unreadable: bool = False) -> ImageListDataset:
-    """Split ``split`` of ``records`` (:func:`read_records`) as an :class:`ImageListDataset`."""
-    if split not in records and split not in ("train", "val", "test"):
-        raise ValueError(f"{name}: split {split!r} is not in this copy (it has {', '.join(records)}): query and "
-                         "gallery need rows with split query/gallery")
-    paths, labels = _select(records, split, val_fraction, seed)
-    num_classes = len(np.unique(labels))
-    if "query" in records and split in ("query", "gallery", "test"):  # In-Shop: one mapping for query and gallery
-        num_classes = len(np.unique(np.concatenate([records["query"][1], records["gallery"][1]])))
-    return ImageListDataset(name, split, folder, paths, labels, transform=transform, skip_unreadable=skip_unreadable,
-                            num_classes=num_classes, class_names=_class_names(records, paths, labels, num_classes))
-
-
-def load_dataset(
-    name: str,
-    split: str,
-    *,
-    root: str | Path | None = None,
-    transform: Callable | None = None,
-    val_fraction: float = 0.0,
-    seed: int = 0,
-    check_counts: bool = True,
-    skip_unreadable: bool = False,
-    **options: Any,
-) -> Dataset:
-    """Dataset ``name`` (:data:`mslib.data.registry.DATASETS`), split ``train``/``val``/``test`` (In-Shop, and a
-    ``folder`` CSV with query/gallery rows, also ``query``/``gallery``).
-
-    Every returned dataset has ``.labels`` (int64, 0..C-1 per split), ``.num_classes``, ``len`` and
-    ``ds[i] -> (image, label)``. ``val_fraction`` and ``seed`` choose the class-disjoint validation classes.
-    ``check_counts`` compares the split sizes with the published ones (the row's ``expected``); ``skip_unreadable``
-    scans the images and skips undecodable ones with a warning. ``options`` go to the row's reader or loader
-    (its ``options``): glyphs ``glyph_seed``, ``images_per_class``, ``classes``, ``cache``, ``fonts``
-    (:func:`mslib.data.glyphs.generate_glyphs`); folder ``csv``, ``split_seed`` (:func:`mslib.data.folder.read_folder`).
-    """
-    spec = _spec(name)
-    _check_split_and_options(spec, split, options)
-    if spec.loader is not None:
-        return spec.loader(split, root=_loader_root(spec, root), transform=transform, val_fraction=val_fraction,
-                           seed=seed, **options)
-    records, folder = read_records(name, root, check_counts=check_counts, **options)
-    return image_list(name, records, folder, split, transform=transform, val_fraction=val_fraction, seed=seed,
-                      skip_unreadable=skip_unreadable)
-
-
-def check_images_per_class(ds: ImageListDataset, k: int) -> None:
-    """Raise :class:`DatasetError` naming every class of ``ds`` with fewer than ``k`` images (and their folders):
-    a P×K batch takes ``k`` images of each of its classes."""
-    counts = np.bincount(ds.labels, minlength=ds.num_classes)
-    small = []
-    for label in np.flatnonzero((counts > 0) & (counts < k)).tolist():
-        folders = sorted({str(ds.image_path(i).parent) for i in np.flatnonzero(ds.labels == label)[:50].tolist()})
-        small.append(f"class {ds.class_names[label]!r} has {counts[label]} (in {', '.join(folders[:3])})")
-    if small:
-        raise DatasetError(f"{ds.name} {ds.split}: {len(small)} class(es) with fewer than k={k} images, the images "
-                           f"per class of a P×K batch: {_shown(small)}. Add images to them, remove them, or lower k "
-                           f"to {int(counts[counts > 0].min())} (--set k=...)")
-
-
-def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[str, Any] | None = None,
-                    val_fraction: float = 0.0, seed: int = 0, backbone: str = "smallcnn", image_size: int = 227,
-                    resize: int | None = None, k: int | None = None, check_counts: bool = True) -> dict[str, Dataset]:
-    """A training run's splits: ``train``; ``val`` when ``val_fraction > 0``; ``test``, or ``query`` and
-    ``gallery`` where the data has them (In-Shop, a folder CSV with query/gallery rows), with the backbone's
-    transforms (:func:`mslib.data.transforms.build_transform`; glyph-like rows upscaled for image backbones).
-
-    With ``k`` (images per class of a P×K batch) a row with ``pad_to_k=False`` (your own images) must give every
-    training class at least ``k`` images (:func:`check_images_per_class`); the others are padded by the sampler.
-    ``options`` go to the row's reader or loader, except ``check_counts`` and ``skip_unreadable``, which are
-    :func:`load_dataset`'s (for the files rows; ``check_counts`` there overrides the argument).
-    """
-    from mslib.data.transforms import build_transform  # mslib.models (which transforms reads) imports mslib.data
-
-    spec, options = _spec(name), dict(options or {})
-    check_counts = bool(options.pop("check_counts", check_counts))
-    skip_unreadable = bool(options.pop("skip_unreadable", False))
-    _check_split_and_options(spec, None, options)
-    tf = {train: build_transform(backbone, train=train, size=image_size, resize=resize, glyphs=spec.gray)
-          for train in (True, False)}
-    if spec.loader is not None:
-        load = partial(spec.loader, root=_loader_root(spec, root), val_fraction=val_fraction, seed=seed, **options)
-        tests = ("query", "gallery") if spec.query_gallery else ("test",)
-    else:
-        records, folder = read_records(name, root, check_counts=check_counts, **options)
-        load = partial(image_list, name, records, folder, val_fraction=val_fraction, seed=seed,
-                       skip_unreadable=skip_unreadable)
-        tests = ("query", "gallery") if "query" in records else ("test",)
-    sets = {"train": load("train", transform=tf[True])}
-    for split in (["val"] if val_fraction > 0 else []) + list(tests):
-        sets[split] = load(split, transform=tf[False])
-    if k is not None and not spec.pad_to_k:
-        check_images_per_class(sets["train"], k)
-    return sets
-
-
-def verify_dataset(name: str, root: str | Path | None = None, *, check_counts: bool = True,
-                   check_images: bool = True, progress: bool = False, **options: Any) -> dict[str, dict[str, int]]:
-    """Check a dataset on disk: list files, published counts, and (``check_images``) that every image decodes.
-
-    Returns ``{split: {"images": n, "classes": c}}``; raises a :class:`DatasetError` naming what is wrong.
-    ``options`` go to the row's reader or loader (as in :func:`load_dataset`).
-    """
-    spec = _spec(name)
-    _check_split_and_options(spec, None, options)
-    if spec.loader is not None:
-        summary = {}
-        for split in spec.verify_splits:
-            ds = spec.loader(split, root=_loader_root(spec, root), transform=None, val_fraction=0.0, seed=0,
-                             **options)
-            if check_counts and split in spec.expected:
-                _check_counts(name, split, len(ds), ds.num_classes)
-            summary[split] = {"images": len(ds), "classes": ds.num_classes}
-        return summary
-    records, folder = read_records(name, root, check_counts=check_counts, **options)
-    splits = ("train", "query", "gallery") if "query" in records else ("train", "test")
-    summary = {}
-    missing, unreadable = [], []
-    for split in splits:
-        ds = image_list(name, records, folder, split)
-        summary[split] = {"images": len(ds), "classes": int(len(np.unique(ds.labels)))}
-        if check_images:
-            items = range(len(ds))
-            if progress:
-                from tqdm.auto import tqdm
-
-                items = tqdm(items, desc=f"{name} {split}", unit="img")
-            for i in items:
-                path = ds.image_path(i)
-                if not path.is_file():
-                    missing.append(path)
-                elif not _readable(path):
-                    unreadable.append(path)
-    if missing:
-        raise DatasetNotFoundError(f"{name}: {len(missing)} image file(s) missing, e.g. "
-                                   + ", ".join(map(str, missing[:5])) + f"; {fetch_advice(name)}")
-    if unreadable:
-        raise UnreadableImageError(f"{name}: {len(unreadable)} image(s) cannot be decoded: "
-                                   + ", ".join(map(str, unreadable[:5]))
-                                   + f"; {fetch_advice(name)}, or load with skip_unreadable=True")
-    return summary

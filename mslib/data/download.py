@@ -180,33 +180,5 @@ def extract_archive(archive: Path, dest_dir: Path) -> list[Path]:
     return placed
 
 
-def download_dataset(name: str, root: Path, *, progress: bool = True, keep_archives: bool = False,
-                     sources: tuple[RemoteFile, ...] | None = None) -> list[Path]:
-    """Fetch every file of ``name`` (its registry row's ``download``, or ``sources``) into ``root`` (verified,
-    extracted); return the paths placed.
-
-    A dataset without download files raises :class:`DatasetError` with its row's ``manual`` text: the
-    hand-download steps (In-Shop), or where a generated or your own dataset comes from.
-    """
-    from mslib.data.registry import dataset_spec  # the registry's rows hold this module's RemoteFile
-
-    spec = dataset_spec(name)
-    sources = sources if sources is not None else spec.download
-    if not sources:
-        raise DatasetError(str(spec.manual).format(root=root))
-    root = Path(root)
-    placed = []
-    for remote in sources:
-        path = verified_download(remote.urls, root / remote.filename, md5=remote.md5, sha256=remote.sha256,
-                                 progress=progress)
-        if remote.extract:
-            placed += extract_archive(path, root)
-            if not keep_archives:
-                path.unlink()
-        else:
-            placed.append(path)
-    return placed
-
-
-__all__ = ["RemoteFile", "download_dataset", "extract_archive",
+__all__ = ["RemoteFile", "extract_archive",
            "file_digest", "fetch_hint", "verified_download", "verify_checksum"]

@@ -40,20 +40,3 @@ def fetch_hint(name: str) -> str:
     """The command that fetches dataset ``name`` (for a dataset fetched by hand it prints the manual steps)."""
     return f"python -m mslib data download {name}"
 
-
-def fetch_advice(name: str) -> str:
-    """What to do to (re-)fetch ``name``, by its registry row's ``origin``: the download command, the manual route
-    where there is no download, or where a generated or your own dataset comes from."""
-    from mslib.data.registry import DATASETS  # the registry imports the readers, which import this module
-
-    spec = DATASETS.get(name)
-    origin = spec.origin if spec is not None else "download"
-    if origin == "manual":
-        return (f"{name} cannot be downloaded automatically: fetch its files by hand (`{fetch_hint(name)}` prints "
-                "the steps; it downloads nothing)")
-    if origin == "own":
-        return (f"{name} reads your own images: check the folder or CSV you passed as root (layout root/<class>/"
-                "<image>, or a CSV path,label,split; README.md, 'Your own images')")
-    if origin == "generated":
-        return str(spec.manual)
-    return f"fetch it (again) with `{fetch_hint(name)}`"

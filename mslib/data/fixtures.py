@@ -208,23 +208,6 @@ def make_folder_dataset(root: str | Path, *, classes: int = 8, per_class: int = 
     return root
 
 
-def make_fixture(name: str, root: str | Path, **options: object) -> Path:
-    """Write the miniature ``name`` layout (its registry row's ``fixture``) under ``root`` (created if needed).
-
-    ``options`` go to the maker (``make_cars(class_names=...)``, ``make_inshop(nested=...)``,
-    ``make_folder_dataset(classes=...)``).
-    """
-    from mslib.data.registry import DATASETS, dataset_spec  # the registry's rows name this module's makers
-
-    maker = dataset_spec(name).fixture
-    if maker is None:
-        raise ValueError(f"{name} has no miniature fixture; fixtures exist for "
-                         + ", ".join(n for n, spec in DATASETS.items() if spec.fixture is not None))
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    return maker(root, **options)
-
-
 def layout(root: str | Path, max_lines: int = 12) -> str:
     """A ``tree``-like listing of ``root``: folders first, at most ``max_lines`` lines per folder level."""
     root = Path(root)

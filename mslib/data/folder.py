@@ -22,7 +22,7 @@ Other errors name the file, line or folder: an empty class folder, a class with 
 positive), a split of fewer than 2 classes, a path listed twice in the CSV (both lines; an image in two splits), a
 listed file that does not exist, a label in both train and an evaluation split (zero-shot needs class-disjoint
 splits), a query label with no gallery image. A class with fewer than ``k`` training images, the images per class
-of a P×K batch, is an error of :func:`mslib.data.datasets.load_run_splits` (the trainer knows ``k``). Reading
+of a P×K batch, is an error of :func:`mslib.data.loading.load_run_splits` (the trainer knows ``k``). Reading
 never writes.
 """
 

@@ -63,7 +63,7 @@ _FILE = re.compile(r"(?P<id>\d+)_(?P<drawer>\d{2})\.png")
 _CHARACTER = re.compile(r"character\d{2}")
 _LAYOUT = "<zip stem>/<Alphabet>/<characterNN>/<id>_<drawer>.png"
 _ADVICE = ("restore the vendored copy with `git checkout -- data/omniglot` or fetch the zips again with "
-           "download_dataset('omniglot', root, sources=OMNIGLOT_FILES) (mslib.data.download)")
+           "download_dataset('omniglot', root, sources=OMNIGLOT_FILES) (mslib.data)")
 
 Character = tuple[str, str]  # (alphabet, characterNN)
 Files = dict[Character, dict[int, tuple[str, bytes]]]  # character -> drawer -> (member name, PNG bytes)

@@ -8,7 +8,7 @@ gallery splits (In-Shop) and its folder under ``data/``. A new dataset is one ro
 
 - A files ``reader`` is ``reader(root, **options) -> (records, folder)``: ``records`` maps each base split
   (``train``, ``test``; or ``train``, ``query``, ``gallery``) to ``(relative image paths, raw class ids)``, and
-  the images are ``folder / path`` (:mod:`mslib.data.datasets`).
+  the images are ``folder / path`` (:mod:`mslib.data.datasets`; read by name in :mod:`mslib.data.loading`).
 - An in-memory ``loader`` is ``loader(split, *, root, transform, val_fraction, seed, **options) -> Dataset`` (the
   glyphs; its items are tensors already): it carves ``val`` itself (:func:`mslib.data.datasets._select`).
 """
@@ -24,6 +24,7 @@ from typing import Any
 from mslib.data import fixtures
 from mslib.data.datasets import _load_glyphs, read_cars196, read_cub200, read_inshop, read_sop
 from mslib.data.download import RemoteFile
+from mslib.data.errors import fetch_hint
 from mslib.data.folder import read_folder
 from mslib.data.omniglot import OMNIGLOT_EXPECTED, OMNIGLOT_FILES, load_omniglot, make_omniglot_fixture
 
@@ -151,6 +152,23 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def fetch_advice(name: str) -> str:
+    """What to do to (re-)fetch ``name``, by its row's ``origin``: the download command, the manual route where
+    there is no download, or where a generated or your own dataset comes from (appended to the readers' errors by
+    :mod:`mslib.data.loading`)."""
+    spec = DATASETS.get(name)
+    origin = spec.origin if spec is not None else "download"
+    if origin == "manual":
+        return (f"{name} cannot be downloaded automatically: fetch its files by hand (`{fetch_hint(name)}` prints "
+                "the steps; it downloads nothing)")
+    if origin == "own":
+        return (f"{name} reads your own images: check the folder or CSV you passed as root (layout root/<class>/"
+                "<image>, or a CSV path,label,split; README.md, 'Your own images')")
+    if origin == "generated":
+        return str(spec.manual)
+    return f"fetch it (again) with `{fetch_hint(name)}`"
+
+
 def is_paper_dataset(name: str | None) -> bool:
     """Whether ``name`` is one of the paper's four benchmarks (a run record's dataset; unknown names: False)."""
     spec = DATASETS.get(name) if name is not None else None
@@ -162,4 +180,4 @@ def published_counts() -> dict[str, Mapping[str, tuple[int, int | None]]]:
     return {name: spec.expected for name, spec in DATASETS.items() if spec.expected}
 
 
-__all__ = ["DATASETS", "DatasetSpec", "dataset_spec", "is_paper_dataset", "published_counts"]
+__all__ = ["DATASETS", "DatasetSpec", "dataset_spec", "fetch_advice", "is_paper_dataset", "published_counts"]
