@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mslib.conventions import INPUT_CONVENTIONS
 from mslib.data.transforms import glyph_transform
-from mslib.models import INPUT_CONVENTIONS, build_model
+from mslib.models import build_model
 
 __all__ = ["MODES", "pair_similarities", "random_cosine_samples", "random_direction_similarities", "sample_batch",
            "similarity_summary", "untrained_embeddings", "untrained_similarity_study"]

@@ -8,7 +8,7 @@ undisclosed details).
 
 * :class:`BNInception` is state-dict compatible with Cadene's ``bn_inception-52deb4733.pth`` (the
   ``pretrainedmodels`` package's ``bninception.py``): same module names, shapes, pooling (``ceil_mode``) and branch
-  order. Input convention: **BGR, 0-255, mean [104, 117, 128], std 1** (see :data:`INPUT_CONVENTIONS`).
+  order. Input convention: **BGR, 0-255, mean [104, 117, 128], std 1** (:mod:`mslib.conventions`).
 * ResNet-50 and GoogLeNet come from torchvision (RGB, 0-1, ImageNet mean/std).
 * :class:`SmallCNN` is the CPU default for the embedded 32x32 glyph images.
 
@@ -28,32 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mslib.conventions import INPUT_CONVENTIONS, InputConvention
 from mslib.data.download import verified_download, verify_checksum
 from mslib.data.errors import ChecksumError as ChecksumError  # re-exported: mslib.models.ChecksumError
 
-
-@dataclass(frozen=True)
-class InputConvention:
-    """What a backbone expects as input: colour ``space`` (``"BGR"``, ``"RGB"`` or ``"gray"``), value ``scale``
-    (255: 0–255, 1: 0–1), per-channel ``mean``/``std`` in that scale (``x = (scale · v − mean) / std``), the channel
-    count, and ``resize_at``: the crop size at which the shorter side is resized to 256 before cropping."""
-
-    space: str
-    scale: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    channels: int
-    resize_at: int | None = None
-
-
-_IMAGENET = InputConvention("RGB", 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 3, resize_at=224)
-# The one table of input conventions; mslib.data.transforms builds every backbone's inputs from it.
-INPUT_CONVENTIONS: dict[str, InputConvention] = {
-    "bninception": InputConvention("BGR", 255.0, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), 3, resize_at=227),
-    "resnet50": _IMAGENET,
-    "googlenet": _IMAGENET,
-    "smallcnn": InputConvention("gray", 1.0, (0.0,), (1.0,), 1),  # the 32×32 glyphs as they are, in [0, 1]
-}
 BACKBONES = tuple(INPUT_CONVENTIONS)
 
 
@@ -248,7 +226,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def input_convention(self) -> InputConvention | None:
-        """Colour space, value range, mean and std the backbone expects (:data:`INPUT_CONVENTIONS`)."""
+        """Colour space, value range, mean and std the backbone expects (:mod:`mslib.conventions`)."""
         return INPUT_CONVENTIONS.get(self.backbone_name)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,8 @@ def modules(root: Path) -> dict[str, Path]:
 
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The package modules ``name`` imports anywhere in its source: ``import a.b`` -> ``a.b``; ``from a import x``
-    -> ``a.x`` when that is a module, else ``a``; relative imports resolved from ``name``'s package."""
+    -> ``a.x`` when that is a module, else ``a``; relative imports resolved from ``name``'s package; plus the
+    packages above an imported module (their ``__init__`` runs first) that do not contain ``name`` itself."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -36,7 +37,11 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             for alias in node.names:
                 target = f"{base}.{alias.name}"
                 found.add(target if target in known else base)
-    return {m for m in found if m in known and m != name}
+    found = {m for m in found if m in known}
+    # importing a.b.c runs the packages a and a.b first, unless the importer is inside them already
+    ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+    parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 1)}
+    return {m for m in found | (parents - ancestors) if m in known and m != name}
 
 
 def graph(root: Path) -> dict[str, set[str]]:
@@ -92,10 +97,16 @@ def test_the_graph_sees_function_level_and_relative_imports_and_names_a_cycle(tm
     for rel, text in files.items():
         (pkg / rel).write_text(text)
     edges = graph(pkg)
-    assert edges["pkg.b"] == {"pkg.sub.c"} and edges["pkg.sub.c"] == {"pkg.a"} and edges["pkg.d"] == {"pkg.sub.c"}
+    # importing pkg.sub.c runs pkg/sub/__init__.py first: an edge to pkg.sub too (not to pkg, which holds them all)
+    assert edges["pkg.b"] == {"pkg.sub.c", "pkg.sub"} and edges["pkg.d"] == {"pkg.sub.c", "pkg.sub"}
+    assert edges["pkg.sub.c"] == {"pkg.a"}
     assert find_cycle(edges) == ["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]
     (pkg / "sub" / "c.py").write_text("import os\n")
     assert find_cycle(graph(pkg)) is None
+    # a cycle through a package's __init__: pkg.sub imports pkg.e, which imports a module inside pkg.sub
+    (pkg / "sub" / "__init__.py").write_text("from pkg import e\n")
+    (pkg / "e.py").write_text("from pkg.sub.c import os\n")
+    assert find_cycle(graph(pkg)) == ["pkg.e", "pkg.sub", "pkg.e"]
 
 
 @pytest.mark.parametrize(("edges", "cycle"), [({"a": {"a"}}, ["a", "a"]), ({"a": {"b"}, "b": set()}, None)])

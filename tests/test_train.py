@@ -191,7 +191,7 @@ def test_shipped_paper_configs_are_valid() -> None:
                                                                          if k != "embedding_dim"}
     resnet = configs["cub200_resnet50_ms512.yaml"]
     assert resnet.backbone == "resnet50" and resnet.pretrained == "resnet50-imagenet" and resnet.pooling == "avg"
-    from mslib.models import INPUT_CONVENTIONS
+    from mslib.conventions import INPUT_CONVENTIONS
 
     convention = INPUT_CONVENTIONS[resnet.backbone]
     assert (convention.space, convention.mean) == ("RGB", (0.485, 0.456, 0.406)), "RGB with the ImageNet mean/std"

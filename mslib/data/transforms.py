@@ -1,5 +1,5 @@
 """Input transforms (``torchvision.transforms.v2``) of every backbone, built from one table:
-:data:`mslib.models.INPUT_CONVENTIONS` (colour space, value scale, mean/std, channels).
+:data:`mslib.conventions.INPUT_CONVENTIONS` (colour space, value scale, mean/std, channels).
 
 - BN-Inception (the official MS code / Cadene convention): BGR, 0–255, minus the mean [104, 117, 128] (B, G, R),
   std 1. Train: Resize(256) → RandomResizedCrop(227, scale=(0.16, 1)) → HFlip; test: Resize(256) → CenterCrop(227)
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from mslib.models import INPUT_CONVENTIONS, InputConvention
+from mslib.conventions import INPUT_CONVENTIONS, InputConvention
 
 
 class Normalize(torch.nn.Module):
@@ -85,7 +85,7 @@ def glyph_transform(backbone: str, train: bool, size: int = 227) -> Callable:
 
 def build_transform(backbone: str, train: bool, size: int = 227, resize: int | None = None, *,
                     glyphs: bool = False) -> Callable:
-    """The input transform of ``backbone`` (:data:`mslib.models.INPUT_CONVENTIONS`) for photos, or for the
+    """The input transform of ``backbone`` (:data:`mslib.conventions.INPUT_CONVENTIONS`) for photos, or for the
     embedded glyphs with ``glyphs=True`` (:func:`glyph_transform`); ``size`` is the crop.
 
     ``resize`` is the shorter side before cropping; by default ``round(size * 256 / resize_at)``: 256 at 227 for

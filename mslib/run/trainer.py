@@ -39,13 +39,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mslib import distributed
+from mslib.conventions import INPUT_CONVENTIONS
 from mslib.data import PKSampler, load_run_splits
 from mslib.data.sampler import check_global_batch
 from mslib.evaluate import embed, evaluate_embeddings
 from mslib.files import atomic_write
 from mslib.losses import build_loss, loss_param_groups
 from mslib.memory import CrossBatchMemory
-from mslib.models import INPUT_CONVENTIONS, build_model, freeze_bn_stats
+from mslib.models import build_model, freeze_bn_stats
 from mslib.run.config import TrainConfig
 from mslib.run.protocol import SELECTED_BY, eval_iterations, improves_selection, official_best_test
 
