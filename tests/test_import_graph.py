@@ -106,7 +106,7 @@ def test_the_graph_sees_function_level_and_relative_imports_and_names_a_cycle(tm
     # a cycle through a package's __init__: pkg.sub imports pkg.e, which imports a module inside pkg.sub
     (pkg / "sub" / "__init__.py").write_text("from pkg import e\n")
     (pkg / "e.py").write_text("from pkg.sub.c import os\n")
-    assert find_cycle(graph(pkg)) == ["pkg.e", "pkg.sub", "pkg.e"]
+    assert find_cycle(graph(pkg)) == ["pkg.sub", "pkg.e", "pkg.sub"]
 
 
 @pytest.mark.parametrize(("edges", "cycle"), [({"a": {"a"}}, ["a", "a"]), ({"a": {"b"}, "b": set()}, None)])
