@@ -19,7 +19,7 @@ SOURCES = ROOT / "book" / "sources.md"
 LABELS = (
     "src-paper", "src-results-cub-cars", "src-results-sop-inshop", "src-table1", "src-ablations", "src-official-loss",
     "src-official-recipe", "src-official-eval", "src-reality-check", "src-xbm", "src-pml", "src-datasets",
-    "src-deviations", "src-glyphs", "src-omniglot",
+    "src-deviations", "src-glyphs", "src-omniglot", "src-statistics",
 )
 SKIP_DIRS = {".git", ".venv", "_build", "executed", "results", "figures", "__pycache__", ".pytest_cache",
              ".ruff_cache", ".ipynb_checkpoints", "node_modules"}
