@@ -162,9 +162,9 @@ def _test_transform_only(build: Callable) -> Callable:
 
 
 def _no_augmentation() -> None:
-    from mslib.run import trainer
+    from mslib.data import loading
 
-    trainer.build_transform = _test_transform_only(trainer.build_transform)
+    loading.build_transform = _test_transform_only(loading.build_transform)
 
 
 def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -191,12 +191,12 @@ def _fit_worker(rank: int, init_file: str, out_dir: str) -> None:
 def test_fit_under_two_processes_equals_single_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """fit() in 2 gloo processes (frozen BN, no augmentation) logs the same losses and LRs and ends with the same
     model as one process with the same config (float32: 1e-5)."""
-    from mslib.run import trainer
+    from mslib.data import loading
     from mslib.run.trainer import fit
 
     mp.start_processes(_fit_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
-    monkeypatch.setattr(trainer, "build_transform", _test_transform_only(trainer.build_transform))
+    monkeypatch.setattr(loading, "build_transform", _test_transform_only(loading.build_transform))
     single = fit(_fit_config(), progress=False)
     for rank in range(WORLD):
         got = torch.load(tmp_path / f"fit{rank}.pt", weights_only=False)

@@ -23,6 +23,7 @@ from mslib.data.datasets import ImageListDataset, Records, _readable, _select, _
 from mslib.data.download import RemoteFile, extract_archive, verified_download
 from mslib.data.errors import CountMismatchError, DatasetError, DatasetNotFoundError, UnreadableImageError
 from mslib.data.registry import DATASETS, DatasetSpec, dataset_spec, fetch_advice
+from mslib.data.transforms import build_transform
 from mslib.paths import data_dir
 
 
@@ -176,8 +177,6 @@ def load_run_splits(name: str, *, root: str | Path | None = None, options: dict[
     ``options`` go to the row's reader or loader, except ``check_counts`` and ``skip_unreadable``, which are
     :func:`load_dataset`'s (for the files rows; ``check_counts`` there overrides the argument).
     """
-    from mslib.data.transforms import build_transform  # mslib.models (which transforms reads) imports mslib.data
-
     spec, options = dataset_spec(name), dict(options or {})
     check_counts = bool(options.pop("check_counts", check_counts))
     skip_unreadable = bool(options.pop("skip_unreadable", False))
