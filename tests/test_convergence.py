@@ -102,24 +102,27 @@ def test_iterations_to_converge_against_a_brute_force_scan():
             expected = next((T for T in ITERS[1:]
                              if all(c[T // 100][1] - np.interp(0.75 * T, *zip(*c, strict=True)) < tolerance
                                     for c in group)), None)
-            assert iterations_to_converge(group, tolerance, 0.25) == expected
+            assert iterations_to_converge(group, tolerance, 0.25, sustained=False) == expected
             found.append(expected)
+            later = [T for T in ITERS[1:] if all(c[S // 100][1] - np.interp(0.75 * S, *zip(*c, strict=True))
+                                                 < tolerance for c in group for S in ITERS[T // 100:])]
+            assert iterations_to_converge(group, tolerance) == (later[0] if later else None)
     assert None in found and len(set(found) - {None}) > 3  # both outcomes, several lengths
     assert iterations_to_converge({"fast": fast, "slow": slow}, 0.02) == iterations_to_converge([fast, slow], 0.02)
 
 
-def test_iterations_to_converge_none_when_never_flat_and_sustained_skips_a_false_plateau():
+def test_iterations_to_converge_none_when_never_flat_and_sustained_by_default():
     ramp = [(t, 0.0004 * t) for t in ITERS]
     assert iterations_to_converge([ramp], 0.01) is None
     # rising 0.002 per iteration to 300, flat to 500, then rising 0.001 per iteration to the end
     stalled = [(t, 0.002 * min(t, 300) + 0.001 * max(t - 500, 0)) for t in ITERS]
-    assert iterations_to_converge([stalled], 0.04) == 400  # window [300, 400] is flat
-    assert iterations_to_converge([stalled], 0.04, sustained=True) is None  # still rising at the end
+    assert iterations_to_converge([stalled], 0.04, sustained=False) == 400  # window [300, 400] is flat
+    assert iterations_to_converge([stalled], 0.04) is None  # still rising at the end
     # rising 0.001 per iteration to 800, then flat. At T = 100 the last quarter is 25 iterations, a gain of 0.025:
     # the smallest T is that short window; sustained: gain 0.001·(800 − 0.75 T) < 0.05 from T > 1000, i.e. 1100
     plateau_late = [(t, 0.001 * min(t, 800)) for t in ITERS]
-    assert iterations_to_converge([plateau_late], 0.05) == 100
-    assert iterations_to_converge([plateau_late], 0.05, sustained=True) == 1100
+    assert iterations_to_converge([plateau_late], 0.05, sustained=False) == 100
+    assert iterations_to_converge([plateau_late], 0.05) == 1100
 
 
 def test_iterations_to_converge_uses_iterations_every_curve_evaluated():

@@ -129,14 +129,15 @@ def truncate(curve: Sequence[tuple[int, float]], iteration: int) -> Curve:
 
 
 def iterations_to_converge(curves: Mapping[str, Sequence[tuple[int, float]]] | Sequence[Sequence[tuple[int, float]]],
-                           tolerance: float, fraction: float = 0.25, *, sustained: bool = False) -> int | None:
-    """The smallest ``T`` at which every curve, truncated at ``T``, counts as converged (:func:`is_converged`);
-    ``None`` when no evaluated ``T`` qualifies.
+                           tolerance: float, fraction: float = 0.25, *, sustained: bool = True) -> int | None:
+    """The smallest evaluated ``T`` at which every curve, truncated at ``T``, counts as converged
+    (:func:`is_converged`), and (``sustained``, the default) keeps counting as converged at every later candidate up
+    to the curves' end; ``None`` when no ``T`` qualifies. Candidates are the iterations ``T > 0`` evaluated on every
+    curve.
 
-    Candidates are the iterations ``T > 0`` evaluated on every curve. With ``sustained``, ``T`` must also be followed
-    only by candidates that qualify (the smallest ``T`` from which the criterion holds up to the curves' end), so a
-    momentary flat stretch on a still-rising curve does not count, nor a very short run (at small ``T`` the last
-    quarter spans few iterations, and a slow linear rise gains little within it). Exact only for a constant learning
+    ``sustained=False`` returns the first qualifying ``T`` alone. That can be a very short run (at small ``T`` the
+    last quarter spans few iterations: between the evaluations at 0 and 100 it is a quarter of their difference, so
+    a slow start passes) or a momentary stall of a curve that rises again later. Exact only for a constant learning
     rate (module docstring).
     """
     _check_settings(tolerance, fraction)
