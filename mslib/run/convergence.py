@@ -1,0 +1,159 @@
+"""When is a run converged? Learning curves from a run's periodic evaluations and a stated criterion.
+
+A comparison of losses at a fixed iteration count measures partly how fast each loss learns. The results chapters
+therefore choose the count per dataset from measured learning curves, with this criterion:
+
+    A run of ``T`` iterations counts as **converged** when its validation metric (R@1) gains less than a tolerance
+    ``τ`` over the last quarter of its iterations: ``late_gain(curve) = m(T) − m((1 − f)·T) < τ`` with ``f = 1/4``.
+
+* The curve ``m`` is known only at the evaluated iterations (:func:`mslib.train.eval_iterations`, plus the final
+  model's validation at ``T`` that :func:`mslib.train.final_metrics` appends). ``m((1 − f)·T)`` between two
+  evaluations is **linearly interpolated** between its neighbours (exact when ``(1 − f)·T`` is evaluated).
+* The gain is signed: a curve that falls over its last quarter has a negative gain and counts as converged (it is
+  no longer improving; whether it overfits is another question).
+* The tolerance is in the metric's own units: :mod:`mslib.evaluate` gives fractions, so ``τ = 0.01`` is 1 point.
+* A single evaluation is noisy (the validation split is a sample of classes); the criterion compares two of them,
+  so a gain of the order of the evaluation noise says little either way.
+
+:func:`iterations_to_converge` picks a length for several runs (e.g. the losses of one chapter) from their curves:
+the smallest evaluated ``T`` at which every curve, truncated at ``T`` as if the run had been ``T`` long, counts as
+converged. The truncation is exact only when a run's learning rate at each update does not depend on the run's
+length (a constant learning rate, as chapter 06's runs; the P×K batch sequence of a seed is the same for every
+length, :class:`mslib.data.PKSampler`): a schedule placed at a fraction of the run (milestones at 2/3 of ``T``)
+anneals earlier in a shorter run, so its truncated curve is not what that shorter run would measure.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+Curve = list[tuple[int, float]]
+
+__all__ = ["Curve", "is_converged", "iterations_to_converge", "late_gain", "learning_curve", "truncate", "value_at"]
+
+
+def learning_curve(evals: Sequence[Mapping[str, Any]], split: str = "val", metric: str = "R@1") -> Curve:
+    """``[(iteration, metric), ...]`` in iteration order from a run's periodic evaluations (``FitResult.evals`` or a
+    record's ``extra["evals"]``: entries ``{"iteration": i, "val": {"R@1": ...}, ...}``).
+
+    Entries without ``split`` (e.g. a test-only evaluation) are skipped; an entry whose ``split`` lacks ``metric``,
+    a non-integer or negative iteration, a repeated iteration or a non-finite value is an error naming the entry.
+    """
+    curve: Curve = []
+    for n, entry in enumerate(evals):
+        if not isinstance(entry, Mapping) or "iteration" not in entry:
+            raise ValueError(f"evals[{n}] is not an evaluation entry with an 'iteration': {entry!r}")
+        it = entry["iteration"]
+        if isinstance(it, bool) or not isinstance(it, int) or it < 0:
+            raise ValueError(f"evals[{n}]: iteration must be an integer ≥ 0, not {it!r}")
+        if split not in entry:
+            continue
+        if not isinstance(entry[split], Mapping) or metric not in entry[split]:
+            have = sorted(entry[split]) if isinstance(entry[split], Mapping) else entry[split]
+            raise ValueError(f"evals[{n}] (iteration {it}): split {split!r} has no metric {metric!r}; it has {have}")
+        value = entry[split][metric]
+        if value is None or not math.isfinite(float(value)):
+            raise ValueError(f"evals[{n}] (iteration {it}): {split} {metric} is not a finite number: {value!r}")
+        curve.append((it, float(value)))
+    curve.sort()
+    repeated = sorted({a for (a, _), (b, _) in pairwise(curve) if a == b})
+    if repeated:
+        raise ValueError(f"evals: iteration(s) {repeated} evaluated more than once on {split!r}")
+    if not curve:
+        raise ValueError(f"evals: no evaluation on split {split!r} (a run needs val_fraction > 0 for 'val')")
+    return curve
+
+
+def _check_curve(curve: Sequence[tuple[int, float]]) -> None:
+    if len(curve) < 2:
+        raise ValueError(f"a learning curve needs at least 2 evaluations, got {len(curve)}")
+    its = [it for it, _ in curve]
+    if any(b <= a for a, b in pairwise(its)):
+        raise ValueError(f"a learning curve's iterations must increase strictly, got {its}")
+    if not all(math.isfinite(v) for _, v in curve):
+        raise ValueError("a learning curve's values must be finite numbers")
+
+
+def _check_settings(tolerance: float, fraction: float) -> None:
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be > 0 (in the metric's units: 0.01 = 1 point of R@1), got {tolerance!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+
+
+def value_at(curve: Sequence[tuple[int, float]], iteration: float) -> float:
+    """The curve at ``iteration``: the evaluation there, else linear interpolation between its two neighbours.
+    Outside the evaluated range is an error (no extrapolation)."""
+    _check_curve(curve)
+    first, last = curve[0][0], curve[-1][0]
+    if not first <= iteration <= last:
+        raise ValueError(f"iteration {iteration} is outside the evaluated range [{first}, {last}]")
+    i = max(bisect_left([it for it, _ in curve], iteration), 1)  # curve[i - 1] < iteration <= curve[i]
+    (a, va), (b, vb) = curve[i - 1], curve[i]
+    return va + (vb - va) * (iteration - a) / (b - a)
+
+
+def late_gain(curve: Sequence[tuple[int, float]], fraction: float = 0.25) -> float:
+    """``m(T) − m((1 − fraction)·T)``: the metric's gain over the last ``fraction`` of a run's ``T`` iterations,
+    ``T`` the curve's last evaluated iteration, ``m((1 − fraction)·T)`` linearly interpolated (:func:`value_at`).
+
+    Iterations count from 0, so the curve must reach back to ``(1 − fraction)·T`` (an error otherwise).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    _check_curve(curve)
+    end, value = curve[-1]
+    start = (1 - fraction) * end
+    if start < curve[0][0]:
+        raise ValueError(f"the last {fraction:g} of {end} iterations starts at {start:g}, before the first "
+                         f"evaluation (iteration {curve[0][0]})")
+    return value - value_at(curve, start)
+
+
+def is_converged(curve: Sequence[tuple[int, float]], *, tolerance: float, fraction: float = 0.25) -> bool:
+    """The criterion: ``late_gain(curve, fraction) < tolerance`` (``tolerance`` in the metric's units, > 0)."""
+    _check_settings(tolerance, fraction)
+    return late_gain(curve, fraction) < tolerance
+
+
+def truncate(curve: Sequence[tuple[int, float]], iteration: int) -> Curve:
+    """The curve's evaluations up to and including ``iteration``: the curve of a run ``iteration`` long (exact only
+    for a learning rate that does not depend on the run's length; see the module docstring)."""
+    if not any(it == iteration for it, _ in curve):
+        raise ValueError(f"iteration {iteration} is not an evaluated iteration of the curve")
+    return [(it, v) for it, v in curve if it <= iteration]
+
+
+def iterations_to_converge(curves: Mapping[str, Sequence[tuple[int, float]]] | Sequence[Sequence[tuple[int, float]]],
+                           tolerance: float, fraction: float = 0.25, *, sustained: bool = True) -> int | None:
+    """The smallest evaluated ``T`` at which every curve, truncated at ``T``, counts as converged
+    (:func:`is_converged`), and (``sustained``, the default) keeps counting as converged at every later candidate up
+    to the curves' end; ``None`` when no ``T`` qualifies. Candidates are the iterations ``T > 0`` evaluated on every
+    curve.
+
+    ``sustained=False`` returns the first qualifying ``T`` alone. That can be a very short run (at small ``T`` the
+    last quarter spans few iterations: between the evaluations at 0 and 100 it is a quarter of their difference, so
+    a slow start passes) or a momentary stall of a curve that rises again later. Exact only for a constant learning
+    rate (module docstring).
+    """
+    _check_settings(tolerance, fraction)
+    listed = list(curves.values()) if isinstance(curves, Mapping) else list(curves)
+    if not listed:
+        raise ValueError("iterations_to_converge needs at least one curve")
+    for curve in listed:
+        _check_curve(curve)
+    common = sorted(set.intersection(*({it for it, _ in c} for c in listed)) - {0})
+    ok = [T for T in common
+          if all(min(it for it, _ in c) <= (1 - fraction) * T
+                 and is_converged(truncate(c, T), tolerance=tolerance, fraction=fraction) for c in listed)]
+    if not sustained:
+        return ok[0] if ok else None
+    passing = set(ok)
+    for i, T in enumerate(common):
+        if all(t in passing for t in common[i:]):
+            return T
+    return None

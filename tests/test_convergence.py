@@ -1,0 +1,161 @@
+"""mslib.run.convergence on hand-made curves: plateau vs ramp, interpolation, truncation, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mslib.run.convergence import (
+    is_converged,
+    iterations_to_converge,
+    late_gain,
+    learning_curve,
+    truncate,
+    value_at,
+)
+
+ITERS = list(range(0, 1600, 100))
+
+
+def _saturating(tau: float, top: float = 0.8) -> list[tuple[int, float]]:
+    """top · (1 − exp(−t/τ)): its gain over [0.75 T, T] is known in closed form."""
+    return [(t, top * (1 - math.exp(-t / tau))) for t in ITERS]
+
+
+def test_learning_curve_reads_evals_in_iteration_order_and_skips_other_splits():
+    evals = [{"iteration": 200, "val": {"R@1": 0.5, "R@2": 0.6}},
+             {"iteration": 0, "val": {"R@1": 0.1}},
+             {"iteration": 100, "test": {"R@1": 0.9}},  # test only: no val point
+             {"iteration": 100, "val": {"R@1": 0.3}, "test": {"R@1": 0.2}}]
+    assert learning_curve(evals) == [(0, 0.1), (100, 0.3), (200, 0.5)]
+    with pytest.raises(ValueError, match=r"iteration\(s\) \[100\] evaluated more than once on 'test'"):
+        learning_curve(evals, split="test")
+
+
+def test_learning_curve_split_and_metric():
+    evals = [{"iteration": 0, "val": {"R@1": 0.1, "MAP@R": 0.01}, "test": {"R@1": 0.2}},
+             {"iteration": 100, "val": {"R@1": 0.3, "MAP@R": 0.05}, "test": {"R@1": 0.4}}]
+    assert learning_curve(evals, metric="MAP@R") == [(0, 0.01), (100, 0.05)]
+    assert learning_curve(evals, split="test") == [(0, 0.2), (100, 0.4)]
+
+
+@pytest.mark.parametrize("evals, message", [
+    ([{"val": {"R@1": 0.1}}], "no 'iteration'|with an 'iteration'"),
+    ([{"iteration": -1, "val": {"R@1": 0.1}}], "integer ≥ 0"),
+    ([{"iteration": 1.5, "val": {"R@1": 0.1}}], "integer ≥ 0"),
+    ([{"iteration": 0, "val": {"R@2": 0.1}}], "no metric 'R@1'.*R@2"),
+    ([{"iteration": 0, "val": {"R@1": float("nan")}}], "not a finite number"),
+    ([{"iteration": 0, "val": {"R@1": None}}], "not a finite number"),
+    ([{"iteration": 0, "val": {"R@1": 0.1}}, {"iteration": 0, "val": {"R@1": 0.2}}], r"\[0\] evaluated more"),
+    ([{"iteration": 0, "test": {"R@1": 0.1}}], "no evaluation on split 'val'"),
+    ([], "no evaluation on split"),
+])
+def test_learning_curve_bad_input_names_the_problem(evals, message):
+    with pytest.raises(ValueError, match=message):
+        learning_curve(evals)
+
+
+def test_value_at_interpolates_linearly_and_refuses_to_extrapolate():
+    curve = [(0, 0.0), (100, 0.4), (300, 0.6)]
+    assert value_at(curve, 100) == 0.4
+    assert value_at(curve, 50) == pytest.approx(0.2)
+    assert value_at(curve, 250) == pytest.approx(np.interp(250, [0, 100, 300], [0.0, 0.4, 0.6]))
+    with pytest.raises(ValueError, match="outside the evaluated range"):
+        value_at(curve, 301)
+
+
+def test_late_gain_is_end_minus_interpolated_start_of_last_quarter():
+    curve = _saturating(400.0)
+    its, vals = zip(*curve, strict=True)
+    # T = 1500: the window starts at 1125, between the evaluations at 1100 and 1200
+    expected = vals[-1] - np.interp(1125, its, vals)
+    assert late_gain(curve) == pytest.approx(expected, abs=1e-15)
+    assert late_gain(curve, fraction=0.5) == pytest.approx(vals[-1] - np.interp(750, its, vals), abs=1e-15)
+    # a falling curve has a negative gain
+    assert late_gain([(t, -v) for t, v in curve]) == pytest.approx(-expected)
+
+
+def test_plateau_is_converged_ramp_is_not():
+    plateau = [(t, 0.7) for t in ITERS]
+    ramp = [(t, 0.1 + 0.0004 * t) for t in ITERS]  # 0.04 per 100 iterations: 0.15 over the last 375
+    assert late_gain(plateau) == 0.0
+    assert is_converged(plateau, tolerance=0.005)
+    assert late_gain(ramp) == pytest.approx(0.0004 * 375)
+    assert not is_converged(ramp, tolerance=0.02)
+    assert is_converged(ramp, tolerance=0.16)
+    # the criterion is strict: a gain exactly at the tolerance is not converged
+    assert not is_converged([(0, 0.0), (4, 0.25), (8, 0.5)], tolerance=0.25, fraction=0.5)
+
+
+def test_truncation_is_the_prefix_up_to_an_evaluated_iteration():
+    curve = _saturating(300.0)
+    assert truncate(curve, 600) == curve[:7]
+    with pytest.raises(ValueError, match="not an evaluated iteration"):
+        truncate(curve, 650)
+
+
+def test_iterations_to_converge_against_a_brute_force_scan():
+    fast, slow = _saturating(150.0), _saturating(500.0)
+    found = []
+    for tolerance in (0.005, 0.01, 0.02, 0.05):
+        for group in ([fast], [slow], [fast, slow]):
+            expected = next((T for T in ITERS[1:]
+                             if all(c[T // 100][1] - np.interp(0.75 * T, *zip(*c, strict=True)) < tolerance
+                                    for c in group)), None)
+            assert iterations_to_converge(group, tolerance, 0.25, sustained=False) == expected
+            found.append(expected)
+            later = [T for T in ITERS[1:] if all(c[S // 100][1] - np.interp(0.75 * S, *zip(*c, strict=True))
+                                                 < tolerance for c in group for S in ITERS[T // 100:])]
+            assert iterations_to_converge(group, tolerance) == (later[0] if later else None)
+    assert None in found and len(set(found) - {None}) > 3  # both outcomes, several lengths
+    assert iterations_to_converge({"fast": fast, "slow": slow}, 0.02) == iterations_to_converge([fast, slow], 0.02)
+
+
+def test_iterations_to_converge_none_when_never_flat_and_sustained_by_default():
+    ramp = [(t, 0.0004 * t) for t in ITERS]
+    assert iterations_to_converge([ramp], 0.01) is None
+    # rising 0.002 per iteration to 300, flat to 500, then rising 0.001 per iteration to the end
+    stalled = [(t, 0.002 * min(t, 300) + 0.001 * max(t - 500, 0)) for t in ITERS]
+    assert iterations_to_converge([stalled], 0.04, sustained=False) == 400  # window [300, 400] is flat
+    assert iterations_to_converge([stalled], 0.04) is None  # still rising at the end
+    # rising 0.001 per iteration to 800, then flat. At T = 100 the last quarter is 25 iterations, a gain of 0.025:
+    # the smallest T is that short window; sustained: gain 0.001·(800 − 0.75 T) < 0.05 from T > 1000, i.e. 1100
+    plateau_late = [(t, 0.001 * min(t, 800)) for t in ITERS]
+    assert iterations_to_converge([plateau_late], 0.05, sustained=False) == 100
+    assert iterations_to_converge([plateau_late], 0.05) == 1100
+
+
+def test_iterations_to_converge_uses_iterations_every_curve_evaluated():
+    a = [(t, 0.5) for t in range(0, 1600, 100)]
+    b = [(t, 0.5) for t in range(0, 1600, 300)]
+    assert iterations_to_converge([a, b], 0.01) == 300
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: late_gain([(0, 0.1)]), "at least 2 evaluations"),
+    (lambda: late_gain([(100, 0.1), (0, 0.2)]), "increase strictly"),
+    (lambda: late_gain([(0, 0.1), (100, float("inf"))]), "finite"),
+    (lambda: late_gain([(0, 0.1), (100, 0.2)], fraction=1.0), r"fraction must be in \(0, 1\)"),
+    (lambda: late_gain([(800, 0.1), (1000, 0.2)]), "before the first evaluation"),
+    (lambda: is_converged([(0, 0.1), (100, 0.2)], tolerance=0), "tolerance must be > 0"),
+    (lambda: iterations_to_converge([], 0.01), "at least one curve"),
+    (lambda: iterations_to_converge([[(0, 0.1), (100, 0.2)]], -1.0), "tolerance must be > 0"),
+])
+def test_bad_curves_and_settings_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_fits_evals_give_its_curve_and_a_shorter_constant_lr_run_is_its_truncation():
+    from mslib.train import TrainConfig, fit
+
+    def run(iterations: int):
+        cfg = TrainConfig(dataset_options={"classes": 40, "images_per_class": 12}, iterations=iterations, p=4, k=3,
+                          embedding_dim=16, val_fraction=0.25, eval_every=3, log_every=3, ks=[1, 2], lr=1e-3)
+        return fit(cfg, progress=False)
+
+    long, short = run(9), run(6)
+    curve = learning_curve(long.evals)
+    assert [it for it, _ in curve] == [0, 3, 6, 9]  # the periodic evaluations and the final model's
+    assert [v for _, v in curve] == [e["val"]["R@1"] for e in long.evals]
+    assert learning_curve(short.evals) == truncate(curve, 6)  # same batches, same constant LR: exactly equal
