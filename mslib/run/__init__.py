@@ -8,6 +8,7 @@
 - :mod:`mslib.run.codehash`: the hash of the code a run executes (the trainer's import closure + notebooks).
 - :mod:`mslib.run.runs`: train or load one run, resumable parallel sweeps (``run_grid``).
 - :mod:`mslib.run.stats`: means with 95% intervals over seeds, paired differences between variants.
+- :mod:`mslib.run.convergence`: learning curves from a run's evaluations, the late-gain convergence criterion.
 - :mod:`mslib.run.significance`: tests over a family of paired comparisons (t, sign-flip, Holm), power and the
   minimum detectable effect.
 
