@@ -24,7 +24,8 @@ from mslib.paper import paper_row
 from mslib.run.config import TrainConfig
 from mslib.run.protocol import evaluations_on_test
 from mslib.run.records import RunRecord
-from mslib.run.stats import METRICS, percent
+from mslib.run.significance import family_table
+from mslib.run.stats import METRICS, paired_differences, percent
 
 # The loss comparison: one identical setting (TrainConfig defaults), only loss and loss_params change. Each loss in
 # the form the MS paper compares (book/sources.md#src-table1 for lifted structure), on cosine similarities.
@@ -42,6 +43,33 @@ LOSS_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "MS (weighting only)": ("multi_similarity", {"preset": "pml", "epsilon": None}),
     "MS (mining + weighting)": ("multi_similarity", {"preset": "pml"}),
 }
+
+
+def loss_configs(base: TrainConfig) -> dict[str, TrainConfig]:
+    """``base`` once per loss of :data:`LOSS_SETTINGS`, by its label (only ``loss`` and ``loss_params`` change)."""
+    return {label: dataclasses.replace(base, loss=name, loss_params=params)
+            for label, (name, params) in LOSS_SETTINGS.items()}
+
+
+def on_datasets(base: TrainConfig, also_on: Mapping[str, Mapping[str, Any]]) -> dict[str, TrainConfig]:
+    """``base`` on its own dataset and on each dataset of ``also_on`` (``{name: dataset_options}``), by dataset
+    name: the same setting, only the data changes (``notebooks/06_recall_tables.ipynb``)."""
+    if base.dataset in also_on:
+        raise ValueError(f"also_on names {base.dataset!r}, the chapter's own dataset; list other datasets only")
+    return {base.dataset: base, **{name: dataclasses.replace(base, dataset=name, data_root=None,
+                                                             dataset_options=dict(options))
+                                   for name, options in also_on.items()}}
+
+
+def paired_family(records_by_dataset: Mapping[str, Sequence[RunRecord]], baseline: str, *,
+                  metric: str = "R@1") -> pd.DataFrame:
+    """Every label − ``baseline`` on every dataset (``"<dataset>: <label>"``), paired by seed, as one
+    :func:`mslib.run.significance.family_table` (Holm over all of them; one seed: marked, not tested)."""
+    diffs: dict[str, Any] = {}
+    for dataset, records in records_by_dataset.items():
+        paired = paired_differences(records, baseline, metric=metric)
+        diffs.update({f"{dataset}: {label}": d for label, d in paired["per seed"].items()})
+    return family_table(diffs, untestable="mark")
 
 
 def ms_config(base: TrainConfig, **changes: Any) -> TrainConfig:

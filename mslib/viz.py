@@ -271,8 +271,7 @@ def plot_with_ci(
         pos = np.arange(len(summary))
         ax.bar(pos, mean, yerr=err, capsize=4, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][0])
         ax.set_xticks(pos, [str(i) for i in summary.index], rotation=30, ha="right")
-        low = np.nanmin(mean - err)
-        ax.set_ylim(max(0.0, low - 0.15 * (np.nanmax(mean + err) - low + 1e-9) - 1), None)
+        ax.set_ylim(0.0, None)  # a bar's length is its value: the axis starts at zero
     elif kind == "line":
         xs = np.asarray(summary.index, dtype=float)
         ax.errorbar(xs, mean, yerr=err, fmt="-o", ms=4, capsize=4)
