@@ -147,7 +147,8 @@ def test_bad_curves_and_settings_raise_clear_errors(call, message):
 
 
 def test_a_fits_evals_give_its_curve_and_a_shorter_constant_lr_run_is_its_truncation():
-    from mslib.train import TrainConfig, fit
+    from mslib.run.config import TrainConfig
+    from mslib.run.trainer import fit
 
     def run(iterations: int):
         cfg = TrainConfig(dataset_options={"classes": 40, "images_per_class": 12}, iterations=iterations, p=4, k=3,

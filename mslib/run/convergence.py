@@ -6,8 +6,8 @@ therefore choose the count per dataset from measured learning curves, with this 
     A run of ``T`` iterations counts as **converged** when its validation metric (R@1) gains less than a tolerance
     ``τ`` over the last quarter of its iterations: ``late_gain(curve) = m(T) − m((1 − f)·T) < τ`` with ``f = 1/4``.
 
-* The curve ``m`` is known only at the evaluated iterations (:func:`mslib.train.eval_iterations`, plus the final
-  model's validation at ``T`` that :func:`mslib.train.final_metrics` appends). ``m((1 − f)·T)`` between two
+* The curve ``m`` is known only at the evaluated iterations (:func:`mslib.run.protocol.eval_iterations`, plus the final
+  model's validation at ``T`` that :func:`mslib.run.trainer.final_metrics` appends). ``m((1 − f)·T)`` between two
   evaluations is **linearly interpolated** between its neighbours (exact when ``(1 − f)·T`` is evaluated).
 * The gain is signed: a curve that falls over its last quarter has a negative gain and counts as converged (it is
   no longer improving; whether it overfits is another question).
