@@ -1,10 +1,13 @@
 """The book's experiment designs: the loss comparison, cost estimates, provenance lines and the paper-runs table.
 
 :data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters (``notebooks/06_recall_tables.ipynb``,
-``09_beyond_pairs.ipynb``); :func:`config_differences` sets a chapter's settings beside the paper's recipe,
+``09_beyond_pairs.ipynb``): :func:`loss_configs` builds it from a base setting, :func:`on_datasets` repeats that
+setting on other datasets, :func:`paired_family` tests every loss against a baseline on every dataset as one Holm
+family. :func:`config_differences` sets a chapter's settings beside the paper's recipe,
 :func:`images_processed` estimates what a run costs, :func:`provenance_line` says what is behind a table, and
 :func:`paper_runs_table` puts paper-profile runs beside the paper's numbers (``08_reproducing.ipynb``). Training
-and sweeps are :mod:`mslib.run.runs` (``run_grid``), the statistics :mod:`mslib.run.stats`. "Mining only"
+and sweeps are :mod:`mslib.run.runs` (``run_grid``), the statistics :mod:`mslib.run.stats` and
+:mod:`mslib.run.significance`. "Mining only"
 ablations need nothing here: ``loss_params={"ms_mining": ε, ...}`` restricts any loss with mined pairs (see
 :func:`mslib.losses.build_loss`).
 """

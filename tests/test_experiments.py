@@ -331,3 +331,52 @@ def test_proxy_defaults_are_the_pml_defaults() -> None:
     assert proxy_defaults("soft_triple") == "centers_per_class=10, la=20.0, gamma=0.1, margin=0.01"
     with pytest.raises(KeyError):
         proxy_defaults("contrastive")
+
+
+# ------------------------------------------------------------------------------------ chapter 06's designs
+def test_loss_configs_change_only_the_loss() -> None:
+    from mslib.experiments import loss_configs
+
+    base = TrainConfig(iterations=7, seed=3)
+    configs = loss_configs(base)
+    assert list(configs) == list(LOSS_SETTINGS)
+    for label, cfg in configs.items():
+        name, params = LOSS_SETTINGS[label]
+        assert cfg.loss == name
+        differing = {k for k, v in cfg.to_dict().items() if v != base.to_dict()[k]}
+        assert differing <= {"loss", "loss_params"}, (label, differing)
+
+
+def test_on_datasets_changes_only_the_data() -> None:
+    from mslib.experiments import on_datasets
+
+    base = TrainConfig(dataset_options={"classes": 40}, data_root=None, iterations=7)
+    bases = on_datasets(base, {"omniglot": {"image_size": 32}})
+    assert list(bases) == ["glyphs", "omniglot"] and bases["glyphs"] is base
+    other = bases["omniglot"]
+    assert other.dataset == "omniglot" and other.dataset_options == {"image_size": 32}
+    differing = {k for k, v in other.to_dict().items() if v != base.to_dict()[k]}
+    assert differing == {"dataset", "dataset_options"}
+    with pytest.raises(ValueError, match="'glyphs', the chapter's own dataset"):
+        on_datasets(base, {"glyphs": {}})
+
+
+def test_paired_family_is_one_holm_family_over_the_datasets() -> None:
+    from mslib.experiments import paired_family
+    from mslib.run.significance import holm
+
+    r1 = {"a": {("base", 0): 0.50, ("base", 1): 0.60, ("base", 2): 0.55, ("v", 0): 0.53, ("v", 1): 0.64,
+                ("v", 2): 0.56},
+          "b": {("base", 0): 0.70, ("base", 1): 0.72, ("base", 2): 0.71, ("v", 0): 0.60, ("v", 1): 0.65,
+                ("v", 2): 0.61}}
+    runs = {ds: [_record(k, s, v) for (k, s), v in values.items()] for ds, values in r1.items()}
+    family = paired_family(runs, "base")
+    assert list(family.index) == ["a: v", "b: v"]
+    diffs = {ds: [100 * (values[("v", s)] - values[("base", s)]) for s in range(3)] for ds, values in r1.items()}
+    for ds, d in diffs.items():
+        assert family.loc[f"{ds}: v", "difference"] == pytest.approx(np.mean(d))
+    p = [stats.ttest_rel(np.array(d), np.zeros(3)).pvalue for d in diffs.values()]
+    assert list(family["Holm p"]) == pytest.approx(holm(p))
+    assert family.attrs["comparisons"] == 2
+    one_seed = paired_family({"a": [_record("base", 0, 0.5), _record("v", 0, 0.6)]}, "base")
+    assert one_seed.loc["a: v", "verdict"] == "not tested (1 seed)"
