@@ -97,18 +97,18 @@ def publish(
     *,
     params: dict[str, Any] | None = None,
     out_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> None:
     """Save ``fig`` under ``fig_id`` (:func:`save_figure`), glue it under the same id and close it.
 
     The one call a notebook makes per figure; ``{glue:figure} <fig_id>`` then places it in the book. The figure
-    is closed even when saving fails, so a failing cell leaks no open figure. Returns the manifest entry.
+    is closed even when saving fails, so a failing cell leaks no open figure. Returns None, so a cell ending in
+    this call shows nothing on the page (the manifest entry is in ``MANIFEST.json``, :func:`save_figure`).
     """
     try:
-        entry = save_figure(fig, fig_id, params=params, out_dir=out_dir)
+        save_figure(fig, fig_id, params=params, out_dir=out_dir)
         glue(fig_id, fig, display=False)
     finally:
         plt.close(fig)
-    return entry
 
 
 def plot_random_cosines(samples: dict[int, Any]) -> matplotlib.figure.Figure:
