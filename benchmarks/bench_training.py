@@ -7,6 +7,8 @@ small CNN on 32 px glyphs, batch 80). The run and the step are ``mslib.run.train
 P×K batch from the run's ``DataLoader``/``PKSampler`` (its transform includes the glyphs' upscaling).
 On CUDA (when present) the paper setting also runs with AMP (bf16) and with AMP + channels_last.
 Iterations: ``--quick`` 2 timed (paper) / 10 (default) after warm-up; full 5 / 30.
+``widths``: the small CNN's step (forward, MS loss, backward, Adam; channels_last, batch 80 at 32 px) at the
+default widths 16/32/64/64 and at the design study's 32/64/128/128, as a ratio in the same process.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parser, print_table, setup, sync, write_json
 
+from mslib.losses import build_loss
+from mslib.models import EmbeddingModel, SmallCNN
 from mslib.run.config import TrainConfig
 from mslib.run.trainer import build_run, train_iteration, train_loader
+
+WIDTHS = {"default 16/32/64/64": (16, 32, 64, 64), "design study 32/64/128/128": (32, 64, 128, 128)}
 
 
 def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:
@@ -45,6 +51,23 @@ def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:
     d, s = statistics.median(data_t), statistics.median(step_t)
     return {"batch": b, "iterations": iters, "data_s": d, "compute_s": s, "images_per_s": b / (d + s),
             "compute_images_per_s": b / s, "data_share": d / (d + s), "compute_s_all": step_t, "data_s_all": data_t}
+
+
+def small_cnn_step(widths: tuple[int, ...], iters: int, warmup: int = 3) -> float:
+    """Median seconds of one small-CNN training step at ``widths`` (the trainer's model, loss and optimizer)."""
+    model = EmbeddingModel(SmallCNN(1, widths), 64, "avg", "smallcnn").to(memory_format=torch.channels_last)
+    loss_fn, opt = build_loss("multi_similarity"), torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(80, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(16).repeat_interleave(5)
+    times = []
+    for i in range(iters + warmup):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     table = print_table("bench_training: one training step (median over iterations after warm-up)",
                         ["setting", "device", "backbone", "px", "batch", "iters", "data ms", "compute ms",
                          "data share", "images/s"], rows)
+    steps = {name: small_cnn_step(w, default_iters) for name, w in WIDTHS.items()}
+    reference = steps["design study 32/64/128/128"]
+    widths_table = print_table("bench_training widths: the small CNN's step (CPU, median)",
+                               ["widths", "step ms", "÷ design study"],
+                               [[n, f"{t * 1e3:.1f}", f"{t / reference:.2f}"] for n, t in steps.items()])
     write_json("bench_training", {"benchmark": "bench_training", "quick": args.quick, "machine": info,
-                                  "records": records, "table": table})
+                                  "records": records, "table": table, "widths_s": steps,
+                                  "widths_table": widths_table})
     return 0
 
 

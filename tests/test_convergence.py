@@ -160,3 +160,49 @@ def test_a_fits_evals_give_its_curve_and_a_shorter_constant_lr_run_is_its_trunca
     assert [it for it, _ in curve] == [0, 3, 6, 9]  # the periodic evaluations and the final model's
     assert [v for _, v in curve] == [e["val"]["R@1"] for e in long.evals]
     assert learning_curve(short.evals) == truncate(curve, 6)  # same batches, same constant LR: exactly equal
+
+
+def test_mean_curve_is_numpys_pointwise_mean_and_refuses_other_iterations():
+    from mslib.run.convergence import mean_curve
+
+    a, b = _saturating(200.0), _saturating(600.0, top=0.6)
+    got = mean_curve([a, b])
+    np.testing.assert_allclose([v for _, v in got], np.mean([[v for _, v in a], [v for _, v in b]], axis=0))
+    assert [it for it, _ in got] == ITERS
+    with pytest.raises(ValueError, match="curve 1 is evaluated at .* a mean needs the same iterations"):
+        mean_curve([a, a[:-1]])
+    with pytest.raises(ValueError, match="at least one curve"):
+        mean_curve([])
+
+
+def test_convergence_table_against_a_plain_loop():
+    from mslib.run.convergence import convergence_table
+
+    flat, ramp = _saturating(100.0), [(t, 0.5 * t / 1500) for t in ITERS]  # ramp: gains 0.125 over the last quarter
+    table = convergence_table({"flat": [flat, flat], "mixed": [flat, ramp]}, tolerance=0.01)
+    assert list(table.index) == ["flat", "mixed"]
+    assert table.loc["flat", "converged"] and table.loc["flat", "runs converged"] == 2
+    mixed = table.loc["mixed"]
+    gains = [late_gain(flat), late_gain(ramp)]
+    assert mixed["runs"] == 2 and mixed["iterations"] == 1500 and mixed["runs converged"] == 1
+    assert mixed["largest late gain, one run"] == pytest.approx(100 * max(gains))
+    mean = [(t, (f + r) / 2) for (t, f), (_, r) in zip(flat, ramp, strict=True)]
+    assert mixed["late gain, mean curve"] == pytest.approx(100 * late_gain(mean))
+    assert not mixed["converged"]  # the mean curve gains about 6 points: still rising
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        convergence_table({"flat": [flat]}, tolerance=0.0)
+
+
+def test_curves_by_label_reads_records_and_names_a_run_without_evaluations():
+    from types import SimpleNamespace
+
+    from mslib.run.convergence import curves_by_label
+
+    evals = [{"iteration": 0, "val": {"R@1": 0.1}}, {"iteration": 100, "val": {"R@1": 0.4}}]
+    records = [SimpleNamespace(label="b", run_id="r1", extra={"evals": evals}),
+               SimpleNamespace(label="a", run_id="r2", extra={"evals": evals[:1]}),
+               SimpleNamespace(label="b", run_id="r3", extra={"evals": evals})]
+    got = curves_by_label(records)
+    assert list(got) == ["b", "a"] and got["b"] == [[(0, 0.1), (100, 0.4)]] * 2 and got["a"] == [[(0, 0.1)]]
+    with pytest.raises(ValueError, match=r"run r4 \(c\) has no periodic evaluations"):
+        curves_by_label([SimpleNamespace(label="c", run_id="r4", extra={})])

@@ -36,7 +36,8 @@ _PAPER_05 = dict(dataset="cub200", backbone="bninception", pretrained="bnincepti
                  device="cuda", amp="bf16", channels_last=True, num_workers=8)
 _CPU_0607 = dict(dataset="glyphs", data_root=None, dataset_options={}, backbone="smallcnn", pretrained=None,
                  embedding_dim=64, p=16, k=5, ks=[1, 2, 4, 8], device="cpu")
-_SMOKE_06 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedding_dim=16, p=8, k=3, iterations=20)
+_SMOKE_06 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedding_dim=16, p=8, k=3, iterations=20,
+                 milestones=[15], val_fraction=0.25, eval_every=10)
 _SMOKE_07 = dict(dataset_options={"classes": 40, "images_per_class": 12}, embedding_dim=16, p=8, k=3, iterations=10)
 
 EXPECTED = {
@@ -45,15 +46,15 @@ EXPECTED = {
     # the one deliberate change: the profile is now the config file itself, which checkpoints every 500 iterations
     # (the profile's own list of settings left checkpoint_every at 0; checkpoints do not change the numbers)
     ("05_training", "paper"): TrainConfig(**{**_CPU_05, **_PAPER_05}, checkpoint_every=500),
-    # chapters 06 and 09 also evaluate the test split half-way (iteration 300), to show R@1 still rising
-    ("06_recall_tables", "default"): TrainConfig(**_CPU_0607, iterations=600, official_test_selection=True,
-                                                 eval_every=300),
+    # chapters 06 and 09: converged runs (1500 iterations, lr ×0.1 at 1000) with validation curves every 100
+    ("06_recall_tables", "default"): TrainConfig(**_CPU_0607, iterations=1500, milestones=[1000], val_fraction=0.25,
+                                                 eval_every=100),
     ("06_recall_tables", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
     ("07_ablations", "default"): TrainConfig(**_CPU_0607, iterations=150),
     ("07_ablations", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_07}),
     # chapter 09 trains in chapter 06's setting (its pair-loss rows are chapter 06's runs)
-    ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=600, official_test_selection=True,
-                                                eval_every=300),
+    ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=1500, milestones=[1000], val_fraction=0.25,
+                                                eval_every=100),
     ("09_beyond_pairs", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
 }
 

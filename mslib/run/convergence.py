@@ -18,9 +18,13 @@ therefore choose the count per dataset from measured learning curves, with this 
 :func:`iterations_to_converge` picks a length for several runs (e.g. the losses of one chapter) from their curves:
 the smallest evaluated ``T`` at which every curve, truncated at ``T`` as if the run had been ``T`` long, counts as
 converged. The truncation is exact only when a run's learning rate at each update does not depend on the run's
-length (a constant learning rate, as chapter 06's runs; the P×K batch sequence of a seed is the same for every
-length, :class:`mslib.data.PKSampler`): a schedule placed at a fraction of the run (milestones at 2/3 of ``T``)
-anneals earlier in a shorter run, so its truncated curve is not what that shorter run would measure.
+length (a constant learning rate; the P×K batch sequence of a seed is the same for every length,
+:class:`mslib.data.PKSampler`): a schedule placed at a fraction of the run (milestones at 2/3 of ``T``) anneals
+earlier in a shorter run, so its truncated curve is not what that shorter run would measure.
+
+:func:`convergence_table` applies the criterion to a chapter's own runs, as they are (no truncation): per label
+(one loss), to the mean curve of its seeds (:func:`mean_curve`, less noisy than one run) and to each run
+(:func:`curves_by_label` reads them from run records); ``notebooks/06_recall_tables.ipynb`` shows it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
+import pandas as pd
+
 Curve = list[tuple[int, float]]
 
-__all__ = ["Curve", "is_converged", "iterations_to_converge", "late_gain", "learning_curve", "truncate", "value_at"]
+__all__ = ["Curve", "convergence_table", "curves_by_label", "is_converged", "iterations_to_converge", "late_gain",
+           "learning_curve", "mean_curve", "truncate", "value_at"]
 
 
 def learning_curve(evals: Sequence[Mapping[str, Any]], split: str = "val", metric: str = "R@1") -> Curve:
@@ -157,3 +164,47 @@ def iterations_to_converge(curves: Mapping[str, Sequence[tuple[int, float]]] | S
         if all(t in passing for t in common[i:]):
             return T
     return None
+
+
+def mean_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> Curve:
+    """The pointwise mean of curves evaluated at the same iterations (e.g. one loss's seeds); curves evaluated at
+    different iterations are an error naming them (a mean over differently placed points would mix schedules)."""
+    if not curves:
+        raise ValueError("mean_curve needs at least one curve")
+    its = [it for it, _ in curves[0]]
+    for n, curve in enumerate(curves):
+        if [it for it, _ in curve] != its:
+            raise ValueError(f"curve {n} is evaluated at {[it for it, _ in curve]}, curve 0 at {its}: "
+                             "a mean needs the same iterations")
+    return [(it, math.fsum(c[i][1] for c in curves) / len(curves)) for i, it in enumerate(its)]
+
+
+def curves_by_label(records: Sequence[Any], *, split: str = "val", metric: str = "R@1") -> dict[str, list[Curve]]:
+    """``{label: [curve of each run]}`` from run records (:class:`mslib.run.records.RunRecord`: ``label`` and the
+    periodic evaluations in ``extra["evals"]``), labels in their first order (:func:`learning_curve`)."""
+    curves: dict[str, list[Curve]] = {}
+    for record in records:
+        evals = (record.extra or {}).get("evals")
+        if not evals:
+            raise ValueError(f"run {record.run_id} ({record.label}) has no periodic evaluations: a learning curve "
+                             "needs val_fraction > 0 and eval_every > 0")
+        curves.setdefault(str(record.label), []).append(learning_curve(evals, split, metric))
+    return curves
+
+
+def convergence_table(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], *, tolerance: float,
+                      fraction: float = 0.25) -> pd.DataFrame:
+    """The criterion on each label's runs as they are: the late gain of the label's mean curve (:func:`mean_curve`)
+    and whether it is below ``tolerance``, the largest late gain of a single run and how many runs are below it.
+
+    Gains are in points (100 × the metric's units); ``tolerance`` is in the metric's units (0.01 = 1 point).
+    """
+    _check_settings(tolerance, fraction)
+    rows = {}
+    for label, runs in curves.items():
+        gains = [late_gain(c, fraction) for c in runs]
+        mean_gain = late_gain(mean_curve(runs), fraction)
+        rows[label] = {"runs": len(runs), "iterations": runs[0][-1][0], "late gain, mean curve": 100 * mean_gain,
+                       "largest late gain, one run": 100 * max(gains),
+                       "runs converged": sum(g < tolerance for g in gains), "converged": mean_gain < tolerance}
+    return pd.DataFrame.from_dict(rows, orient="index")
