@@ -151,9 +151,9 @@ class BNInception(nn.Module):
 class SmallCNN(nn.Module):
     """The CPU default: 4 x (conv3x3-BN-ReLU), widths 16/32/64/64, 2x2 max-pool after the first three.
 
-    The widths are half those of the design study (``book/sources.md``, 32/64/128/128): a training step costs
-    about a third as much on a 1-thread CPU (measured in ``benchmarks/bench_training.py``), which buys the results
-    chapters' runs long enough to converge; trained R@1 stayed within a point on both embedded datasets.
+    The widths are half those of the design study (``book/sources.md``, 32/64/128/128), so that a training step
+    costs less (``benchmarks/bench_training.py`` measures both) and the results chapters' runs can be long enough
+    to converge on a 2-core CPU.
     """
 
     out_channels = 64

@@ -56,8 +56,8 @@ class RandomShift(torch.nn.Module):
     """A random shift of a ``C×H×W`` tensor by up to ``pad`` pixels each way, the edges replicated.
 
     The same image, for the same draws from torch's global RNG (the top offset, then the left), as
-    ``v2.RandomCrop((H, W), padding=pad, padding_mode="edge")``, without its per-call dispatch, which took most
-    of the small CNN's data time (``benchmarks/bench_data.py``).
+    ``v2.RandomCrop((H, W), padding=pad, padding_mode="edge")`` (``tests/test_input_conventions.py``), without its
+    per-call dispatch: the small CNN's batches are drawn one image at a time.
     """
 
     def __init__(self, pad: int = 2) -> None:
