@@ -1,10 +1,11 @@
 """When is a run converged? Learning curves from a run's periodic evaluations and a stated criterion.
 
 A comparison of losses at a fixed iteration count measures partly how fast each loss learns. The results chapters
-therefore choose the count per dataset from measured learning curves, with this criterion:
+therefore state a criterion and check their own runs against it (``notebooks/06_recall_tables.ipynb``):
 
-    A run of ``T`` iterations counts as **converged** when its validation metric (R@1) gains less than a tolerance
-    ``τ`` over the last quarter of its iterations: ``late_gain(curve) = m(T) − m((1 − f)·T) < τ`` with ``f = 1/4``.
+    A run of ``T`` iterations counts as **converged** when its validation metric ``m`` (chapter 06: MAP@R, since
+    validation R@1 on few held-out classes sits near its ceiling) gains less than a tolerance ``τ`` over the last
+    quarter of its iterations: ``late_gain(curve) = m(T) − m((1 − f)·T) < τ`` with ``f = 1/4``.
 
 * The curve ``m`` is known only at the evaluated iterations (:func:`mslib.run.protocol.eval_iterations`, plus the final
   model's validation at ``T`` that :func:`mslib.run.trainer.final_metrics` appends). ``m((1 − f)·T)`` between two
