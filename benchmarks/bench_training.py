@@ -56,7 +56,7 @@ def run(cfg: TrainConfig, iters: int, warmup: int) -> dict:
 def small_cnn_step(widths: tuple[int, ...], iters: int, warmup: int = 3) -> float:
     """Median seconds of one small-CNN training step at ``widths`` (the trainer's model, loss and optimizer)."""
     model = EmbeddingModel(SmallCNN(1, widths), 64, "avg", "smallcnn").to(memory_format=torch.channels_last)
-    loss_fn, opt = build_loss("multi_similarity"), torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn, opt = build_loss("multi_similarity", preset="pml"), torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(80, 1, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.arange(16).repeat_interleave(5)
     times = []
