@@ -267,6 +267,7 @@ def plot_with_ci(
         fig = ax.figure
     mean = summary[metric].to_numpy(dtype=float)
     err = np.nan_to_num(summary[f"{metric} ci"].to_numpy(dtype=float), nan=0.0)
+    ax.set_autoscaley_on(True)  # a second series on these axes rescales them (the clamp below had fixed the limits)
     if kind == "bar":
         pos = np.arange(len(summary))
         ax.bar(pos, mean, yerr=err, capsize=4, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][0])
@@ -284,6 +285,8 @@ def plot_with_ci(
                         ha="right", fontsize=8, color="dimgrey")
     else:
         raise ValueError(f"kind must be 'bar' or 'line', not {kind!r}")
+    ax.relim()
+    ax.autoscale_view(scalex=False)
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a percentage: an interval past 0 or 100 is clipped in view only
     ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")

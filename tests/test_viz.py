@@ -213,3 +213,20 @@ def test_glue_page_seconds_glues_the_time_since_import(monkeypatch) -> None:
     (k1, v1, d1), (_, v2, _) = glued
     assert k1 == "a-page-seconds" and d1 is False
     assert 0 < v1 and v2 - v1 >= 0.05
+
+
+def test_a_second_line_series_on_the_same_axes_is_in_view() -> None:
+    """Two plot_with_ci calls on one axes (09's memory figure): the second series' top, error bar included, must
+    not fall outside the limits the first call set."""
+    import pandas as pd
+
+    from mslib.viz import plot_with_ci
+
+    low = pd.DataFrame({"R@1": [87.1, 84.7], "R@1 ci": [0.7, 4.9]}, index=[0, 1600])
+    high = pd.DataFrame({"R@1": [89.1, 90.6], "R@1 ci": [0.3, 0.7]}, index=[0, 1600])
+    fig, ax = plt.subplots()
+    plot_with_ci(low, "R@1", ax=ax, kind="line")
+    plot_with_ci(high, "R@1", ax=ax, kind="line")
+    bottom, top = ax.get_ylim()
+    assert top >= 90.6 + 0.7 and bottom <= 84.7 - 4.9, (bottom, top)
+    plt.close(fig)
