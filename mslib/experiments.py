@@ -1,7 +1,8 @@
 """The book's experiment designs: the loss comparison, cost estimates, provenance lines and the paper-runs table.
 
 :data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters (``notebooks/06_recall_tables.ipynb``,
-``09_beyond_pairs.ipynb``): :func:`loss_configs` builds it from a base setting, :func:`on_datasets` repeats that
+``09_beyond_pairs.ipynb``): :func:`loss_configs` builds it from a base setting, :func:`tuning_configs` adds the
+proxy losses and each loss's search space (``10_tuning.ipynb``), :func:`on_datasets` repeats that
 setting on other datasets, :func:`paired_family` tests every loss against a baseline on every dataset as one Holm
 family. :func:`config_differences` sets a chapter's settings beside the paper's recipe,
 :func:`images_processed` estimates what a run costs, :func:`provenance_line` says what is behind a table, and
@@ -29,6 +30,7 @@ from mslib.run.protocol import evaluations_on_test
 from mslib.run.records import RunRecord
 from mslib.run.significance import family_table
 from mslib.run.stats import METRICS, paired_differences, percent
+from mslib.run.tuning import Param, search_space
 
 # The loss comparison: one identical setting (TrainConfig defaults), only loss and loss_params change. Each loss in
 # the form the MS paper compares (book/sources.md#src-table1 for lifted structure), on cosine similarities.
@@ -52,6 +54,22 @@ def loss_configs(base: TrainConfig) -> dict[str, TrainConfig]:
     """``base`` once per loss of :data:`LOSS_SETTINGS`, by its label (only ``loss`` and ``loss_params`` change)."""
     return {label: dataclasses.replace(base, loss=name, loss_params=params)
             for label, (name, params) in LOSS_SETTINGS.items()}
+
+
+PROXY_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {"Proxy-Anchor": ("proxy_anchor", {}),
+                                                          "Proxy-NCA": ("proxy_nca", {})}  # PML's defaults
+
+
+def tuning_configs(base: TrainConfig) -> dict[str, tuple[TrainConfig, tuple[Param, ...]]]:
+    """Every loss the tuning chapter searches (:data:`LOSS_SETTINGS` and :data:`PROXY_SETTINGS` on ``base``), by
+    label, with its search space (:func:`mslib.run.tuning.search_space`; MS without mining keeps ``ε`` unset)."""
+    proxies = {label: dataclasses.replace(base, loss=name, loss_params=params)
+               for label, (name, params) in PROXY_SETTINGS.items()}
+    out = {}
+    for label, cfg in {**loss_configs(base), **proxies}.items():
+        unmined = cfg.loss == "multi_similarity" and cfg.loss_params.get("epsilon") is None
+        out[label] = (cfg, search_space(cfg.loss, without=["epsilon"] if unmined else []))
+    return out
 
 
 def on_datasets(base: TrainConfig, also_on: Mapping[str, Mapping[str, Any]]) -> dict[str, TrainConfig]:

@@ -141,12 +141,15 @@ def binomial_deviance_weights(sim, labels, ref_labels=None, *, alpha=2.0, beta=5
     return _split(grad, labels, ref_labels)
 
 
-def generalized_lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, pairs=None):
-    """For an anchor with a positive hinge: ``w⁺_ik = e^{−S_ik}/(m Σ_{l∈P_i} e^{−S_il})``,
-    ``w⁻_ik = e^{S_ik}/(m Σ_{l∈N_i} e^{S_il})``: a softmax over the anchor's negatives (N), none over its own S."""
+def generalized_lifted_structure_weights(sim, labels, ref_labels=None, *, margin=1.0, scale=1.0, pairs=None):
+    """For an anchor with a positive hinge: ``w⁺_ik = e^{−sS_ik}/(m Σ_{l∈P_i} e^{−sS_il})``,
+    ``w⁻_ik = e^{sS_ik}/(m Σ_{l∈N_i} e^{sS_il})``: a softmax over the anchor's negatives (N), none over its own S
+    (``s = scale``; the loss's ``1/s`` cancels the ``s`` of the chain rule)."""
     pos, neg = _masks(labels, ref_labels, pairs)
     m, zero = _rows(sim), torch.zeros_like(sim)
     big = torch.tensor(torch.finfo(sim.dtype).max, dtype=sim.dtype)
+    sim = scale * sim
+    margin = scale * margin
     lse_p = torch.logsumexp(torch.where(pos, margin - sim, -big), dim=1)
     lse_n = torch.logsumexp(torch.where(neg, sim, -big), dim=1)
     lse_p = torch.where(pos.any(1), lse_p, torch.zeros_like(lse_p))  # an empty set's term is 0 (PML's convention)

@@ -205,22 +205,26 @@ so only the anchor's negatives ``N_i`` enter.
 
 
 def generalized_lifted_structure(
-    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0,
+    sim: Tensor, labels: Tensor, ref_labels: Tensor | None = None, *, margin: float = 1.0, scale: float = 1.0,
     pairs: tuple[Tensor, Tensor] | None = None, self_index: Tensor | None = None,
 ) -> Tensor:
     """Generalised lifted structure loss (Hermans et al. 2017, p. 4): the per-anchor form the MS paper's GPW
-    section analyses (its Table 1), with ``λ = margin``.
+    section analyses (its Table 1), with ``λ = margin``, on similarities scaled by ``s = scale``.
 
-    ``L = (1/m) Σ_i [log Σ_{k∈P_i} e^{λ−S_ik} + log Σ_{k∈N_i} e^{S_ik}]_+``. As pytorch-metric-learning 2.9's
-    ``GeneralizedLiftedStructureLoss`` (default ``MeanReducer``): an empty ``P_i`` or ``N_i`` makes its
-    log-sum-exp 0 (not −∞), so an anchor without positives still pays ``[log Σ_{N_i} e^{S_ik}]_+``, and every
-    anchor counts in ``m``. ``pairs``: optional mined ``(positive, negative)`` masks. Chapter: *Pair losses*.
+    ``L = (1/m) Σ_i (1/s) [log Σ_{k∈P_i} e^{s(λ−S_ik)} + log Σ_{k∈N_i} e^{s S_ik}]_+``; ``s = 1`` (the default)
+    is the paper's form. As pytorch-metric-learning 2.9's ``GeneralizedLiftedStructureLoss`` (default
+    ``MeanReducer``): an empty ``P_i`` or ``N_i`` makes its log-sum-exp 0 (not −∞), so an anchor without positives
+    still pays ``[log Σ_{N_i} e^{S_ik}]_+``, and every anchor counts in ``m``. ``s`` sharpens the softmax over the
+    anchor's pairs on cosines (as N-pair's scale); the ``1/s`` keeps the weights' sum per anchor at one.
+    ``pairs``: optional mined ``(positive, negative)`` masks. Chapter: *Pair losses*.
     """
+    if scale <= 0:
+        raise ValueError(f"generalized_lifted_structure: scale must be > 0, got {scale}")
     pos, neg = _masks(sim, labels, ref_labels, pairs, self_index)
     zero = torch.zeros_like(sim[:, 0])
-    lse_p = torch.where(pos.any(dim=1), _masked_lse(margin - sim, pos), zero)
-    lse_n = torch.where(neg.any(dim=1), _masked_lse(sim, neg), zero)
-    return torch.relu(lse_p + lse_n).sum() / sim.shape[0]
+    lse_p = torch.where(pos.any(dim=1), _masked_lse(scale * (margin - sim), pos), zero)
+    lse_n = torch.where(neg.any(dim=1), _masked_lse(scale * sim, neg), zero)
+    return torch.relu(lse_p + lse_n).sum() / (scale * sim.shape[0])
 
 
 def binomial_deviance(

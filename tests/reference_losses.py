@@ -79,17 +79,18 @@ def lifted_structure(sim, labels, ref_labels=None, margin=1.0, self_index=None):
     return sum(losses, sim.sum() * 0) / max(len(losses), 1)
 
 
-def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0, self_index=None):
-    """Per anchor ``[log Σ_P e^{λ−S} + log Σ_N e^{S}]_+``; an empty sum's log taken as 0, mean over all anchors."""
+def generalized_lifted_structure(sim, labels, ref_labels=None, margin=1.0, scale=1.0, self_index=None):
+    """Per anchor ``(1/s)[log Σ_P e^{s(λ−S)} + log Σ_N e^{sS}]_+``; an empty sum's log taken as 0, mean over all
+    anchors."""
     total = sim.sum() * 0
     for i in range(sim.shape[0]):
         pos, neg = pairs(labels, ref_labels, i, self_index)
         a = sim.sum() * 0
         if pos:
-            a = a + torch.log(sum(torch.exp(margin - sim[i, k]) for k in pos))
+            a = a + torch.log(sum(torch.exp(scale * (margin - sim[i, k])) for k in pos))
         if neg:
-            a = a + torch.log(sum(torch.exp(sim[i, k]) for k in neg))
-        total = total + torch.relu(a)
+            a = a + torch.log(sum(torch.exp(scale * sim[i, k]) for k in neg))
+        total = total + torch.relu(a) / scale
     return total / sim.shape[0]
 
 

@@ -44,6 +44,24 @@ def test_code_hash_tracks_sources_not_notebook_outputs(tmp_path: Path) -> None:
         C.code_hash([tmp_path / "nope.py"])
 
 
+def test_a_module_counts_by_its_code_not_its_docstrings_comments_or_layout(tmp_path: Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text('"""Module doc."""\nimport math\n\n\ndef f(x):\n    """Doc."""\n    return math.exp(x)  # e^x\n')
+    h = C.code_hash([mod])
+    mod.write_text('"""Another module doc,\nover two lines."""\nimport math\n# a comment\n\ndef f(x):\n'
+                   '    """Other doc."""\n\n    return math.exp(\n        x)\n')
+    assert C.code_hash([mod]) == h  # docstrings, comments, blank lines, line breaks
+    mod.write_text('import math\n\n\ndef f(x):\n    return math.exp(x)\n')
+    assert C.code_hash([mod]) == h  # the docstrings removed
+    mod.write_text('import math\n\n\ndef f(x):\n    return math.exp(-x)\n')
+    assert C.code_hash([mod]) != h  # one sign of code
+    mod.write_text('import math\n\n\ndef f(x):\n    "not first"\n    return math.exp(x)\n    "a string after"\n')
+    assert C.code_hash([mod]) != h  # only the first statement is a docstring
+    only_doc = tmp_path / "d.py"
+    only_doc.write_text('class A:\n    """Doc only."""\n')
+    assert C.code_hash([only_doc]) != C.code_hash([tmp_path / "m.py"]) and len(C.code_hash([only_doc])) == 16
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +120,7 @@ def test_a_plot_helper_edit_keeps_records_valid_a_loss_edit_makes_them_stale(pac
     record_id = run_id(PARAMS, before)
     for helper in ("viz.py", "data/plots.py", "paper.py", "reproduce.py"):
         with open(package_copy / helper, "a") as fh:
-            fh.write("\n# a plotting or prose change\n")
+            fh.write("\nPLOT_EXTRA = 1  # a plotting or prose change\n")
     assert C.run_code_hash(root=package_copy) == before and run_id(PARAMS, before) == record_id
     with open(package_copy / "losses.py", "a") as fh:
         fh.write("\nMS_EXTRA = 1\n")
@@ -117,7 +135,7 @@ def test_a_module_the_trainer_starts_to_import_joins_the_hash(package_copy: Path
     changed = C.run_code_hash(root=package_copy)
     assert changed != before  # the trainer's own source changed
     with open(package_copy / "viz.py", "a") as fh:
-        fh.write("\n# now part of the run's code\n")
+        fh.write("\nNOW_PART_OF_THE_RUNS_CODE = 1\n")
     assert C.run_code_hash(root=package_copy) != changed
 
 

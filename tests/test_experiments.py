@@ -114,7 +114,7 @@ CONFIGS = {"ms": TrainConfig(loss="multi_similarity", iterations=5),
 @pytest.fixture()
 def sweep(tmp_path: Path):
     code = tmp_path / "chapter.py"
-    code.write_text("# version 1\n")
+    code.write_text("VERSION = 1\n")
     results = tmp_path / "results"
 
     def run(fake: CountingFit) -> list[RunRecord]:
@@ -164,7 +164,7 @@ def test_interrupted_sweep_resumes_with_the_missing_runs(sweep) -> None:
 def test_changed_code_makes_every_record_stale(sweep) -> None:
     run, code, _ = sweep
     old = run(CountingFit())
-    code.write_text("# version 2\n")
+    code.write_text("VERSION = 2\n")
     fake = CountingFit()
     new = run(fake)
     assert len(fake.calls) == 4 and not any(r.reused for r in new)

@@ -31,6 +31,7 @@ CASES |= {
     "lifted_structure": dict(margin=0.5),
     "generalized_lifted_structure": dict(margin=0.5),
     "generalized_lifted_structure-big-margin": dict(margin=1.5),
+    "generalized_lifted_structure-scaled": dict(margin=0.5, scale=8.0),
     "binomial_deviance": dict(alpha=2.0, beta=10.0, lam=0.4),
     "npair": dict(),
     "npair-scaled": dict(scale=16.0),

@@ -16,6 +16,7 @@ from mslib.run.trainer import FitResult
 from mslib.run.tuning import (
     SEARCH_SPACES,
     Param,
+    base_point,
     best_trial,
     budget_curve,
     sample_trials,
@@ -30,6 +31,9 @@ def test_trials_are_seeded_prefix_stable_and_inside_their_ranges():
     trials = sample_trials(space, 400, seed=3)
     assert trials == sample_trials(space, 400, seed=3) and trials != sample_trials(space, 400, seed=4)
     assert sample_trials(space, 25, seed=3) == trials[:25], "budget k is the first k trials of a larger budget"
+    rates = [t["lr"] for t in sample_trials(search_space("triplet"), 400, seed=3)]
+    assert rates == [t["lr"] for t in trials], "every loss tries the same learning rates under one seed"
+    assert len({t["alpha"] for t in trials}) == 400 and [t["alpha"] for t in trials] != rates
     for p in space:
         values = np.array([t[p.name] for t in trials])
         assert values.min() >= p.low and values.max() <= p.high
@@ -99,3 +103,27 @@ def test_tune_scores_each_trial_on_validation_and_its_budget_curve_rises(tmp_pat
     assert budget_curve([0.2, 0.1, 0.3]) == [0.2, 0.2, 0.3]
     with pytest.raises(ValueError, match="val_fraction > 0"):
         tune(TrainConfig(iterations=5), space, 2, store=RunStore(tmp_path), jobs=1, fit=ScoringFit())
+
+
+def test_include_base_makes_trial_0_the_base_setting_and_the_draws_follow(tmp_path: Path):
+    base = TrainConfig(loss="contrastive", loss_params={"pos_margin": 1.0, "neg_margin": 0.5}, lr=2e-3,
+                       iterations=5, val_fraction=0.25, eval_every=5)
+    space = search_space("contrastive")
+    assert base_point(base, space) == {"lr": 2e-3, "pos_margin": 1.0, "neg_margin": 0.5}
+    table = tune(base, space, 4, seed=1, include_base=True, store=RunStore(tmp_path), jobs=1, fit=ScoringFit())
+    drawn = sample_trials(space, 3, seed=1)
+    assert list(table.index) == ["trial 0", "trial 1", "trial 2", "trial 3"]
+    rows = table.drop(columns=["score", "best so far"]).to_dict("records")
+    for row, expected in zip(rows, [base_point(base, space), *drawn], strict=True):
+        assert row == pytest.approx(expected)
+    base_score = 0.5 - abs(math.log10(2e-3) + 3) / 10 - abs(0.5 - 0.4)
+    assert table["score"].iloc[0] == pytest.approx(base_score)
+    records = RunStore(tmp_path).load_all()
+    assert any(r.params == base.to_dict() for r in records), "trial 0 is the base run itself, as spelled"
+    assert (table["best so far"] >= base_score - 1e-12).all(), "a search that starts at the base never ends below it"
+    lifted = TrainConfig(loss="generalized_lifted_structure", loss_params={"margin": 0.7})
+    assert base_point(lifted, search_space("generalized_lifted_structure")) == {"lr": 1e-3, "margin": 0.7,
+                                                                                "scale": 1.0}  # its default
+    without = TrainConfig(loss="multi_similarity", loss_params={"preset": "pml", "epsilon": None})
+    with pytest.raises(ValueError, match="no value for epsilon"):
+        base_point(without, search_space("multi_similarity"))

@@ -4,9 +4,11 @@
 imports, transitively (module- and function-level imports, read with ``ast``, never executed), with the packages'
 ``__init__`` files that importing them runs. Plotting and prose helpers (``mslib.viz``, ``mslib.data.plots``,
 ``mslib.paper``, ``mslib.reproduce``, ...) are outside it unless the trainer imports them, so editing a figure does
-not make the records stale, while editing a loss does. :func:`run_code_hash` adds the calling notebooks' code
-cells (only code cells count: outputs and prose do not). :func:`code_hash` hashes any files, folders and
-notebooks. The run id (:func:`mslib.run.records.run_id`) hashes the parameters with it.
+not make the records stale, while editing a loss does. A module counts by what it executes
+(:func:`code_of_module`: its syntax tree without docstrings, so comments, docstrings and layout do not count).
+:func:`run_code_hash` adds any ``code_paths`` a caller names (a script with its own ``fit``, say; a notebook
+contributes its code cells only). :func:`code_hash` hashes any files, folders and notebooks. The run id
+(:func:`mslib.run.records.run_id`) hashes the parameters with it.
 """
 
 from __future__ import annotations
@@ -86,12 +88,32 @@ def run_code_paths(root: Path | None = None) -> list[Path]:
     return [modules[name] for name in imported_modules(TRAINER, root=root)]
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring of every module, class and function removed (a body left empty gets ``pass``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                    first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_of_module(path: Path) -> bytes:
+    """What a ``.py`` file executes, as bytes: its syntax tree (:func:`ast.dump`, no line numbers) without
+    docstrings. Comments, docstrings, blank lines and line breaks leave it unchanged; any change to code does not.
+    (The dump's form belongs to the Python version, so a new Python makes records stale: the safe side.)"""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return ast.dump(_without_docstrings(tree), include_attributes=False).encode()
+
+
 def code_hash(paths: Iterable[str | os.PathLike], *, base: Path | None = None) -> str:
     """sha256 (16 hex digits) of the notebooks, files and folders ``paths``.
 
-    Folders expand to every ``*.py`` file below them. A notebook contributes its code cells' source only, so
-    executing it (outputs, execution counts, metadata) or editing its prose does not change the hash, while editing
-    code does. Files are keyed by their path relative to ``base`` (default: the folder holding the package, the
+    Folders expand to every ``*.py`` file below them. A ``.py`` file contributes :func:`code_of_module` (docstring
+    and comment edits do not change the hash). A notebook contributes its code cells' source only, so executing it
+    (outputs, execution counts, metadata) or editing its prose does not change the hash, while editing code does.
+    Files are keyed by their path relative to ``base`` (default: the folder holding the package, the
     repository), so two checkouts of the same code give the same hash.
     """
     files: list[Path] = []
@@ -111,6 +133,8 @@ def code_hash(paths: Iterable[str | os.PathLike], *, base: Path | None = None) -
             nb = json.loads(f.read_text(encoding="utf-8"))
             cells = ["".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
             blob = json.dumps(cells).encode()
+        elif f.suffix == ".py":
+            blob = code_of_module(f)
         else:
             blob = f.read_bytes()
         h.update(f"{name}\0{len(blob)}\0".encode())

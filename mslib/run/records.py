@@ -4,7 +4,8 @@ A record holds everything needed to trust (or rebuild) a number in the book: all
 iteration each comes from, the seed, the code hash and git commit, library versions, hardware, wall time and
 throughput. The run id is a stable hash of the parameters and the code hash (:mod:`mslib.run.codehash`), so the
 same run on the same code has the same file name: :class:`RunStore` (the results folder) finds an up-to-date
-record, and a changed library or notebook (a new code hash) makes old records stale instead of silently reused.
+record, and a change to the code a run executes (a new code hash) makes old records stale instead of silently
+reused.
 In code a record is a :class:`RunRecord`; ``record.metric("R@1", split="test", model="final")`` reads one number.
 This module is storage only: training a run or loading its record is :func:`mslib.run.runs.train_or_load`.
 """

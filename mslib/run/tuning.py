@@ -9,10 +9,12 @@ training classes, select on validation MAP@R, then train the selected setting wi
   hyperparameters of the paper, the official code, pytorch-metric-learning and chapter 06, and the CPU default
   learning rate (``tests/test_tuning.py`` checks it).
 * :func:`sample_trials` draws ``n`` settings from a space with a seed; the first ``k`` of ``n`` trials are the
-  trials of budget ``k``, so one search gives its whole budget curve (:func:`budget_curve`).
+  trials of budget ``k``, so one search gives its whole budget curve (:func:`budget_curve`), and every loss
+  searched with the same seed tries the same learning rates.
 * :func:`tune` trains every trial through :func:`mslib.run.runs.run_grid` (resumable, parallel) on the base
   setting, which must hold out validation classes (``val_fraction > 0``), and scores each trial by the final
-  model's validation metric. The test classes play no part.
+  model's validation metric. With ``include_base`` trial 0 is the base setting itself (the defaults a chapter
+  compares), so a search never ends below its starting point. The test classes play no part.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mslib.losses import LOSS_SPECS
 from mslib.run import trainer
 from mslib.run.config import TrainConfig
 from mslib.run.convergence import learning_curve
 from mslib.run.records import RunStore
 from mslib.run.runs import Fit, run_grid
 
-__all__ = ["SEARCH_SPACES", "Param", "best_trial", "budget_curve", "sample_trials", "search_space", "trial_config",
-           "tune"]
+__all__ = ["SEARCH_SPACES", "Param", "base_point", "best_trial", "budget_curve", "sample_trials", "search_space",
+           "search_trials", "trial_config", "trial_configs", "tune"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ LR = Param("lr", 1e-4, 1e-2, log=True)
 SEARCH_SPACES: dict[str, tuple[Param, ...]] = {
     "contrastive": (LR, Param("pos_margin", 0.5, 1.0), Param("neg_margin", 0.0, 0.8)),
     "triplet": (LR, Param("margin", 0.01, 0.5, log=True)),
-    "generalized_lifted_structure": (LR, Param("margin", 0.2, 2.0)),
+    "generalized_lifted_structure": (LR, Param("margin", 0.2, 2.0), Param("scale", 1.0, 64.0, log=True)),
     "binomial_deviance": (LR, Param("alpha", 0.5, 20.0, log=True), Param("beta", 5.0, 100.0, log=True),
                           Param("lam", 0.0, 0.9)),
     "npair": (LR, Param("scale", 1.0, 64.0, log=True)),
@@ -86,13 +90,24 @@ def search_space(loss: str, *, without: Iterable[str] = ()) -> tuple[Param, ...]
 
 
 def sample_trials(space: Sequence[Param], n: int, seed: int = 0) -> list[dict[str, float]]:
-    """``n`` settings drawn from ``space`` with ``numpy.random.default_rng(seed)``, one quantile per setting and
-    trial in trial order: the same ``(space, seed)`` gives the same trials, and budget ``k`` is the first ``k``."""
+    """``n`` settings drawn from ``space``: each setting's quantiles from its own stream,
+    ``numpy.random.default_rng([seed, crc32(name)])``, in trial order. The same ``(space, seed)`` gives the same
+    trials, budget ``k`` is the first ``k``, and a setting two spaces share draws the same quantiles in both (with
+    one seed every loss tries the same learning rates: common random numbers across losses)."""
     if n < 1 or not space:
         raise ValueError(f"sample_trials needs n ≥ 1 and a non-empty space, got n={n}, {len(space)} settings")
-    rng = np.random.default_rng(seed)
-    return [{p.name: p.draw(float(u)) for p, u in zip(space, rng.random(len(space)), strict=True)}
-            for _ in range(n)]
+    draws = {p.name: np.random.default_rng([seed, zlib.crc32(p.name.encode())]).random(n) for p in space}
+    return [{p.name: p.draw(float(draws[p.name][i])) for p in space} for i in range(n)]
+
+
+def base_point(base: TrainConfig, space: Sequence[Param]) -> dict[str, float]:
+    """The values ``base`` runs the settings of ``space`` with (its ``lr``, its loss hyperparameters, or where it
+    sets none, the loss's defaults): trial 0 of :func:`tune` with ``include_base``."""
+    values = {**LOSS_SPECS[base.loss].defaults, **base.loss_params, "lr": base.lr}
+    missing = [p.name for p in space if values.get(p.name) is None]
+    if missing:
+        raise ValueError(f"the base setting of {base.loss} has no value for {', '.join(missing)}")
+    return {p.name: float(values[p.name]) for p in space}
 
 
 def trial_config(base: TrainConfig, params: dict[str, float]) -> TrainConfig:
@@ -103,15 +118,37 @@ def trial_config(base: TrainConfig, params: dict[str, float]) -> TrainConfig:
                                loss_params={**base.loss_params, **loss_params})
 
 
+def search_trials(base: TrainConfig, space: Sequence[Param], n_trials: int, *, seed: int = 0,
+                  include_base: bool = False) -> list[dict[str, float]]:
+    """The settings :func:`tune` tries: :func:`sample_trials`, after :func:`base_point` when ``include_base``."""
+    drawn = n_trials - 1 if include_base else n_trials
+    trials = [base_point(base, space)] if include_base else []
+    return trials + (sample_trials(space, drawn, seed) if drawn else [])
+
+
+def trial_configs(base: TrainConfig, space: Sequence[Param], n_trials: int, *, seed: int = 0,
+                  include_base: bool = False) -> dict[str, TrainConfig]:
+    """``{"trial i": config}`` of :func:`search_trials`; with ``include_base`` trial 0 is ``base`` as it is spelled
+    (so its runs are the ones other chapters train with it). Train them in one :func:`run_grid` with other losses'
+    trials to keep every worker busy; :func:`tune` then loads them."""
+    trials = search_trials(base, space, n_trials, seed=seed, include_base=include_base)
+    configs = {f"trial {i}": trial_config(base, params) for i, params in enumerate(trials)}
+    if include_base:
+        configs["trial 0"] = base
+    return configs
+
+
 def tune(base: TrainConfig, space: Sequence[Param], n_trials: int, *, seed: int = 0, metric: str = "MAP@R",
-         store: RunStore | None = None, code_paths: Sequence[str | os.PathLike] | None = None,
-         jobs: int | None = None, fit: Fit = trainer.fit) -> pd.DataFrame:
-    """Train ``n_trials`` settings of ``space`` (:func:`sample_trials` with ``seed``) on ``base`` and score each by
-    its final model's validation ``metric``; one row per trial (its settings, ``score``, ``best so far``)."""
+         include_base: bool = False, store: RunStore | None = None,
+         code_paths: Sequence[str | os.PathLike] | None = None, jobs: int | None = None,
+         fit: Fit = trainer.fit) -> pd.DataFrame:
+    """Train ``n_trials`` settings of ``space`` on ``base`` and score each by its final model's validation
+    ``metric``; one row per trial (its settings, ``score``, ``best so far``). The trials are
+    :func:`sample_trials` with ``seed``, after ``base`` itself (:func:`base_point`) when ``include_base``."""
     if base.val_fraction <= 0 or not base.eval_every:
         raise ValueError("tune scores trials on validation classes: base needs val_fraction > 0 and eval_every > 0")
-    trials = sample_trials(space, n_trials, seed)
-    configs = {f"trial {i}": trial_config(base, params) for i, params in enumerate(trials)}
+    trials = search_trials(base, space, n_trials, seed=seed, include_base=include_base)
+    configs = trial_configs(base, space, n_trials, seed=seed, include_base=include_base)
     records = run_grid(configs, [base.seed], store=store, code_paths=code_paths, jobs=jobs, fit=fit)
     scores = [learning_curve(r.extra["evals"], "val", metric)[-1][1] for r in records]
     table = pd.DataFrame(trials, index=list(configs)).assign(score=scores)
