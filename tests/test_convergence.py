@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mslib.run.convergence import (
@@ -191,6 +192,21 @@ def test_convergence_table_against_a_plain_loop():
     assert not mixed["converged"]  # the mean curve gains about 6 points: still rising
     with pytest.raises(ValueError, match="tolerance must be > 0"):
         convergence_table({"flat": [flat]}, tolerance=0.0)
+
+
+def test_convergence_counts_and_view_say_what_the_table_holds():
+    from mslib.run.convergence import convergence_counts, convergence_table, convergence_view
+
+    flat, ramp = _saturating(100.0), [(t, 0.5 * t / 1500) for t in ITERS]
+    table = convergence_table({"flat": [flat, flat], "mixed": [flat, ramp], "ramp": [ramp]}, tolerance=0.01)
+    counts = convergence_counts(table)
+    assert counts == {"met": 1, "n": 3, "still-rising": "mixed, ramp", "runs": 5, "runs-converged": 3,
+                      "max-gain": pytest.approx(100 * late_gain(ramp))}
+    by_dataset = pd.concat({"glyphs": table.loc[["flat"]], "omniglot": table.loc[["ramp"]]}, names=["d", "loss"])
+    assert convergence_counts(by_dataset)["still-rising"] == "ramp on omniglot"
+    assert convergence_counts(table.loc[["flat"]])["still-rising"] == "none"
+    assert list(convergence_view(table)["converged"]) == ["yes", "no", "no"]
+    assert table["converged"].dtype == bool, "the view is a copy"
 
 
 def test_curves_by_label_reads_records_and_names_a_run_without_evaluations():

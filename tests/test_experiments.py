@@ -347,6 +347,24 @@ def test_loss_configs_change_only_the_loss() -> None:
         assert differing <= {"loss", "loss_params"}, (label, differing)
 
 
+def test_tuning_configs_are_the_comparison_and_the_proxies_with_their_own_spaces() -> None:
+    from mslib.experiments import PROXY_SETTINGS, loss_configs, tuning_configs
+
+    base = TrainConfig(iterations=7, seed=3, val_fraction=0.25)
+    grid = tuning_configs(base)
+    assert list(grid) == [*LOSS_SETTINGS, *PROXY_SETTINGS]
+    assert {label: cfg for label, (cfg, _) in grid.items() if label in LOSS_SETTINGS} == loss_configs(base)
+    for label, (cfg, space) in grid.items():
+        names = [p.name for p in space]
+        assert names[0] == "lr" and set(names[1:]) <= set(LOSS_SPECS[cfg.loss].defaults), label
+        differing = {k for k, v in cfg.to_dict().items() if v != base.to_dict()[k]}
+        assert differing <= {"loss", "loss_params"}, (label, differing)
+    assert "epsilon" not in [p.name for p in grid["MS (weighting only)"][1]]  # ε stays unset: no mining
+    assert "epsilon" in [p.name for p in grid["MS (mining + weighting)"][1]]
+    assert "scale" in [p.name for p in grid["lifted structure (generalised)"][1]]
+    assert grid["Proxy-NCA"][0].loss == "proxy_nca" and grid["Proxy-NCA"][0].loss_params == {}
+
+
 def test_on_datasets_changes_only_the_data() -> None:
     from mslib.experiments import on_datasets
 

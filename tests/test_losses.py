@@ -286,6 +286,20 @@ def test_generalized_lifted_rectangular_matches_pml() -> None:
     torch.testing.assert_close(g, g2, rtol=0, atol=1e-9)
 
 
+def test_generalized_lifted_scale_sharpens_it_and_must_be_positive() -> None:
+    x, y = _batch(1)
+    sim = cosine(x).double()
+    # as s grows, (1/s)·log Σ e^{s·a} tends to max a: the hinge of the hardest positive and negative
+    big = losses.generalized_lifted_structure(sim, y, margin=0.5, scale=1e4)
+    same = y[:, None] == y[None, :]
+    pos, neg = same & ~torch.eye(len(y), dtype=torch.bool), ~same
+    hardest = [max(0.5 - float(sim[i, k]) for k in range(len(y)) if pos[i, k])
+               + max(float(sim[i, k]) for k in range(len(y)) if neg[i, k]) for i in range(len(y))]
+    assert abs(float(big) - sum(max(h, 0.0) for h in hardest) / len(y)) < 1e-3
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        losses.generalized_lifted_structure(sim, y, scale=0.0)
+
+
 def test_generalized_lifted_is_not_songs_form() -> None:
     # the two lifted losses are different functions of S (the generalised one is per anchor, no squared hinge)
     x, y = _batch(0)

@@ -57,6 +57,10 @@ EXPECTED = {
     ("09_beyond_pairs", "default"): TrainConfig(**_CPU_0607, iterations=1500, milestones=[1000], val_fraction=0.25,
                                                 eval_every=100),
     ("09_beyond_pairs", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
+    # chapter 10 searches around chapter 06's setting (trial 0 is chapter 06's run)
+    ("10_tuning", "default"): TrainConfig(**_CPU_0607, iterations=1500, milestones=[1000], val_fraction=0.25,
+                                          eval_every=100),
+    ("10_tuning", "smoke"): TrainConfig(**{**_CPU_0607, **_SMOKE_06}),
 }
 
 
@@ -84,7 +88,7 @@ def test_chapter_builds_the_same_config_as_before(name: str, profile: str) -> No
     assert not differing, f"{name} ({profile}): settings (built, expected) differ: {differing}"
 
 
-@pytest.mark.parametrize("name", ["05_training", "06_recall_tables", "07_ablations", "09_beyond_pairs"])
+@pytest.mark.parametrize("name", ["05_training", "06_recall_tables", "07_ablations", "09_beyond_pairs", "10_tuning"])
 def test_chapters_take_a_config_and_overrides_not_one_parameter_per_setting(name: str) -> None:
     settings = {f for f in TrainConfig().to_dict()}
     repeated = settings & set(notebook_parameters(name, "default"))
@@ -99,10 +103,11 @@ def test_paper_profile_of_training_chapter_is_the_cub_config() -> None:
     assert chapter_config(params["config"], params["overrides"], root=ROOT) == config
 
 
+@pytest.mark.parametrize("chapter", ["09_beyond_pairs", "10_tuning"])
 @pytest.mark.parametrize("profile", ["default", "smoke"])
-def test_beyond_pairs_shares_the_recall_chapters_runs(profile: str) -> None:
-    """Chapter 09 loads chapter 06's pair-loss runs only if both build the same base config with the same seeds."""
-    ours, theirs = notebook_parameters("09_beyond_pairs", profile), notebook_parameters("06_recall_tables", profile)
-    assert ours["seeds"] == theirs["seeds"], f"{profile}: chapter 09 must run chapter 06's seeds"
+def test_results_chapters_share_the_recall_chapters_runs(chapter: str, profile: str) -> None:
+    """Chapters 09 and 10 load chapter 06's runs only if they build the same base config with the same seeds."""
+    ours, theirs = notebook_parameters(chapter, profile), notebook_parameters("06_recall_tables", profile)
+    assert ours["seeds"] == theirs["seeds"], f"{profile}: {chapter} must run chapter 06's seeds"
     built = [chapter_config(p["config"], p["overrides"], root=ROOT) for p in (ours, theirs)]
-    assert built[0] == built[1], f"{profile}: chapters 09 and 06 train different base configs"
+    assert built[0] == built[1], f"{profile}: {chapter} and 06 train different base configs"

@@ -209,3 +209,24 @@ def convergence_table(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]
                        "largest late gain, one run": 100 * max(gains),
                        "runs converged": sum(g < tolerance for g in gains), "converged": mean_gain < tolerance}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _row_name(index: Any) -> str:
+    """A table row's name in prose: ``"loss on dataset"`` for a ``(dataset, loss)`` row, else the label."""
+    return " on ".join(map(str, reversed(index))) if isinstance(index, tuple) else str(index)
+
+
+def convergence_counts(table: pd.DataFrame) -> dict[str, Any]:
+    """What a chapter states about a :func:`convergence_table` (its glue values): ``met`` of ``n`` labels meet the
+    criterion, ``still-rising`` names the others (``"none"``), ``max-gain`` is the largest mean-curve late gain
+    (points), ``runs-converged`` of ``runs`` single runs meet it on their own."""
+    met = table["converged"].astype(bool)
+    return {"met": int(met.sum()), "n": len(table),
+            "still-rising": ", ".join(_row_name(i) for i in table.index[~met]) or "none",
+            "max-gain": float(table["late gain, mean curve"].max()), "runs": int(table["runs"].sum()),
+            "runs-converged": int(table["runs converged"].sum())}
+
+
+def convergence_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`convergence_table` for the page: ``converged`` as yes / no."""
+    return table.replace({"converged": {True: "yes", False: "no"}})
