@@ -111,3 +111,14 @@ def test_results_chapters_share_the_recall_chapters_runs(chapter: str, profile: 
     assert ours["seeds"] == theirs["seeds"], f"{profile}: {chapter} must run chapter 06's seeds"
     built = [chapter_config(p["config"], p["overrides"], root=ROOT) for p in (ours, theirs)]
     assert built[0] == built[1], f"{profile}: {chapter} and 06 train different base configs"
+
+
+@pytest.mark.parametrize("chapter", ["07_ablations", "09_beyond_pairs"])
+def test_results_chapters_compare_on_the_recall_chapters_datasets(chapter: str) -> None:
+    """07 and 09 load chapter 06's runs on its other datasets only if they name the same ones (also_on)."""
+    assert notebook_parameters(chapter, "default")["also_on"] == notebook_parameters("06_recall_tables", "default")[
+        "also_on"]
+    recall = notebook_parameters("06_recall_tables", "default")
+    own = chapter_config(recall["config"], recall["overrides"], root=ROOT).dataset
+    tuned = notebook_parameters("10_tuning", "default")["datasets"]
+    assert set(tuned) <= {own, *recall["also_on"]}, "chapter 10's trial 0 must be chapter 06's run"
