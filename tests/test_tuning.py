@@ -23,6 +23,7 @@ from mslib.run.tuning import (
     search_space,
     trial_config,
     tune,
+    van_der_corput,
 )
 
 
@@ -33,7 +34,29 @@ def test_trials_are_seeded_prefix_stable_and_inside_their_ranges():
     assert sample_trials(space, 25, seed=3) == trials[:25], "budget k is the first k trials of a larger budget"
     rates = [t["lr"] for t in sample_trials(search_space("triplet"), 400, seed=3)]
     assert rates == [t["lr"] for t in trials], "every loss tries the same learning rates under one seed"
-    assert len({t["alpha"] for t in trials}) == 400 and [t["alpha"] for t in trials] != rates
+    assert len({t["alpha"] for t in trials}) == 400
+
+
+def test_van_der_corput_by_its_definition():
+    # i = sum_j b_j 2^j  ->  sum_j b_j 2^-(j+1), written out from i's binary string
+    for i in range(200):
+        bits = bin(i)[2:][::-1]
+        assert van_der_corput(i) == sum(int(b) / 2 ** (j + 1) for j, b in enumerate(bits))
+    assert [van_der_corput(i) for i in range(4)] == [0.0, 0.5, 0.25, 0.75]
+
+
+def test_the_learning_rate_is_stratified_so_a_small_budget_spans_its_range():
+    space = search_space("multi_similarity")
+    lr = space[0]
+    for seed in range(20):
+        trials = sample_trials(space, 16, seed=seed)
+        quantiles = [(math.log(t["lr"]) - math.log(lr.low)) / (math.log(lr.high) - math.log(lr.low)) for t in trials]
+        for k in (1, 2, 4, 8, 16):  # the first k trials: one per k-th of the range (after the shift, mod 1)
+            shift = quantiles[0]
+            strata = sorted(int(((q - shift) % 1.0) * k + 1e-9) for q in quantiles[:k])
+            assert strata == list(range(k)), (seed, k)
+        others = np.array([t["beta"] for t in trials])  # the other settings are not stratified with it
+        assert len(set(np.round(others, 12))) == 16
     for p in space:
         values = np.array([t[p.name] for t in trials])
         assert values.min() >= p.low and values.max() <= p.high

@@ -43,7 +43,7 @@ def train_or_load(
     ``runs/<run_id>/checkpoint.pt``) and write the record.
 
     A record is reused only when its parameters and the hash of the code that made it (the trainer's code plus
-    ``code_paths``, e.g. the calling notebook) match. ``need_model`` also returns the trained model, from the
+    ``code_paths``, e.g. a script with its own ``fit``) match. ``need_model`` also returns the trained model, from the
     checkpoint without retraining when it is still there. Under ``torchrun`` only rank 0 writes the record.
     """
     store = store if store is not None else RunStore()

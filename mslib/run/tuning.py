@@ -9,8 +9,8 @@ training classes, select on validation MAP@R, then train the selected setting wi
   hyperparameters of the paper, the official code, pytorch-metric-learning and chapter 06, and the CPU default
   learning rate (``tests/test_tuning.py`` checks it).
 * :func:`sample_trials` draws ``n`` settings from a space with a seed; the first ``k`` of ``n`` trials are the
-  trials of budget ``k``, so one search gives its whole budget curve (:func:`budget_curve`), and every loss
-  searched with the same seed tries the same learning rates.
+  trials of budget ``k``, so one search gives its whole budget curve (:func:`budget_curve`). The learning rate is
+  stratified over its range (a shifted van der Corput sequence), the same for every loss searched with one seed.
 * :func:`tune` trains every trial through :func:`mslib.run.runs.run_grid` (resumable, parallel) on the base
   setting, which must hold out validation classes (``val_fraction > 0``), and scores each trial by the final
   model's validation metric. With ``include_base`` trial 0 is the base setting itself (the defaults a chapter
@@ -38,7 +38,7 @@ from mslib.run.records import RunStore
 from mslib.run.runs import Fit, run_grid
 
 __all__ = ["SEARCH_SPACES", "Param", "base_point", "best_trial", "budget_curve", "sample_trials", "search_space",
-           "search_trials", "trial_config", "trial_configs", "tune"]
+           "search_trials", "trial_config", "trial_configs", "tune", "van_der_corput"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,32 @@ def search_space(loss: str, *, without: Iterable[str] = ()) -> tuple[Param, ...]
     return tuple(p for p in SEARCH_SPACES[loss] if p.name not in dropped)
 
 
+def van_der_corput(i: int) -> float:
+    """Point ``i`` (0-based) of the base-2 van der Corput sequence: ``i``'s binary digits mirrored after the point
+    (0, 1/2, 1/4, 3/4, 1/8, ...). Its first ``2^k`` points fall one in each interval ``[j/2^k, (j+1)/2^k)``."""
+    u, scale = 0.0, 0.5
+    while i:
+        i, bit = divmod(i, 2)
+        u += bit * scale
+        scale /= 2
+    return u
+
+
 def sample_trials(space: Sequence[Param], n: int, seed: int = 0) -> list[dict[str, float]]:
-    """``n`` settings drawn from ``space``: each setting's quantiles from its own stream,
-    ``numpy.random.default_rng([seed, crc32(name)])``, in trial order. The same ``(space, seed)`` gives the same
-    trials, budget ``k`` is the first ``k``, and a setting two spaces share draws the same quantiles in both (with
-    one seed every loss tries the same learning rates: common random numbers across losses)."""
+    """``n`` settings drawn from ``space``, each setting from its own stream
+    ``numpy.random.default_rng([seed, crc32(name)])``, in trial order.
+
+    The first setting of a space (the learning rate, :data:`SEARCH_SPACES`) is stratified: trial ``i`` takes the
+    quantile ``(van_der_corput(i) + shift) mod 1`` with one uniform ``shift``, so the first ``2^k`` trials fall one
+    in each ``2^−k``-th of its range and a budget of four already spans it. The other settings are independent
+    uniform draws. The same ``(space, seed)`` gives the same trials, budget ``k`` is the first ``k``, and a setting
+    two spaces share draws the same values in both (with one seed every loss tries the same learning rates)."""
     if n < 1 or not space:
         raise ValueError(f"sample_trials needs n ≥ 1 and a non-empty space, got n={n}, {len(space)} settings")
-    draws = {p.name: np.random.default_rng([seed, zlib.crc32(p.name.encode())]).random(n) for p in space}
+    streams = {p.name: np.random.default_rng([seed, zlib.crc32(p.name.encode())]) for p in space}
+    first, shift = space[0].name, float(streams[space[0].name].random())
+    draws = {p.name: streams[p.name].random(n) for p in space[1:]}
+    draws[first] = np.array([(van_der_corput(i) + shift) % 1.0 for i in range(n)])
     return [{p.name: p.draw(float(draws[p.name][i])) for p in space} for i in range(n)]
 
 
