@@ -2,15 +2,14 @@
 
 :data:`LOSS_SETTINGS` is the loss comparison of the *Results* chapters (``notebooks/06_recall_tables.ipynb``,
 ``09_beyond_pairs.ipynb``): :func:`loss_configs` builds it from a base setting, :func:`tuning_configs` adds the
-proxy losses and each loss's search space (``10_tuning.ipynb``), :func:`on_datasets` repeats that
-setting on other datasets, :func:`paired_family` tests every loss against a baseline on every dataset as one Holm
-family. :func:`config_differences` sets a chapter's settings beside the paper's recipe,
+proxy losses and each loss's search space (``10_tuning.ipynb``), :func:`on_datasets` repeats that setting on other
+datasets (:func:`with_data` moves any variant there), :func:`paired_family` tests every loss against a baseline on
+every dataset as one Holm family. :func:`config_differences` sets a chapter's settings beside the paper's recipe,
 :func:`images_processed` estimates what a run costs, :func:`provenance_line` says what is behind a table, and
-:func:`paper_runs_table` puts paper-profile runs beside the paper's numbers (``08_reproducing.ipynb``). Training
-and sweeps are :mod:`mslib.run.runs` (``run_grid``), the statistics :mod:`mslib.run.stats` and
-:mod:`mslib.run.significance`. "Mining only"
-ablations need nothing here: ``loss_params={"ms_mining": ε, ...}`` restricts any loss with mined pairs (see
-:func:`mslib.losses.build_loss`).
+:func:`paper_runs_table` puts paper-profile runs beside the paper's numbers (``08_reproducing.ipynb``). Training and
+sweeps are :mod:`mslib.run.runs` (``run_grid``), the statistics :mod:`mslib.run.stats` and
+:mod:`mslib.run.significance`. "Mining only" ablations need nothing here: ``loss_params={"ms_mining": ε, ...}``
+restricts any loss with mined pairs (see :func:`mslib.losses.build_loss`).
 """
 
 from __future__ import annotations
@@ -80,6 +79,13 @@ def on_datasets(base: TrainConfig, also_on: Mapping[str, Mapping[str, Any]]) -> 
     return {base.dataset: base, **{name: dataclasses.replace(base, dataset=name, data_root=None,
                                                              dataset_options=dict(options))
                                    for name, options in also_on.items()}}
+
+
+def with_data(cfg: TrainConfig, there: TrainConfig) -> TrainConfig:
+    """``cfg`` on ``there``'s data (its ``dataset``, ``data_root`` and ``dataset_options``), nothing else changed:
+    a chapter's variants moved to another dataset of :func:`on_datasets`."""
+    return dataclasses.replace(cfg, dataset=there.dataset, data_root=there.data_root,
+                               dataset_options=dict(there.dataset_options))
 
 
 def paired_family(records_by_dataset: Mapping[str, Sequence[RunRecord]], baseline: str, *,

@@ -379,6 +379,19 @@ def test_on_datasets_changes_only_the_data() -> None:
         on_datasets(base, {"glyphs": {}})
 
 
+def test_with_data_moves_a_variant_to_another_dataset_and_changes_nothing_else() -> None:
+    from mslib.experiments import on_datasets, with_data
+
+    base = TrainConfig(dataset_options={"classes": 40}, iterations=7)
+    there = on_datasets(base, {"omniglot": {"image_size": 32}})["omniglot"]
+    variant = dataclasses.replace(base, loss="contrastive", loss_params={"pos_margin": 0.9}, lr=3e-4)
+    moved = with_data(variant, there)
+    assert moved == dataclasses.replace(there, loss="contrastive", loss_params={"pos_margin": 0.9}, lr=3e-4)
+    differing = {k for k, v in moved.to_dict().items() if v != variant.to_dict()[k]}
+    assert differing == {"dataset", "dataset_options"}
+    assert with_data(base, base) == base
+
+
 def test_paired_family_is_one_holm_family_over_the_datasets() -> None:
     from mslib.experiments import paired_family
     from mslib.run.significance import holm
