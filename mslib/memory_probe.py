@@ -6,12 +6,21 @@ With a memory (:class:`mslib.memory.CrossBatchMemory`, ``batch_loss=True``) the 
 weights per term: a loss that sums over pairs (contrastive) gives the memory term a weight mass that grows with
 the number of memory pairs it sees, a loss that normalises per anchor (MS's log-sum-exp) does not.
 :func:`memory_pull_of_run` measures it on a trained run's own training embeddings
-(``notebooks/09_beyond_pairs.ipynb``). Embedding drift (the memory holds embeddings of older networks) is not
-modelled: the probe's memory is embedded by the same network as the batch.
+(``notebooks/09_beyond_pairs.ipynb``); its memory is embedded by the same network as the batch.
+
+:func:`memory_drift` measures the other half: the memory holds embeddings written by older networks. It trains a
+run with a memory as :func:`mslib.run.trainer.fit` does (the same updates: its final model is the record's) and,
+after chosen updates, embeds the images behind the memory's rows again with the network of that moment.
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,10 +29,12 @@ from torch import Tensor
 
 from mslib import gpw
 from mslib.data import PKSampler
+from mslib.memory import CrossBatchMemory
 from mslib.run.config import TrainConfig
-from mslib.run.trainer import datasets, embed_split
+from mslib.run.trainer import (Run, build_run, datasets, embed_split, evaluate_split, torch_threads,
+                               train_iteration, train_loader)
 
-__all__ = ["memory_pull", "memory_pull_of_run"]
+__all__ = ["MemoryDrift", "memory_drift", "memory_drifts", "memory_pull", "memory_pull_of_run"]
 
 
 def memory_pull(loss: str, batch: Tensor, labels: Tensor, memory: Tensor, memory_labels: Tensor,
@@ -61,3 +72,78 @@ def memory_pull_of_run(cfg: TrainConfig, model: torch.nn.Module, memory_size: in
     mem_idx = np.random.default_rng(seed).choice(rest, size=memory_size, replace=False)
     b, m = torch.as_tensor(batch_idx), torch.as_tensor(mem_idx)
     return memory_pull(cfg.loss, emb[b].double(), labels[b], emb[m].double(), labels[m], **cfg.loss_params)
+
+
+@dataclass(frozen=True)
+class MemoryDrift:
+    """:func:`memory_drift`'s measurement: one row per probed update, and the final model's test metrics (to check
+    against the run's record: the probe must have measured that run)."""
+
+    probes: list[dict[str, float]]
+    final_test: dict[str, float]
+
+
+def memory_drift(cfg: TrainConfig, probe_at: Sequence[int]) -> MemoryDrift:
+    """Train ``cfg`` (a run with a cross-batch memory) and measure, after each update ``t`` in ``probe_at``, how
+    far the memory's embeddings are from the current network's.
+
+    Each memory row ``m`` was written by the network of its own update; a copy of the network after update ``t``
+    embeds the same augmented batch again (training mode, as it was written), giving ``m_t``. Per probe: the drift
+    ``1 − cos(m, m_t)`` (mean over rows, and over the newest and the oldest batch), and the error the memory term
+    sees in its similarities, ``|x·m − x·m_t|`` over the pairs of update ``t``'s batch ``x`` (embedded by the
+    network after ``t``) with the memory. The run itself is untouched: the copies do not feed back, and the
+    updates are :func:`mslib.run.trainer.fit`'s (same seed, sampler, augmentation draws and thread count).
+    """
+    batch = cfg.p * cfg.k
+    if cfg.memory_size <= 0 or cfg.memory_size % batch:
+        raise ValueError(f"memory_drift needs a memory of whole batches (a multiple of P·K = {batch}), "
+                         f"not memory_size={cfg.memory_size}")
+    probes = sorted({int(t) for t in probe_at})
+    if not probes or probes[0] < 1 or probes[-1] > cfg.iterations:
+        raise ValueError(f"probe_at must lie in 1..{cfg.iterations} (the run's updates), got {list(probe_at)}")
+    with torch_threads(cfg.threads):
+        run = build_run(cfg)
+        memory = run.loss_fn
+        assert isinstance(memory, CrossBatchMemory)
+        window: deque[tuple[Tensor, Tensor]] = deque(maxlen=cfg.memory_size // batch)
+        batches, rows = iter(train_loader(run)), []
+        while run.state["iteration"] < cfg.iterations:
+            images, labels = next(batches)
+            active, start = int(memory.iteration) >= memory.start_iteration, int(memory.position)
+            train_iteration(run, images, labels)
+            if active:
+                slots = (start + torch.arange(len(labels))) % memory.size
+                window.append((images, memory.embedding_memory[slots].clone()))
+            if run.state["iteration"] in probes and window:
+                rows.append(_drift_row(run, window, images))
+        return MemoryDrift(rows, evaluate_split(run.model, run.sets, "test", cfg))
+
+
+def memory_drifts(configs: Mapping[str, TrainConfig], probe_at: Sequence[int], *,
+                  jobs: int = 1) -> dict[str, MemoryDrift]:
+    """:func:`memory_drift` of every config (label → config), in up to ``jobs`` spawned processes (as
+    :func:`mslib.run.runs.run_grid`'s workers: each run keeps its own thread count, so its numbers do not change)."""
+    labels = list(configs)
+    if jobs <= 1 or len(labels) == 1:
+        return {label: memory_drift(configs[label], probe_at) for label in labels}
+    context = multiprocessing.get_context("spawn")  # not fork: torch's OpenMP pool does not survive a fork
+    with ProcessPoolExecutor(max_workers=min(jobs, len(labels)), mp_context=context) as pool:
+        futures = {label: pool.submit(memory_drift, configs[label], list(probe_at)) for label in labels}
+        return {label: future.result() for label, future in futures.items()}
+
+
+def _drift_row(run: Run, window: deque[tuple[Tensor, Tensor]], images: Tensor) -> dict[str, float]:
+    """:func:`memory_drift`'s measurement at ``run``'s current update; ``window`` oldest batch first."""
+    probe = copy.deepcopy(run.model).train()  # batch statistics, as the rows were written; the run's BN is untouched
+    layout = torch.channels_last if run.cfg.channels_last else torch.contiguous_format
+    with torch.no_grad():
+        now = [probe(x.contiguous(memory_format=layout)) for x, _ in window]
+        x = probe(images.contiguous(memory_format=layout))
+    stored = [m.to(x.dtype) for _, m in window]
+    drift = [1.0 - (m * m_t).sum(dim=1) for m, m_t in zip(stored, now, strict=True)]
+    error = [(x @ m.T - x @ m_t.T).abs() for m, m_t in zip(stored, now, strict=True)]
+    return {"iteration": float(run.state["iteration"]), "memory rows": float(sum(len(m) for m in stored)),
+            "drift 1 − cos, mean": float(torch.cat(drift).mean()),
+            "drift, newest batch": float(drift[-1].mean()), "drift, oldest batch": float(drift[0].mean()),
+            "|ΔS| batch × memory, mean": float(torch.cat(error, dim=1).mean()),
+            "|ΔS|, oldest batch": float(error[0].mean())}

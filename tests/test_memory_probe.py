@@ -56,3 +56,79 @@ def test_the_probe_on_a_runs_training_embeddings_and_its_errors():
     with pytest.raises(ValueError, match="non-empty memory"):
         memory_pull("contrastive", torch.eye(2, dtype=torch.float64), torch.tensor([0, 1]),
                     torch.zeros(0, 2, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
+
+
+# -- memory_drift: the memory's rows against the current network's embeddings of the same images ------------------
+DRIFT = dict(dataset_options={"classes": 12, "images_per_class": 6}, embedding_dim=8, p=4, k=3, iterations=12,
+             milestones=[10], eval_every=6, loss="contrastive", memory_size=36, memory_start=5,
+             memory_batch_loss=True)
+
+
+def _hand_drift(cfg: TrainConfig, probe: int) -> dict[str, float]:
+    """A plain loop: every update's images and the model before it, then the rows the memory holds at ``probe``
+    (the last memory_size / P·K written batches) embedded by the model that wrote them and by the model after
+    ``probe``."""
+    import copy
+
+    from mslib.run.trainer import build_run, torch_threads, train_iteration, train_loader
+
+    with torch_threads(cfg.threads):  # the run's thread count, as fit's
+        run = build_run(cfg)
+        batches, seen = iter(train_loader(run)), []
+        for update in range(1, probe + 1):
+            images, labels = next(batches)
+            seen.append((update, images, copy.deepcopy(run.model)))
+            train_iteration(run, images, labels)
+    written = [(u, x, m) for u, x, m in seen if u > cfg.memory_start][-(cfg.memory_size // (cfg.p * cfg.k)):]
+    now = copy.deepcopy(run.model).train()
+    layout = torch.channels_last
+    with torch_threads(cfg.threads), torch.no_grad():
+        drift = [1 - (m.train()(x.contiguous(memory_format=layout)) * now(x.contiguous(memory_format=layout)))
+                 .sum(1) for _, x, m in written]
+    return {"oldest": float(drift[0].mean()), "newest": float(drift[-1].mean()), "rows": 12.0 * len(written)}
+
+
+def test_memory_drift_matches_a_plain_loop_and_leaves_the_run_as_fit_trains_it():
+    from mslib.memory_probe import memory_drift
+    from mslib.run.trainer import fit
+
+    cfg = TrainConfig(**DRIFT)
+    got = memory_drift(cfg, [6, 9, 12])
+    assert [row["iteration"] for row in got.probes] == [6.0, 9.0, 12.0]
+    for row in got.probes:
+        hand = _hand_drift(cfg, int(row["iteration"]))
+        assert row["memory rows"] == hand["rows"]
+        assert row["drift, oldest batch"] == pytest.approx(hand["oldest"], abs=1e-6)
+        assert row["drift, newest batch"] == pytest.approx(hand["newest"], abs=1e-6)
+    assert got.probes[-1]["drift, oldest batch"] > 1e-4  # the network moved over the memory's span
+    assert got.final_test == fit(cfg, progress=False).metrics["final"]["test"]  # the probe measured fit's run
+
+
+def test_memory_drift_is_zero_when_the_network_does_not_move():
+    from mslib.memory_probe import memory_drift
+
+    rows = memory_drift(TrainConfig(**{**DRIFT, "lr": 0.0}), [8, 12]).probes
+    for row in rows:
+        assert abs(row["drift 1 − cos, mean"]) < 1e-6 and row["|ΔS| batch × memory, mean"] == 0.0
+
+
+@pytest.mark.parametrize("change, probe_at, message", [
+    ({"memory_size": 0}, [6], "memory of whole batches"),
+    ({"memory_size": 30}, [6], "multiple of P·K = 12"),
+    ({}, [0, 6], "probe_at must lie in 1..12"),
+    ({}, [13], "probe_at must lie in 1..12"),
+])
+def test_memory_drift_refuses_what_it_cannot_measure(change, probe_at, message):
+    from mslib.memory_probe import memory_drift
+
+    with pytest.raises(ValueError, match=message):
+        memory_drift(TrainConfig(**{**DRIFT, **change}), probe_at)
+
+
+def test_memory_drifts_in_workers_equal_the_serial_probe():
+    from mslib.memory_probe import memory_drift, memory_drifts
+
+    configs = {"a": TrainConfig(**DRIFT), "b": TrainConfig(**{**DRIFT, "seed": 1})}
+    parallel = memory_drifts(configs, [9, 12], jobs=2)
+    assert parallel["b"] == memory_drift(configs["b"], [9, 12])
+    assert parallel["a"].probes != parallel["b"].probes
