@@ -31,8 +31,16 @@ from mslib import gpw
 from mslib.data import PKSampler
 from mslib.memory import CrossBatchMemory
 from mslib.run.config import TrainConfig
-from mslib.run.trainer import (Run, build_run, datasets, embed_split, evaluate_split, torch_threads,
-                               train_iteration, train_loader)
+from mslib.run.trainer import (
+    Run,
+    build_run,
+    datasets,
+    embed_split,
+    evaluate_split,
+    torch_threads,
+    train_iteration,
+    train_loader,
+)
 
 __all__ = ["MemoryDrift", "memory_drift", "memory_drifts", "memory_pull", "memory_pull_of_run"]
 
