@@ -9,6 +9,9 @@ On CUDA (when present) the paper setting also runs with AMP (bf16) and with AMP 
 Iterations: ``--quick`` 2 timed (paper) / 10 (default) after warm-up; full 5 / 30.
 ``widths``: the small CNN's step (forward, MS loss, backward, Adam; channels_last, batch 80 at 32 px) at the
 default widths 16/32/64/64 and at the design study's 32/64/128/128, as a ratio in the same process.
+``eval batch``: the small CNN's evaluation forward (eval mode, ``inference_mode``, channels_last) over 2,048 glyph-
+sized images at ``eval_batch_size`` 32, 64, 128 and 256 (the default), repeats interleaved, as a ratio to 256: where
+a results run's evaluation time goes (each run embeds its validation split 16 times and its test split twice).
 """
 
 from __future__ import annotations
@@ -70,6 +73,24 @@ def small_cnn_step(widths: tuple[int, ...], iters: int, warmup: int = 3) -> floa
     return statistics.median(times)
 
 
+EVAL_BATCHES = (32, 64, 128, 256)
+
+
+def eval_batch_seconds(repeats: int, n: int = 2048) -> dict[int, float]:
+    """Median seconds to embed ``n`` 1×32×32 images with the small CNN at each of :data:`EVAL_BATCHES`."""
+    model = EmbeddingModel(SmallCNN(1), 64, "avg", "smallcnn").to(memory_format=torch.channels_last).eval()
+    x = torch.rand(n, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    times: dict[int, list[float]] = {b: [] for b in EVAL_BATCHES}
+    with torch.inference_mode():
+        for _ in range(repeats + 1):  # the first round warms up
+            for b in EVAL_BATCHES:
+                t0 = time.perf_counter()
+                for i in range(0, n, b):
+                    model(x[i:i + b])
+                times[b].append(time.perf_counter() - t0)
+    return {b: statistics.median(t[1:]) for b, t in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
     devices = setup(args)
@@ -103,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     widths_table = print_table("bench_training widths: the small CNN's step (CPU, median)",
                                ["widths", "step ms", "÷ design study"],
                                [[n, f"{t * 1e3:.1f}", f"{t / reference:.2f}"] for n, t in steps.items()])
+    evals = eval_batch_seconds(3 if args.quick else 10)
+    eval_table = print_table("bench_training eval batch: the small CNN's evaluation forward, 2,048 images (CPU)",
+                             ["eval_batch_size", "s", "÷ 256"],
+                             [[b, f"{t:.3f}", f"{t / evals[256]:.2f}"] for b, t in evals.items()])
     write_json("bench_training", {"benchmark": "bench_training", "quick": args.quick, "machine": info,
                                   "records": records, "table": table, "widths_s": steps,
-                                  "widths_table": widths_table})
+                                  "widths_table": widths_table, "eval_batch_s": evals, "eval_table": eval_table})
     return 0
 
 
