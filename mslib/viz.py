@@ -296,15 +296,16 @@ def plot_with_ci(
 
 def plot_learning_curves(ax: Any, curves: dict[str, Any], *, fraction: float = 0.25, metric: str = "R@1") -> None:
     """On ``ax``: each label's mean curve over its runs (:func:`mslib.run.convergence.mean_curve`, in percent),
-    with the last ``fraction`` of the iterations shaded (where :func:`mslib.run.convergence.late_gain` is read)."""
+    with the last ``fraction`` of each run length shaded (where :func:`mslib.run.convergence.late_gain` is read)."""
     from mslib.run.convergence import mean_curve
 
-    end = 0
+    ends = set()
     for label, runs in curves.items():
         its, values = zip(*mean_curve(runs), strict=True)
         ax.plot(its, [100 * v for v in values], lw=1.3, label=label)
-        end = max(end, its[-1])
-    ax.axvspan((1 - fraction) * end, end, color="grey", alpha=0.15, lw=0)
+        ends.add(its[-1])
+    for end in sorted(ends):
+        ax.axvspan((1 - fraction) * end, end, color="grey", alpha=0.15, lw=0)
     ax.set(xlabel="iteration", ylabel=f"validation {metric} (%)")
     ax.set_ylim(0.0, None)
 

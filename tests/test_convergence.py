@@ -205,6 +205,10 @@ def test_convergence_counts_and_view_say_what_the_table_holds():
     by_dataset = pd.concat({"glyphs": table.loc[["flat"]], "omniglot": table.loc[["ramp"]]}, names=["d", "loss"])
     assert convergence_counts(by_dataset)["still-rising"] == "ramp on omniglot"
     assert convergence_counts(table.loc[["flat"]])["still-rising"] == "none"
+    assert "lengthened" not in counts
+    longer = by_dataset.assign(iterations=[1500, 3000])
+    assert convergence_counts(longer, base_iterations=1500)["lengthened"] == "ramp on omniglot (3,000 iterations)"
+    assert convergence_counts(longer, base_iterations=3000)["lengthened"] == "none"
     assert list(convergence_view(table)["converged"]) == ["yes", "no", "no"]
     assert table["converged"].dtype == bool, "the view is a copy"
 
@@ -222,3 +226,63 @@ def test_curves_by_label_reads_records_and_names_a_run_without_evaluations():
     assert list(got) == ["b", "a"] and got["b"] == [[(0, 0.1), (100, 0.4)]] * 2 and got["a"] == [[(0, 0.1)]]
     with pytest.raises(ValueError, match=r"run r4 \(c\) has no periodic evaluations"):
         curves_by_label([SimpleNamespace(label="c", run_id="r4", extra={})])
+
+
+class SlowOrFastFit:
+    """Stands in for trainer.fit: validation MAP@R = 0.5·(1 − exp(−t/τ)), τ = 100 for contrastive and 400 for
+    triplet, so that at 600 iterations only contrastive has flattened (and triplet has by 2,400)."""
+
+    def __init__(self) -> None:
+        self.lengths: list[tuple[str, int, list[int]]] = []
+
+    def __call__(self, cfg, **_):
+        from mslib.run.trainer import FitResult
+        tau = 100.0 if cfg.loss == "contrastive" else 400.0
+        self.lengths.append((cfg.loss, cfg.iterations, list(cfg.milestones)))
+        evals = [{"iteration": t, "val": {"MAP@R": 0.5 * (1 - math.exp(-t / tau)) + 0.01 * cfg.seed}}
+                 for t in range(0, cfg.iterations + 1, cfg.eval_every)]
+        return FitResult(config=cfg.to_dict(), history=[], evals=evals,
+                         metrics={"final": {"iteration": cfg.iterations, "test": {"R@1": 0.0}}},
+                         timing={"train_seconds": 1.0, "images_per_second": 80.0}, completed=True,
+                         iteration=cfg.iterations, model=None)
+
+
+def test_run_until_converged_lengthens_only_the_labels_still_rising(tmp_path):
+    from mslib.run.config import TrainConfig
+    from mslib.run.records import RunStore
+    from mslib.run.runs import lengthened, run_until_converged
+
+    base = TrainConfig(iterations=600, milestones=[400], val_fraction=0.25, eval_every=100, loss_params={})
+    configs = {"fast": TrainConfig(**{**base.to_dict(), "loss": "contrastive"}),
+               ("slow", "tuple label"): TrainConfig(**{**base.to_dict(), "loss": "triplet"})}
+    fit = SlowOrFastFit()
+    records = run_until_converged(configs, [0, 1], metric="MAP@R", tolerance=0.01, longer=(2, 4, 8), jobs=1,
+                                  store=RunStore(tmp_path), fit=fit)
+    # by hand, the gain over [0.75 T, T] is 0.5·(e^(−0.75 T/τ) − e^(−T/τ)): triplet 0.051 at T = 600, 0.028 at
+    # 1,200, 0.0043 at 2,400 (converged: no 4,800); contrastive 0.0043 at 600
+    assert [(r.label, r.seed, r.params["iterations"]) for r in records] == [
+        ("fast", 0, 600), ("fast", 1, 600), (("slow", "tuple label"), 0, 2400), (("slow", "tuple label"), 1, 2400)]
+    assert fit.lengths == [("contrastive", 600, [400])] * 2 + [("triplet", 600, [400])] * 2 + [
+        ("triplet", 1200, [800])] * 2 + [("triplet", 2400, [1600])] * 2
+    again = run_until_converged(configs, [0, 1], metric="MAP@R", tolerance=0.01, longer=(2, 4, 8), jobs=1,
+                                store=RunStore(tmp_path), fit=fit)
+    assert len(fit.lengths) == 8 and all(r.reused for r in again), "a second call loads every run"
+    assert [r.params["iterations"] for r in again] == [r.params["iterations"] for r in records]
+    once = run_until_converged(configs, [0, 1], metric="MAP@R", tolerance=0.01, longer=(2,), jobs=1,
+                               store=RunStore(tmp_path), fit=fit)
+    assert [r.params["iterations"] for r in once] == [600, 600, 1200, 1200], "still rising: its last length"
+    assert lengthened(base, 3).iterations == 1800 and lengthened(base, 3).milestones == [1200]
+    with pytest.raises(ValueError, match="integer ≥ 2"):
+        lengthened(base, 1)
+
+
+def test_criterion_reads_a_chapters_setting_in_points():
+    from mslib.run.convergence import criterion, lengthening
+    assert criterion({"metric": "MAP@R", "tolerance": 1.5, "fraction": 0.25}) == {
+        "metric": "MAP@R", "tolerance": 0.015, "fraction": 0.25, "longer": ()}
+    setting = {"metric": "R@1", "tolerance": 1.0, "fraction": 0.5, "longer": [2, 4]}
+    assert criterion(setting) == {"metric": "R@1", "tolerance": 0.01, "fraction": 0.5, "longer": (2, 4)}
+    assert lengthening(setting) == "2× and then 4×"
+    assert lengthening({**setting, "longer": []}) == "never"
+    with pytest.raises(ValueError, match="fraction must be in"):
+        criterion({"metric": "MAP@R", "tolerance": 1.0, "fraction": 1.0})

@@ -230,3 +230,14 @@ def test_a_second_line_series_on_the_same_axes_is_in_view() -> None:
     bottom, top = ax.get_ylim()
     assert top >= 90.6 + 0.7 and bottom <= 84.7 - 4.9, (bottom, top)
     plt.close(fig)
+
+
+def test_learning_curves_shade_the_last_quarter_of_each_run_length():
+    curves = {"short": [[(0, 0.1), (500, 0.2), (1000, 0.3)]] * 2,
+              "long": [[(0, 0.1), (1000, 0.2), (2000, 0.4)], [(0, 0.3), (1000, 0.4), (2000, 0.6)]]}
+    fig, ax = plt.subplots()
+    viz.plot_learning_curves(ax, curves, fraction=0.25, metric="MAP@R")
+    spans = sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)
+    assert spans == [(750.0, 1000.0), (1500.0, 2000.0)]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [20.0, 30.0, 50.0])  # the mean over seeds, in percent
+    plt.close(fig)

@@ -40,8 +40,8 @@ import pandas as pd
 
 Curve = list[tuple[int, float]]
 
-__all__ = ["Curve", "convergence_table", "curves_by_label", "is_converged", "iterations_to_converge", "late_gain",
-           "learning_curve", "mean_curve", "truncate", "value_at"]
+__all__ = ["Curve", "convergence_table", "criterion", "curves_by_label", "is_converged", "iterations_to_converge",
+           "late_gain", "learning_curve", "lengthening", "mean_curve", "truncate", "value_at"]
 
 
 def learning_curve(evals: Sequence[Mapping[str, Any]], split: str = "val", metric: str = "R@1") -> Curve:
@@ -84,6 +84,23 @@ def _check_curve(curve: Sequence[tuple[int, float]]) -> None:
         raise ValueError(f"a learning curve's iterations must increase strictly, got {its}")
     if not all(math.isfinite(v) for _, v in curve):
         raise ValueError("a learning curve's values must be finite numbers")
+
+
+def criterion(setting: Mapping[str, Any]) -> dict[str, Any]:
+    """A chapter's ``convergence`` parameter (``{"metric", "tolerance" in points, "fraction", "longer"}``) as the
+    keyword arguments of :func:`mslib.run.runs.run_until_converged`: ``metric``, ``tolerance`` in the metric's
+    units (0.01 = 1 point), ``fraction`` and ``longer`` (the factors a still-rising run is lengthened by; none
+    when absent)."""
+    tolerance, fraction = float(setting["tolerance"]) / 100, float(setting["fraction"])
+    _check_settings(tolerance, fraction)
+    return {"metric": str(setting["metric"]), "tolerance": tolerance, "fraction": fraction,
+            "longer": tuple(int(f) for f in setting.get("longer", ()))}
+
+
+def lengthening(setting: Mapping[str, Any]) -> str:
+    """The ``longer`` factors of a chapter's ``convergence`` parameter in words, for its prose: ``"2×"``,
+    ``"2× and then 4×"``, ``"never"``."""
+    return " and then ".join(f"{f}×" for f in criterion(setting)["longer"]) or "never"
 
 
 def _check_settings(tolerance: float, fraction: float) -> None:
@@ -216,15 +233,22 @@ def _row_name(index: Any) -> str:
     return " on ".join(map(str, reversed(index))) if isinstance(index, tuple) else str(index)
 
 
-def convergence_counts(table: pd.DataFrame) -> dict[str, Any]:
+def convergence_counts(table: pd.DataFrame, base_iterations: int | None = None) -> dict[str, Any]:
     """What a chapter states about a :func:`convergence_table` (its glue values): ``met`` of ``n`` labels meet the
     criterion, ``still-rising`` names the others (``"none"``), ``max-gain`` is the largest mean-curve late gain
-    (points), ``runs-converged`` of ``runs`` single runs meet it on their own."""
+    (points), ``runs-converged`` of ``runs`` single runs meet it on their own; with ``base_iterations``,
+    ``lengthened`` names the labels run longer than that, with their length (:func:`mslib.run.runs.run_until_converged`;
+    ``"none"``)."""
     met = table["converged"].astype(bool)
-    return {"met": int(met.sum()), "n": len(table),
-            "still-rising": ", ".join(_row_name(i) for i in table.index[~met]) or "none",
-            "max-gain": float(table["late gain, mean curve"].max()), "runs": int(table["runs"].sum()),
-            "runs-converged": int(table["runs converged"].sum())}
+    counts = {"met": int(met.sum()), "n": len(table),
+              "still-rising": ", ".join(_row_name(i) for i in table.index[~met]) or "none",
+              "max-gain": float(table["late gain, mean curve"].max()), "runs": int(table["runs"].sum()),
+              "runs-converged": int(table["runs converged"].sum())}
+    if base_iterations is not None:
+        longer = table["iterations"] > base_iterations
+        counts["lengthened"] = ", ".join(f"{_row_name(i)} ({int(n):,} iterations)"
+                                         for i, n in table.loc[longer, "iterations"].items()) or "none"
+    return counts
 
 
 def convergence_view(table: pd.DataFrame) -> pd.DataFrame:

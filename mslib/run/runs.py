@@ -22,6 +22,7 @@ from mslib import distributed
 from mslib.run import trainer
 from mslib.run.codehash import run_code_hash
 from mslib.run.config import TrainConfig
+from mslib.run.convergence import convergence_table, curves_by_label
 from mslib.run.records import RunRecord, RunStore, run_id, run_record
 
 Fit = Callable[..., trainer.FitResult]  # trainer.fit's signature: fit(cfg, *, run_dir, progress, on_log) -> FitResult
@@ -103,6 +104,40 @@ def run_grid(
     if jobs == 1 or distributed.world_size() > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _grid_serial(runs, store, paths, progress, on_run, fit)
     return _grid_parallel(runs, store, paths, jobs, on_run, fit)
+
+
+def lengthened(cfg: TrainConfig, factor: int) -> TrainConfig:
+    """``cfg`` run ``factor`` times as long: its iterations and its learning-rate milestones × ``factor`` (the same
+    schedule, stretched; evaluations stay every ``eval_every`` updates)."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ValueError(f"lengthened: factor must be an integer ≥ 2, not {factor!r}")
+    return dataclasses.replace(cfg, iterations=cfg.iterations * factor,
+                               milestones=[m * factor for m in cfg.milestones])
+
+
+def run_until_converged(configs: Mapping[Any, TrainConfig], seeds: Iterable[int], *, metric: str, tolerance: float,
+                        fraction: float = 0.25, longer: Sequence[int] = (2,), **grid: Any) -> list[RunRecord]:
+    """:func:`run_grid`, then each label whose runs still rise by the convergence criterion (the mean over seeds of
+    their validation ``metric`` gains ``tolerance`` or more over the last ``fraction`` of the iterations,
+    :func:`mslib.run.convergence.convergence_table`) again at ``factor`` × the length (:func:`lengthened`), for
+    each ``factor`` of ``longer`` in turn while it still rises. Returns each label's runs at its last length, in
+    ``configs × seeds`` order; a label still rising at the longest length keeps it (its convergence table shows it).
+    ``grid`` goes to :func:`run_grid` (``jobs``, ``store``, ...). Chapter 06 explains the criterion."""
+    seeds = [int(s) for s in seeds]
+    by_label = {label: [] for label in configs}
+    for record in run_grid(configs, seeds, **grid):
+        by_label[record.label].append(record)
+    rising = dict(configs)
+    for factor in longer:
+        curves = curves_by_label([r for label in rising for r in by_label[label]], metric=metric)
+        table = convergence_table(curves, tolerance=tolerance, fraction=fraction)
+        rising = {label: configs[label] for label in rising if not table.loc[str(label), "converged"]}
+        if not rising:
+            break
+        by_label.update({label: [] for label in rising})
+        for record in run_grid({label: lengthened(cfg, factor) for label, cfg in rising.items()}, seeds, **grid):
+            by_label[record.label].append(record)
+    return [r for records in by_label.values() for r in records]
 
 
 GridEntry = tuple[str, int, TrainConfig]  # (label, seed, the seeded config)
