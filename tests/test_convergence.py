@@ -276,6 +276,27 @@ def test_run_until_converged_lengthens_only_the_labels_still_rising(tmp_path):
         lengthened(base, 1)
 
 
+def test_run_until_converged_jointly_lengthens_every_label_while_one_still_rises(tmp_path):
+    from mslib.run.config import TrainConfig
+    from mslib.run.records import RunStore
+    from mslib.run.runs import run_until_converged
+
+    base = TrainConfig(iterations=600, milestones=[400], val_fraction=0.25, eval_every=100, loss_params={})
+    configs = {"baseline": TrainConfig(**{**base.to_dict(), "loss": "contrastive"}),
+               "variant": TrainConfig(**{**base.to_dict(), "loss": "triplet"})}
+    fit = SlowOrFastFit()
+    records = run_until_converged(configs, [0], metric="MAP@R", tolerance=0.01, longer=(2, 4, 8), jointly=True,
+                                  jobs=1, store=RunStore(tmp_path), fit=fit)
+    # the baseline has flattened at 600 but runs as long as the variant, which flattens at 2,400 (as above)
+    assert [(r.label, r.params["iterations"]) for r in records] == [("baseline", 2400), ("variant", 2400)]
+    assert [(loss, n) for loss, n, _ in fit.lengths] == [
+        ("contrastive", 600), ("triplet", 600), ("contrastive", 1200), ("triplet", 1200),
+        ("contrastive", 2400), ("triplet", 2400)]
+    flat = run_until_converged({"baseline": configs["baseline"]}, [0], metric="MAP@R", tolerance=0.01,
+                               jointly=True, jobs=1, store=RunStore(tmp_path), fit=fit)
+    assert [r.params["iterations"] for r in flat] == [600], "nothing rising: nothing lengthened"
+
+
 def test_criterion_reads_a_chapters_setting_in_points():
     from mslib.run.convergence import criterion, lengthening
     assert criterion({"metric": "MAP@R", "tolerance": 1.5, "fraction": 0.25}) == {

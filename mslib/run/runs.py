@@ -116,13 +116,16 @@ def lengthened(cfg: TrainConfig, factor: int) -> TrainConfig:
 
 
 def run_until_converged(configs: Mapping[Any, TrainConfig], seeds: Iterable[int], *, metric: str, tolerance: float,
-                        fraction: float = 0.25, longer: Sequence[int] = (2,), **grid: Any) -> list[RunRecord]:
+                        fraction: float = 0.25, longer: Sequence[int] = (2,), jointly: bool = False,
+                        **grid: Any) -> list[RunRecord]:
     """:func:`run_grid`, then each label whose runs still rise by the convergence criterion (the mean over seeds of
     their validation ``metric`` gains ``tolerance`` or more over the last ``fraction`` of the iterations,
     :func:`mslib.run.convergence.convergence_table`) again at ``factor`` × the length (:func:`lengthened`), for
     each ``factor`` of ``longer`` in turn while it still rises. Returns each label's runs at its last length, in
     ``configs × seeds`` order; a label still rising at the longest length keeps it (its convergence table shows it).
-    ``grid`` goes to :func:`run_grid` (``jobs``, ``store``, ...). Chapter 06 explains the criterion."""
+    ``jointly``: the labels are one comparison at one length, so all of them are lengthened while any still rises
+    (e.g. a run with a memory and its baseline without). ``grid`` goes to :func:`run_grid` (``jobs``, ``store``,
+    ...). Chapter 06 explains the criterion."""
     seeds = [int(s) for s in seeds]
     by_label = {label: [] for label in configs}
     for record in run_grid(configs, seeds, **grid):
@@ -132,6 +135,7 @@ def run_until_converged(configs: Mapping[Any, TrainConfig], seeds: Iterable[int]
         curves = curves_by_label([r for label in rising for r in by_label[label]], metric=metric)
         table = convergence_table(curves, tolerance=tolerance, fraction=fraction)
         rising = {label: configs[label] for label in rising if not table.loc[str(label), "converged"]}
+        rising = dict(configs) if jointly and rising else rising
         if not rising:
             break
         by_label.update({label: [] for label in rising})
