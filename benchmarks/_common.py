@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -70,19 +69,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """Where the numbers come from: hardware, library versions, commit, load at start."""
-    info = {**hardware(), "cpu_model": cpu_model(), "torch_threads": torch.get_num_threads()}
+    info = {**hardware(), "torch_threads": torch.get_num_threads()}
     try:
         info["loadavg_at_start"] = list(os.getloadavg())
     except OSError:

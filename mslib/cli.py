@@ -6,6 +6,8 @@
     python -m mslib data verify NAME [--root DIR] [--option KEY=VALUE ...] [--no-count-check] [--no-images]
     python -m mslib data glyphs [--seed 0] [--images-per-class 50] [--no-cache]
     python -m mslib notebooks ...   (run/list/strip the book's notebooks: :mod:`mslib.notebooks`)
+    python -m mslib records list    (the committed record sets: runs, code hash, whether current)
+    python -m mslib records pack NAME --description TEXT
     python -m mslib env             (the versions and hardware a run record stores)
 """
 
@@ -28,8 +30,9 @@ from mslib.data.registry import DATASETS, dataset_spec
 from mslib.data.sampler import check_global_batch
 from mslib.paths import data_dir
 from mslib.provenance import git_commit, hardware, versions
+from mslib.run.codehash import run_code_hash
 from mslib.run.config import TrainConfig
-from mslib.run.records import RunRecord, RunStore
+from mslib.run.records import MANIFEST, RunRecord, RunStore, pack_record_set
 from mslib.run.runs import train_or_load
 
 
@@ -176,6 +179,40 @@ def data_main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+# ----------------------------------------------------------------------------------------------- records
+def records_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mslib records {list,pack}``: the committed record sets (``results/sets/``) a fresh clone reuses.
+
+    ``list`` prints each set a store reads (``MSLIB_RECORD_SETS`` chooses) with its runs and how many of them the
+    current code can still reuse; ``pack NAME`` copies the up-to-date records of ``results/`` that no set holds
+    into the set ``NAME`` (:func:`mslib.run.records.pack_record_set`)."""
+    parser = argparse.ArgumentParser(prog="python -m mslib records", description=records_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the record sets read, their runs and how many the current code reuses")
+    pack = sub.add_parser("pack", help="copy the up-to-date records of results/ into a committed record set")
+    pack.add_argument("name")
+    pack.add_argument("--description", required=True, help="what made the runs (chapters, profile, machine)")
+    parser.add_argument("--results-dir", default=None, help="the results folder (default results/)")
+    args = parser.parse_args(argv)
+    try:
+        store, code = RunStore(args.results_dir), run_code_hash()
+        if args.command == "pack":
+            folder = pack_record_set(store, args.name, code, description=args.description)
+            store = RunStore(args.results_dir, sets=[folder])
+        for folder in store.sets:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            current = manifest["code_hashes"].get(code, 0)
+            print(f"{folder.name}: {manifest['runs']} runs, {current} on the current code {code} "
+                  f"({manifest['run_minutes']} run-minutes; {', '.join(manifest['machines'])}): "
+                  f"{manifest['description']}")
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not store.sets:
+        print(f"no record set in {store.results_dir / 'sets'} (or MSLIB_RECORD_SETS=none)")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- env, dispatch
 def env_main(argv: Sequence[str] | None = None) -> int:
     """Print the versions and hardware a run record would store."""
@@ -187,6 +224,7 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "notebooks": notebooks.main,
     "train": train_main,
     "data": data_main,
+    "records": records_main,
     "env": env_main,
 }
 

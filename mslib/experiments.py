@@ -122,22 +122,27 @@ def config_differences(cfg: TrainConfig, reference: Mapping[str, Any], keys: Seq
 
 
 def provenance_line(records: Sequence[RunRecord]) -> str:
-    """One line behind a table: runs, seeds, code hash, commit, torch, hardware, training time, reuse."""
+    """One line behind a table: runs, seeds, code hash, commit, torch, machines, training time, reuse (and from
+    which committed record sets, :mod:`mslib.run.records`)."""
     if not records:
         return "no run records"
     seeds = sorted({int(r.seed) for r in records})
     codes = sorted({str(r.code_hash) for r in records})
     commits = sorted({str(r.git_commit or "unknown")[:12] for r in records})
     torch_v = sorted({str(r.versions.get("torch")) for r in records})
-    hw = records[0].hardware
-    threads = sorted({str(r.params.get("threads", hw.get("torch_threads", "?"))) for r in records})
-    where = hw.get("gpu") or f"{hw.get('processor', '?')} CPU, {'/'.join(threads)} torch thread(s) per run"
+    threads = sorted({str(r.params.get("threads", r.hardware.get("torch_threads", "?"))) for r in records})
+    machines = sorted({str(r.hardware.get("gpu") or r.hardware.get("cpu_model") or r.hardware.get("processor", "?"))
+                       for r in records})
+    where = f"{', '.join(machines)}, {'/'.join(threads)} torch thread(s) per run"
     wall = math.fsum(float(r.wall_time_s or 0.0) for r in records)
     reused = sum(bool(r.reused) for r in records)
-    return (f"{len(records)} runs (seeds {', '.join(map(str, seeds))}; {reused} loaded from records, "
+    sets = sorted({str(r.record_set) for r in records if r.record_set})
+    from_sets = sum(bool(r.record_set) for r in records)
+    committed = f" ({from_sets} from the committed record set {', '.join(sets)})" if sets else ""
+    return (f"{len(records)} runs (seeds {', '.join(map(str, seeds))}; {reused} loaded from records{committed}, "
             f"{len(records) - reused} trained now) · code {', '.join(codes)} · commit {', '.join(commits)} · "
             f"torch {', '.join(torch_v)} · {where} · {wall / 60:.1f} min of run time in total · "
-            f"records: results/<run_id>.json")
+            f"records: results/<run_id>.json{', results/sets/<set>/<run_id>.json' if sets else ''}")
 
 
 def images_processed(cfg: TrainConfig, test_images: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""mslib.cli: one command line for ``python -m mslib train|data|env|notebooks``."""
+"""mslib.cli: one command line for ``python -m mslib train|data|records|env|notebooks``."""
 
 from __future__ import annotations
 
@@ -61,5 +61,29 @@ def test_data_and_env_commands(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_or_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bogus"]) == 2
     err = capsys.readouterr().err
-    assert "unknown command 'bogus'" in err and "{notebooks,train,data,env}" in err
+    assert "unknown command 'bogus'" in err and "{notebooks,train,data,records,env}" in err
     assert main([]) == 2 and main(["--help"]) == 0
+
+
+def test_records_pack_then_list_then_reuse(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MSLIB_RECORD_SETS", raising=False)
+    built = tmp_path / "built"
+    settings = ["iterations=2", "p=4", "k=2", "embedding_dim=8", "ks=[1]",
+                "dataset_options={classes: 16, images_per_class: 6}"]
+    train = ["train", "--no-progress", *(arg for s in settings for arg in ("--set", s))]
+    assert main([*train, "--results-dir", str(built)]) == 0
+    (record,) = RunStore(built).load_all()
+    assert main(["records", "--results-dir", str(built), "list"]) == 0
+    assert "no record set in" in capsys.readouterr().out
+    assert main(["records", "--results-dir", str(built), "pack", "tiny", "--description", "one CLI run"]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"^tiny: 1 runs, 1 on the current code \w+ \(.*\): one CLI run$", shown, re.MULTILINE), shown
+    assert (built / "sets" / "tiny" / f"{record.run_id}.json").is_file()
+    assert main(["records", "--results-dir", str(built), "pack", "again", "--description", "nothing new"]) == 1
+    assert "no record of code" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    (fresh / "sets").mkdir(parents=True)
+    (built / "sets" / "tiny").rename(fresh / "sets" / "tiny")
+    assert main([*train, "--results-dir", str(fresh)]) == 0  # loaded from the set: nothing written
+    assert not list(fresh.glob("*.json"))

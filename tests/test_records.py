@@ -158,3 +158,120 @@ def test_store_paths(tmp_path):
     store = R.RunStore(tmp_path)
     assert store.path("abc") == tmp_path / "abc.json"
     assert store.run_dir(PARAMS, "c0de") == tmp_path / "runs" / R.run_id(PARAMS, "c0de")
+
+
+# ------------------------------------------------------------------------------------ committed record sets
+def _set_with(results, name, *records, description="runs of a test"):
+    """A record set ``results/sets/<name>/`` packed from ``records`` written to a scratch results folder."""
+    scratch = R.RunStore(results.parent / f"scratch-{name}", sets=[])
+    for rec in records:
+        scratch.write(rec)
+    folder = results / "sets" / name
+    codes = {rec.code_hash for rec in records}
+    for code in codes:
+        moved = R.pack_record_set(scratch, name, code, description=description)
+        assert moved == scratch.results_dir / "sets" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    (scratch.results_dir / "sets" / name).rename(folder)
+    return folder
+
+
+def test_a_store_reads_its_folder_first_then_the_committed_sets_in_order(tmp_path, monkeypatch):
+    monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
+    results = tmp_path / "results"
+    in_a, in_b = make(metrics={"iteration": 1, "R@1": 0.1}), make(metrics={"iteration": 1, "R@1": 0.2})
+    other = make(params={**PARAMS, "beta": 40.0})
+    _set_with(results, "b-set", in_b, other)
+    _set_with(results, "a-set", in_a)
+    store = R.RunStore(results)
+    assert [p.name for p in store.sets] == ["a-set", "b-set"]
+    found = store.find(PARAMS, "c0de")
+    assert found.record_set == "a-set" and found.metrics["R@1"] == 0.1  # the first set in name order
+    assert store.find({**PARAMS, "beta": 40.0}, "c0de").record_set == "b-set"
+    assert store.find(PARAMS, "other-code") is None  # a set's record is stale on other code, like any record
+    own = make(metrics={"iteration": 1, "R@1": 0.3})
+    store.write(own)
+    assert store.find(PARAMS, "c0de").record_set is None and store.find(PARAMS, "c0de").metrics["R@1"] == 0.3
+    assert sorted(p.name for p in (results / "sets" / "a-set").iterdir()) == sorted(
+        [f"{in_a.run_id}.json", R.MANIFEST]), "writing never touches a set"
+    assert store.load_all() == [own], "load_all reads the results folder alone"
+
+
+def test_record_sets_env_chooses_the_sets_or_none(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    _set_with(results, "a-set", make(metrics={"iteration": 1, "R@1": 0.1}))
+    _set_with(results, "b-set", make(metrics={"iteration": 1, "R@1": 0.2}))
+    (results / "sets" / "no-manifest").mkdir()  # a folder without MANIFEST.json is not a set
+    monkeypatch.setenv(R.RECORD_SETS_ENV, "b-set, a-set")
+    assert [p.name for p in R.RunStore(results).sets] == ["b-set", "a-set"]
+    assert R.RunStore(results).find(PARAMS, "c0de").metrics["R@1"] == 0.2
+    monkeypatch.setenv(R.RECORD_SETS_ENV, "none")
+    assert R.RunStore(results).sets == [] and R.RunStore(results).find(PARAMS, "c0de") is None
+    monkeypatch.setenv(R.RECORD_SETS_ENV, "a-set,no-manifest,typo")
+    with pytest.raises(ValueError, match="names record set.s. no-manifest, typo that .* holds: a-set, b-set"):
+        R.RunStore(results)
+    monkeypatch.delenv(R.RECORD_SETS_ENV)
+    assert [p.name for p in R.RunStore(results).sets] == ["a-set", "b-set"]
+
+
+def test_pack_copies_current_records_no_other_set_holds_and_counts_them(tmp_path, monkeypatch):
+    monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
+    results = tmp_path / "results"
+    held = make(params={**PARAMS, "beta": 40.0})
+    _set_with(results, "older", held)
+    store = R.RunStore(results)
+    store.write(held)  # also in the results folder: already in a set, not packed again
+    fresh = make()
+    stale = make(params={**PARAMS, "beta": 10.0}, code="old-code")
+    store.write(fresh)
+    store.write(stale)
+    with pytest.raises(ValueError, match="letters, digits"):
+        R.pack_record_set(store, "../escape", "c0de", description="x")
+    with pytest.raises(ValueError, match="no record of code nothing"):
+        R.pack_record_set(store, "empty", "nothing", description="x")
+    assert not (results / "sets" / "empty").exists()
+    folder = R.pack_record_set(store, "new", "c0de", description="chapter 06, default profile")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{fresh.run_id}.json", R.MANIFEST])
+    assert json.loads((folder / f"{fresh.run_id}.json").read_text()) == fresh.to_dict()
+    manifest = json.loads((folder / R.MANIFEST).read_text())
+    assert manifest["runs"] == 1 and manifest["code_hashes"] == {"c0de": 1}
+    assert manifest["description"] == "chapter 06, default profile" and manifest["run_minutes"] == round(90.5 / 60, 1)
+    assert manifest["made_by"] == {"interactive (interactive)": 1}
+    assert list(manifest["machines"]) == [f"{fresh.hardware['cpu_model']}, {fresh.hardware['cpu_count']} CPUs"]
+    assert [r.run_id for r in R.set_records(folder)] == [fresh.run_id]
+    assert R.RunStore(results).find(PARAMS, "c0de") == fresh  # equal: record_set is not compared
+
+
+def test_a_fresh_results_folder_reuses_a_set_and_trains_only_what_it_lacks(tmp_path, monkeypatch):
+    from mslib.run.config import TrainConfig
+    from mslib.run.runs import run_grid
+    from mslib.run.trainer import FitResult
+
+    calls = []
+
+    def fake_fit(cfg, **kwargs):
+        calls.append(cfg.seed)
+        return FitResult(config=cfg.to_dict(), history=[], evals=[],
+                         metrics={"final": {"iteration": cfg.iterations, "test": {"R@1": 0.5}}},
+                         timing={"train_seconds": 1.0, "images_per_second": 1.0}, completed=True,
+                         iteration=cfg.iterations, model=torch.nn.Identity())
+
+    monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
+    cfg = TrainConfig(iterations=5)
+    built = tmp_path / "built"
+    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(built, sets=[]), jobs=1, fit=fake_fit)
+    from mslib.run.codehash import run_code_hash
+
+    R.pack_record_set(R.RunStore(built, sets=[]), "book", run_code_hash(), description="two seeds")
+    results = tmp_path / "fresh"
+    (results / "sets").mkdir(parents=True)
+    (built / "sets" / "book").rename(results / "sets" / "book")
+    calls.clear()
+    records = run_grid({"ms": cfg}, [0, 1, 2], store=R.RunStore(results), jobs=1, fit=fake_fit)
+    assert calls == [2], "only the seed the set lacks is trained"
+    assert [(r.reused, r.record_set) for r in records] == [(True, "book"), (True, "book"), (False, None)]
+    assert sorted(p.name for p in results.glob("*.json")) == [f"{records[2].run_id}.json"]
+    monkeypatch.setenv(R.RECORD_SETS_ENV, "none")
+    calls.clear()
+    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(results), jobs=1, fit=fake_fit)
+    assert calls == [0, 1], "MSLIB_RECORD_SETS=none trains from scratch"

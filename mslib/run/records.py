@@ -7,6 +7,12 @@ same run on the same code has the same file name: :class:`RunStore` (the results
 record, and a change to the code a run executes (a new code hash) makes old records stale instead of silently
 reused.
 In code a record is a :class:`RunRecord`; ``record.metric("R@1", split="test", model="final")`` reads one number.
+
+A **record set** is a committed, read-only folder of records, ``results/sets/<name>/`` with a ``MANIFEST.json``
+(:func:`pack_record_set`): the runs a book build made, kept in the repository so that a fresh clone reuses them
+instead of training them again. A store looks in its own folder first, then in each set (:func:`record_sets`);
+``MSLIB_RECORD_SETS=none`` trains everything from scratch. A set's records obey the same rule as any record: only
+a run with the same parameters and the same code hash is reused.
 This module is storage only: training a run or loading its record is :func:`mslib.run.runs.train_or_load`.
 """
 
@@ -15,10 +21,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,7 @@ from mslib.paths import results_dir as default_results_dir
 from mslib.provenance import git_commit, hardware, notebook_context, stable_hash, versions
 
 SCHEMA_VERSION = 1
+RECORD_SETS_ENV = "MSLIB_RECORD_SETS"  # "none": no record set; "a,b": these sets, in this order; unset: every set
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -95,8 +105,9 @@ class RunRecord:
     """One run as ``results/<run_id>.json`` stores it: parameters, metrics by model group (``final``, ``selected``,
     ``official_best_test``; each with the ``iteration`` it comes from), seed, code hash and provenance, timings.
 
-    ``label`` and ``reused`` are not stored: :func:`mslib.run.runs.run_grid` sets the sweep's label, and
-    :func:`mslib.run.runs.train_or_load` says whether the record was loaded instead of trained.
+    ``label``, ``reused`` and ``record_set`` are not stored: :func:`mslib.run.runs.run_grid` sets the sweep's
+    label, :func:`mslib.run.runs.train_or_load` says whether the record was loaded instead of trained, and
+    :meth:`RunStore.find` names the record set it came from (``None``: the results folder itself).
     """
 
     run_id: str
@@ -117,6 +128,7 @@ class RunRecord:
     schema: int = SCHEMA_VERSION
     label: Any = field(default=None, compare=False)
     reused: bool = field(default=False, compare=False)
+    record_set: str | None = field(default=None, compare=False)
 
     def metric(self, name: str, *, split: str = "test", model: str = "final") -> float | None:
         """``metrics[model][split][name]``, e.g. ``record.metric("R@1", split="test", model="final")``; ``None``
@@ -135,7 +147,7 @@ class RunRecord:
         return None if value is None else float(value)
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as JSON types, the stored fields only (not ``label``/``reused``)."""
+        """The record as JSON types, the stored fields only (not ``label``/``reused``/``record_set``)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUNTIME_FIELDS}
 
     @classmethod
@@ -151,7 +163,7 @@ class RunRecord:
         return cls(**{name: data[name] for name in stored})
 
 
-_RUNTIME_FIELDS = ("label", "reused")
+_RUNTIME_FIELDS = ("label", "reused", "record_set")
 
 
 def run_record(
@@ -185,6 +197,19 @@ def run_record(
     )
 
 
+def _matching(path: Path, params: Mapping[str, Any], code: str) -> RunRecord | None:
+    """The record at ``path`` if it is the run of ``params`` on code ``code``; ``None`` if absent, of another run,
+    or unreadable (then with a warning: the run is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        rec = _read(path)
+    except ValueError as err:
+        warnings.warn(f"{err}; recomputing the run", stacklevel=3)
+        return None
+    return rec if rec.params == _plain(params, "params") and rec.code_hash == code else None
+
+
 def _read(path: Path) -> RunRecord:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -197,10 +222,14 @@ def _read(path: Path) -> RunRecord:
 
 class RunStore:
     """The results folder (default ``results/``): run records ``<run_id>.json`` and run folders ``runs/<run_id>/``
-    (checkpoint, log). Storage only: :func:`mslib.run.runs.train_or_load` trains or loads through it."""
+    (checkpoint, log), and the committed record sets it also reads (default :func:`record_sets`). Storage only:
+    :func:`mslib.run.runs.train_or_load` trains or loads through it; records are written to the results folder,
+    never into a set."""
 
-    def __init__(self, results_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, results_dir: str | os.PathLike | None = None, *,
+                 sets: Sequence[str | os.PathLike] | None = None) -> None:
         self.results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+        self.sets = [Path(s) for s in sets] if sets is not None else record_sets(self.results_dir)
 
     def path(self, run: str) -> Path:
         """Where the record of run id ``run`` is (or would be) stored."""
@@ -220,23 +249,19 @@ class RunStore:
         return atomic_write_text(self.path(record.run_id), text)
 
     def find(self, params: Mapping[str, Any], code: str) -> RunRecord | None:
-        """The record of this exact run (same parameters, same code hash), or ``None``. A file of an older or
+        """The record of this exact run (same parameters, same code hash) from the results folder, else from the
+        first record set holding it (``record.record_set`` names the set), or ``None``. A file of an older or
         incomplete format is reported (a warning) and treated as missing, so the run is recomputed."""
-        path = self.path(run_id(params, code))
-        if not path.is_file():
-            return None
-        try:
-            rec = _read(path)
-        except ValueError as err:
-            warnings.warn(f"{err}; recomputing the run", stacklevel=2)
-            return None
-        if rec.params != _plain(params, "params") or rec.code_hash != code:
-            return None
-        return rec
+        name = f"{run_id(params, code)}.json"
+        for folder, set_name in [(self.results_dir, None), *((s, s.name) for s in self.sets)]:
+            rec = _matching(folder / name, params, code)
+            if rec is not None:
+                return rec if set_name is None else replace(rec, record_set=set_name)
+        return None
 
     def load_all(self, *, where: Mapping[str, Any] | None = None, code_hash: str | None = None) -> list[RunRecord]:
-        """Every record (oldest first); only those whose params contain ``where`` and, with ``code_hash``, only
-        those made by that code (the up-to-date ones)."""
+        """Every record of the results folder (oldest first; not the sets'); only those whose params contain
+        ``where`` and, with ``code_hash``, only those made by that code (the up-to-date ones)."""
         if not self.results_dir.is_dir():
             return []
         want = _plain(dict(where or {}), "where")
@@ -251,3 +276,75 @@ class RunStore:
                 continue
             out.append(rec)
         return sorted(out, key=lambda r: (r.started, r.run_id))
+
+
+# ----------------------------------------------------------------------------------------------- record sets
+_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MANIFEST = "MANIFEST.json"
+
+
+def record_sets(results_dir: str | os.PathLike) -> list[Path]:
+    """The record sets a store reads after its own folder: ``results_dir/sets/<name>/``, in name order, or those
+    ``MSLIB_RECORD_SETS`` names (comma-separated, in that order; ``none``: no set, so every run is trained)."""
+    root = Path(results_dir) / "sets"
+    chosen = os.environ.get(RECORD_SETS_ENV, "").strip()
+    if chosen.lower() == "none":
+        return []
+    found = sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    if not chosen:
+        return found
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
+    unknown = [n for n in names if not (root / n / MANIFEST).is_file()]
+    if unknown:
+        raise ValueError(f"{RECORD_SETS_ENV} names record set(s) {', '.join(unknown)} that {root} does not hold; "
+                         f"it holds: {', '.join(p.name for p in found) or 'none'} (or say 'none')")
+    return [root / n for n in names]
+
+
+def set_records(folder: str | os.PathLike) -> list[RunRecord]:
+    """The records of one record set (or any folder of records), in run-id order, each naming its set."""
+    folder = Path(folder)
+    return [replace(_read(p), record_set=folder.name) for p in sorted(folder.glob("*.json")) if p.name != MANIFEST]
+
+
+def set_manifest(records: Sequence[RunRecord], *, name: str, description: str) -> dict[str, Any]:
+    """What a record set holds, in numbers: runs per code hash, per machine and per notebook (profile), run time."""
+    def machine(r: RunRecord) -> str:
+        hw = r.hardware
+        return str(hw.get("gpu") or hw.get("cpu_model") or hw.get("processor", "?")) + f", {hw.get('cpu_count')} CPUs"
+
+    def made_by(r: RunRecord) -> str:
+        nb = r.notebook if isinstance(r.notebook, dict) else {}
+        return f"{nb.get('notebook', '?')} ({nb.get('profile', '?')})"
+
+    return {"name": name, "description": description, "runs": len(records),
+            "code_hashes": dict(Counter(r.code_hash for r in records)),
+            "machines": dict(Counter(machine(r) for r in records)),
+            "made_by": dict(Counter(made_by(r) for r in records)),
+            "commits": sorted({str(r.git_commit) for r in records}),
+            "first_started": min((r.started for r in records), default=None),
+            "last_finished": max((r.finished for r in records), default=None),
+            "run_minutes": round(math.fsum(float(r.wall_time_s or 0.0) for r in records) / 60, 1)}
+
+
+def pack_record_set(store: RunStore, name: str, code: str, *, description: str,
+                    run_ids: Iterable[str] | None = None) -> Path:
+    """Copy the records of ``store``'s results folder made by code hash ``code`` (only ``run_ids`` when given) that
+    no other set of ``store`` holds into the record set ``results/sets/<name>/`` (created, or added to), and write
+    its ``MANIFEST.json`` (:func:`set_manifest`). Returns the set's folder."""
+    if not _SET_NAME.fullmatch(name):
+        raise ValueError(f"a record set's name is letters, digits, '.', '_' and '-', starting with a letter or "
+                         f"digit, not {name!r}")
+    folder = store.results_dir / "sets" / name
+    elsewhere = {p.name for s in store.sets if s.resolve() != folder.resolve() for p in s.glob("*.json")}
+    wanted = None if run_ids is None else {f"{r}.json" for r in run_ids}
+    chosen = [r for r in store.load_all(code_hash=code)
+              if f"{r.run_id}.json" not in elsewhere and (wanted is None or f"{r.run_id}.json" in wanted)]
+    if not chosen and not (folder / MANIFEST).is_file():
+        raise ValueError(f"no record of code {code} in {store.results_dir} to pack (that another set lacks)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in chosen:
+        shutil.copyfile(store.path(record.run_id), folder / f"{record.run_id}.json")
+    manifest = set_manifest(set_records(folder), name=name, description=description)
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return folder
