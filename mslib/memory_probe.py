@@ -11,12 +11,14 @@ the number of memory pairs it sees, a loss that normalises per anchor (MS's log-
 :func:`memory_drift` measures the other half: the memory holds embeddings written by older networks. It trains a
 run with a memory as :func:`mslib.run.trainer.fit` does (the same updates: its final model is the record's) and,
 after chosen updates, embeds the images behind the memory's rows again with the network of that moment.
+:func:`memory_drifts` keeps each measurement as a run record, so a chapter executed again loads it.
 """
 
 from __future__ import annotations
 
 import copy
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +32,9 @@ from torch import Tensor
 from mslib import gpw
 from mslib.data import PKSampler
 from mslib.memory import CrossBatchMemory
+from mslib.run.codehash import code_hash, run_code_hash
 from mslib.run.config import TrainConfig
+from mslib.run.records import RunStore, run_record
 from mslib.run.trainer import (
     Run,
     build_run,
@@ -127,12 +131,36 @@ def memory_drift(cfg: TrainConfig, probe_at: Sequence[int]) -> MemoryDrift:
         return MemoryDrift(rows, evaluate_split(run.model, run.sets, "test", cfg))
 
 
-def memory_drifts(configs: Mapping[str, TrainConfig], probe_at: Sequence[int], *,
-                  jobs: int = 1) -> dict[str, MemoryDrift]:
+def memory_drifts(configs: Mapping[str, TrainConfig], probe_at: Sequence[int], *, jobs: int = 1,
+                  store: RunStore | None = None) -> dict[str, MemoryDrift]:
     """:func:`memory_drift` of every config (label → config), in up to ``jobs`` spawned processes (as
-    :func:`mslib.run.runs.run_grid`'s workers: each run keeps its own thread count, so its numbers do not change)."""
-    labels = list(configs)
-    if jobs <= 1 or len(labels) == 1:
+    :func:`mslib.run.runs.run_grid`'s workers: each run keeps its own thread count, so its numbers do not change).
+
+    Each measurement is a run record of ``store`` (default ``results/``, and its committed record sets): its
+    parameters are the run's settings plus the probe (``probe_at`` and the hash of this module's code), its code
+    hash the trainer's, so a measurement of the same run, probes and code is loaded instead of trained again."""
+    store = store if store is not None else RunStore()
+    code, probe = run_code_hash(), {"memory_drift_at": sorted({int(t) for t in probe_at}),
+                                    "probe_code": code_hash([__file__])}
+    params = {label: {**cfg.to_dict(), "probe": probe} for label, cfg in configs.items()}
+    found = {label: store.find(params[label], code) for label in configs}
+    out = {label: MemoryDrift(rec.extra["probes"], rec.metrics["final"]["test"])
+           for label, rec in found.items() if rec is not None}
+    missing = [label for label in configs if label not in out]
+    started = time.time()
+    for label, drift in _measure(configs, missing, probe_at, jobs).items():
+        cfg = configs[label]
+        store.write(run_record(params[label], {"final": {"iteration": cfg.iterations, "test": drift.final_test}},
+                               seed=cfg.seed, started=started, finished=time.time(), code=code,
+                               extra={"probes": drift.probes}))
+        out[label] = drift
+    return {label: out[label] for label in configs}
+
+
+def _measure(configs: Mapping[str, TrainConfig], labels: Sequence[str], probe_at: Sequence[int],
+             jobs: int) -> dict[str, MemoryDrift]:
+    """:func:`memory_drift` of ``configs[label]`` for each of ``labels``, in up to ``jobs`` spawned processes."""
+    if jobs <= 1 or len(labels) <= 1:
         return {label: memory_drift(configs[label], probe_at) for label in labels}
     context = multiprocessing.get_context("spawn")  # not fork: torch's OpenMP pool does not survive a fork
     with ProcessPoolExecutor(max_workers=min(jobs, len(labels)), mp_context=context) as pool:

@@ -125,10 +125,29 @@ def test_memory_drift_refuses_what_it_cannot_measure(change, probe_at, message):
         memory_drift(TrainConfig(**{**DRIFT, **change}), probe_at)
 
 
-def test_memory_drifts_in_workers_equal_the_serial_probe():
+def test_memory_drifts_in_workers_equal_the_serial_probe(tmp_path):
     from mslib.memory_probe import memory_drift, memory_drifts
+    from mslib.run.records import RunStore
 
     configs = {"a": TrainConfig(**DRIFT), "b": TrainConfig(**{**DRIFT, "seed": 1})}
-    parallel = memory_drifts(configs, [9, 12], jobs=2)
+    parallel = memory_drifts(configs, [9, 12], jobs=2, store=RunStore(tmp_path))
     assert parallel["b"] == memory_drift(configs["b"], [9, 12])
     assert parallel["a"].probes != parallel["b"].probes
+
+
+def test_memory_drifts_keeps_each_measurement_as_a_record_and_loads_it(tmp_path, monkeypatch):
+    import mslib.memory_probe as probe
+    from mslib.run.records import RunStore
+
+    measured = []
+    real = probe.memory_drift
+    monkeypatch.setattr(probe, "memory_drift", lambda cfg, at: measured.append((cfg.seed, list(at))) or real(cfg, at))
+    configs = {"a": TrainConfig(**DRIFT), "b": TrainConfig(**{**DRIFT, "seed": 1})}
+    store = RunStore(tmp_path, sets=[])
+    first = probe.memory_drifts(configs, [12, 9], store=store)
+    assert measured == [(0, [12, 9]), (1, [12, 9])] and len(list(tmp_path.glob("*.json"))) == 2
+    again = probe.memory_drifts(configs, [9, 12], store=store)  # the same probes, another order: loaded
+    assert again == first and len(measured) == 2
+    assert list(again) == ["a", "b"]
+    probe.memory_drifts({"b": configs["b"]}, [12], store=store)  # other probes: measured again
+    assert measured[-1] == (1, [12]) and len(list(tmp_path.glob("*.json"))) == 3
