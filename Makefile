@@ -17,6 +17,7 @@ JB_FLAGS := -W -n --keep-going
 
 help:
 	@echo "make book    set up .venv, run every notebook (default profile), build _build/html"
+	@echo "             (runs a committed record set holds are loaded; MSLIB_RECORD_SETS=none make book: from scratch)"
 	@echo "make test    set up .venv, ruff, pytest, every notebook (smoke profile), strict book build, browser test"
 	@echo "make notebooks PROFILE=smoke|default|paper NOTEBOOKS='00_setup ...'"
 	@echo "make bench   run the benchmarks in benchmarks/ (quick sizes; BENCH_FLAGS= for full sizes)"

@@ -275,3 +275,22 @@ def test_a_fresh_results_folder_reuses_a_set_and_trains_only_what_it_lacks(tmp_p
     calls.clear()
     run_grid({"ms": cfg}, [0, 1], store=R.RunStore(results), jobs=1, fit=fake_fit)
     assert calls == [0, 1], "MSLIB_RECORD_SETS=none trains from scratch"
+
+
+def test_every_committed_record_set_is_whole_and_its_manifest_counts_it(repo_root):
+    """The sets the repository ships: each file a readable record named by its run id, whose id is the hash of its
+    parameters and code hash (an edited record would be a number no run made), and a manifest equal to the one
+    its records give (runs, code hashes, machines, notebooks, run time)."""
+    sets = sorted(p for p in (repo_root / "results" / "sets").iterdir() if (p / R.MANIFEST).is_file())
+    assert sets, "the repository ships at least one record set (results/sets/<name>/MANIFEST.json)"
+    for folder in sets:
+        records = R.set_records(folder)
+        assert records, f"{folder.name} holds no record"
+        for rec in records:
+            assert R.run_id(rec.params, rec.code_hash) == rec.run_id, f"{folder.name}/{rec.run_id}.json was edited"
+            assert (folder / f"{rec.run_id}.json").is_file()
+            assert rec.metrics and rec.hardware and rec.git_commit not in ("", "unknown")
+        manifest = json.loads((folder / R.MANIFEST).read_text())
+        again = R.set_manifest(records, name=folder.name, description=manifest["description"])
+        assert manifest == again, f"{folder.name}/{R.MANIFEST} does not count its records"
+        assert not [p.name for p in folder.iterdir() if p.suffix != ".json"], f"{folder.name}: files not records"
