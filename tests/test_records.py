@@ -162,18 +162,15 @@ def test_store_paths(tmp_path):
 
 # ------------------------------------------------------------------------------------ committed record sets
 def _set_with(results, name, *records, description="runs of a test"):
-    """A record set ``results/sets/<name>/`` packed from ``records`` written to a scratch results folder."""
+    """A record set ``results/sets/<name>/`` packed from ``records`` (all on code ``c0de``), written to a scratch
+    results folder first (a record also in ``results/`` would be found there, not in the set)."""
     scratch = R.RunStore(results.parent / f"scratch-{name}", sets=[])
     for rec in records:
         scratch.write(rec)
-    folder = results / "sets" / name
-    codes = {rec.code_hash for rec in records}
-    for code in codes:
-        moved = R.pack_record_set(scratch, name, code, description=description)
-        assert moved == scratch.results_dir / "sets" / name
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    (scratch.results_dir / "sets" / name).rename(folder)
-    return folder
+    packed = R.pack_record_set(scratch, name, "c0de", description=description)
+    assert packed == scratch.results_dir / "sets" / name
+    (results / "sets").mkdir(parents=True, exist_ok=True)
+    return packed.rename(results / "sets" / name)
 
 
 def test_a_store_reads_its_folder_first_then_the_committed_sets_in_order(tmp_path, monkeypatch):
@@ -243,38 +240,28 @@ def test_pack_copies_current_records_no_other_set_holds_and_counts_them(tmp_path
 
 
 def test_a_fresh_results_folder_reuses_a_set_and_trains_only_what_it_lacks(tmp_path, monkeypatch):
+    from mslib.run.codehash import run_code_hash
     from mslib.run.config import TrainConfig
     from mslib.run.runs import run_grid
-    from mslib.run.trainer import FitResult
-
-    calls = []
-
-    def fake_fit(cfg, **kwargs):
-        calls.append(cfg.seed)
-        return FitResult(config=cfg.to_dict(), history=[], evals=[],
-                         metrics={"final": {"iteration": cfg.iterations, "test": {"R@1": 0.5}}},
-                         timing={"train_seconds": 1.0, "images_per_second": 1.0}, completed=True,
-                         iteration=cfg.iterations, model=torch.nn.Identity())
+    from tests.test_experiments import CountingFit
 
     monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
     cfg = TrainConfig(iterations=5)
     built = tmp_path / "built"
-    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(built, sets=[]), jobs=1, fit=fake_fit)
-    from mslib.run.codehash import run_code_hash
-
+    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(built, sets=[]), jobs=1, fit=CountingFit())
     R.pack_record_set(R.RunStore(built, sets=[]), "book", run_code_hash(), description="two seeds")
     results = tmp_path / "fresh"
     (results / "sets").mkdir(parents=True)
     (built / "sets" / "book").rename(results / "sets" / "book")
-    calls.clear()
-    records = run_grid({"ms": cfg}, [0, 1, 2], store=R.RunStore(results), jobs=1, fit=fake_fit)
-    assert calls == [2], "only the seed the set lacks is trained"
+    fit = CountingFit()
+    records = run_grid({"ms": cfg}, [0, 1, 2], store=R.RunStore(results), jobs=1, fit=fit)
+    assert fit.calls == [("multi_similarity", 2)], "only the seed the set lacks is trained"
     assert [(r.reused, r.record_set) for r in records] == [(True, "book"), (True, "book"), (False, None)]
     assert sorted(p.name for p in results.glob("*.json")) == [f"{records[2].run_id}.json"]
     monkeypatch.setenv(R.RECORD_SETS_ENV, "none")
-    calls.clear()
-    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(results), jobs=1, fit=fake_fit)
-    assert calls == [0, 1], "MSLIB_RECORD_SETS=none trains from scratch"
+    fit = CountingFit()
+    run_grid({"ms": cfg}, [0, 1], store=R.RunStore(results), jobs=1, fit=fit)
+    assert fit.calls == [("multi_similarity", 0), ("multi_similarity", 1)], "MSLIB_RECORD_SETS=none: from scratch"
 
 
 def test_every_committed_record_set_is_whole_and_its_manifest_counts_it(repo_root):

@@ -26,7 +26,7 @@ import shutil
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,19 +327,16 @@ def set_manifest(records: Sequence[RunRecord], *, name: str, description: str) -
             "run_minutes": round(math.fsum(float(r.wall_time_s or 0.0) for r in records) / 60, 1)}
 
 
-def pack_record_set(store: RunStore, name: str, code: str, *, description: str,
-                    run_ids: Iterable[str] | None = None) -> Path:
-    """Copy the records of ``store``'s results folder made by code hash ``code`` (only ``run_ids`` when given) that
-    no other set of ``store`` holds into the record set ``results/sets/<name>/`` (created, or added to), and write
-    its ``MANIFEST.json`` (:func:`set_manifest`). Returns the set's folder."""
+def pack_record_set(store: RunStore, name: str, code: str, *, description: str) -> Path:
+    """Copy the records of ``store``'s results folder made by code hash ``code`` that no other set of ``store``
+    holds into the record set ``results/sets/<name>/`` (created, or added to), and write its ``MANIFEST.json``
+    (:func:`set_manifest`). Returns the set's folder."""
     if not _SET_NAME.fullmatch(name):
         raise ValueError(f"a record set's name is letters, digits, '.', '_' and '-', starting with a letter or "
                          f"digit, not {name!r}")
     folder = store.results_dir / "sets" / name
     elsewhere = {p.name for s in store.sets if s.resolve() != folder.resolve() for p in s.glob("*.json")}
-    wanted = None if run_ids is None else {f"{r}.json" for r in run_ids}
-    chosen = [r for r in store.load_all(code_hash=code)
-              if f"{r.run_id}.json" not in elsewhere and (wanted is None or f"{r.run_id}.json" in wanted)]
+    chosen = [r for r in store.load_all(code_hash=code) if f"{r.run_id}.json" not in elsewhere]
     if not chosen and not (folder / MANIFEST).is_file():
         raise ValueError(f"no record of code {code} in {store.results_dir} to pack (that another set lacks)")
     folder.mkdir(parents=True, exist_ok=True)
