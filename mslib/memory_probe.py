@@ -11,7 +11,8 @@ the number of memory pairs it sees, a loss that normalises per anchor (MS's log-
 :func:`memory_drift` measures the other half: the memory holds embeddings written by older networks. It trains a
 run with a memory as :func:`mslib.run.trainer.fit` does (the same updates: its final model is the record's) and,
 after chosen updates, embeds the images behind the memory's rows again with the network of that moment.
-:func:`memory_drifts` keeps each measurement as a run record, so a chapter executed again loads it.
+:func:`memory_drifts` and :func:`memory_pulls` keep each measurement as a run record, so a chapter executed again
+loads it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import copy
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,10 @@ from torch import Tensor
 from mslib import gpw
 from mslib.data import PKSampler
 from mslib.memory import CrossBatchMemory
-from mslib.run.codehash import code_hash, run_code_hash
+from mslib.run.codehash import function_code_hash, run_code_hash
 from mslib.run.config import TrainConfig
 from mslib.run.records import RunStore, run_record
+from mslib.run.runs import train_or_load
 from mslib.run.trainer import (
     Run,
     build_run,
@@ -46,7 +48,7 @@ from mslib.run.trainer import (
     train_loader,
 )
 
-__all__ = ["MemoryDrift", "memory_drift", "memory_drifts", "memory_pull", "memory_pull_of_run"]
+__all__ = ["MemoryDrift", "memory_drift", "memory_drifts", "memory_pull", "memory_pull_of_run", "memory_pulls"]
 
 
 def memory_pull(loss: str, batch: Tensor, labels: Tensor, memory: Tensor, memory_labels: Tensor,
@@ -137,23 +139,55 @@ def memory_drifts(configs: Mapping[str, TrainConfig], probe_at: Sequence[int], *
     :func:`mslib.run.runs.run_grid`'s workers: each run keeps its own thread count, so its numbers do not change).
 
     Each measurement is a run record of ``store`` (default ``results/``, and its committed record sets): its
-    parameters are the run's settings plus the probe (``probe_at`` and the hash of this module's code), its code
+    parameters are the run's settings plus the probe (``probe_at`` and the hash of the probe's functions), its code
     hash the trainer's, so a measurement of the same run, probes and code is loaded instead of trained again."""
+    probe = {"memory_drift_at": sorted({int(t) for t in probe_at}),
+             "probe_code": function_code_hash(memory_drift, _drift_row)}
+
+    def measure(labels: Sequence[str]) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        return {label: (d.final_test, {"probes": d.probes}) for label, d in _measure(configs, labels, probe_at,
+                                                                                      jobs).items()}
+
+    found = _recorded(configs, probe, measure, store)
+    return {label: MemoryDrift(extra["probes"], test) for label, (test, extra) in found.items()}
+
+
+def memory_pulls(configs: Mapping[str, TrainConfig], memory_size: int, *, seed: int = 0,
+                 store: RunStore | None = None) -> dict[str, dict[str, float]]:
+    """:func:`memory_pull_of_run` of every config's trained run (label → config), each kept as a run record of
+    ``store`` as :func:`memory_drifts` keeps its own: a chapter executed again loads the measurement instead of
+    training the run again for its model (a record set holds records, not checkpoints)."""
+    probe = {"memory_pull_size": int(memory_size), "memory_pull_seed": int(seed),
+             "probe_code": function_code_hash(memory_pull, memory_pull_of_run, gpw.pair_weights)}
+
+    def measure(labels: Sequence[str]) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        out = {}
+        for label in labels:
+            record, result = train_or_load(configs[label], store, need_model=True)
+            pull = memory_pull_of_run(configs[label], result.model, memory_size, seed=seed)
+            out[label] = (record.metrics["final"]["test"], {"pull": pull})
+        return out
+
+    return {label: extra["pull"] for label, (_, extra) in _recorded(configs, probe, measure, store).items()}
+
+
+def _recorded(configs: Mapping[str, TrainConfig], probe: dict[str, Any],
+              measure: Callable[[Sequence[str]], dict[str, tuple[dict[str, float], dict[str, Any]]]],
+              store: RunStore | None) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+    """``(final test metrics, extra)`` of probe ``probe`` on each config's run: loaded from ``store``'s records
+    (the run's settings plus ``probe``, the trainer's code hash) where kept, else ``measure(missing labels)``,
+    written as records."""
     store = store if store is not None else RunStore()
-    code, probe = run_code_hash(), {"memory_drift_at": sorted({int(t) for t in probe_at}),
-                                    "probe_code": code_hash([__file__])}
+    code = run_code_hash()
     params = {label: {**cfg.to_dict(), "probe": probe} for label, cfg in configs.items()}
-    found = {label: store.find(params[label], code) for label in configs}
-    out = {label: MemoryDrift(rec.extra["probes"], rec.metrics["final"]["test"])
-           for label, rec in found.items() if rec is not None}
-    missing = [label for label in configs if label not in out]
+    out = {label: (rec.metrics["final"]["test"], rec.extra) for label in configs
+           if (rec := store.find(params[label], code)) is not None}
     started = time.time()
-    for label, drift in _measure(configs, missing, probe_at, jobs).items():
+    for label, (test, extra) in measure([label for label in configs if label not in out]).items():
         cfg = configs[label]
-        store.write(run_record(params[label], {"final": {"iteration": cfg.iterations, "test": drift.final_test}},
-                               seed=cfg.seed, started=started, finished=time.time(), code=code,
-                               extra={"probes": drift.probes}))
-        out[label] = drift
+        store.write(run_record(params[label], {"final": {"iteration": cfg.iterations, "test": test}},
+                               seed=cfg.seed, started=started, finished=time.time(), code=code, extra=extra))
+        out[label] = (test, extra)
     return {label: out[label] for label in configs}
 
 

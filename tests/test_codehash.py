@@ -62,6 +62,36 @@ def test_a_module_counts_by_its_code_not_its_docstrings_comments_or_layout(tmp_p
     assert C.code_hash([only_doc]) != C.code_hash([tmp_path / "m.py"]) and len(C.code_hash([only_doc])) == 16
 
 
+def _function_hashes(tmp_path: Path, source: str) -> tuple[str, str]:
+    """function_code_hash of ``f`` and of ``g`` in a module ``probe_mod`` with ``source``, imported afresh."""
+    import importlib
+    import linecache
+    import sys
+
+    (tmp_path / "probe_mod.py").write_text(source)
+    linecache.clearcache()
+    sys.modules.pop("probe_mod", None)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("probe_mod")
+        return C.function_code_hash(mod.f), C.function_code_hash(mod.g)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("probe_mod", None)
+
+
+def test_a_function_counts_by_its_own_code_not_its_neighbours(tmp_path: Path) -> None:
+    f, g = "def f(x):\n    \"\"\"Doc.\"\"\"\n    return x + 1\n", "def g(x):\n    return 2 * x\n"
+    f0, g0 = _function_hashes(tmp_path, f + "\n\n" + g)
+    f1, g1 = _function_hashes(tmp_path, f + "\n\n" + g.replace("2 * x", "3 * x"))
+    assert f1 == f0 and g1 != g0  # editing g leaves f's hash alone
+    f2, _ = _function_hashes(tmp_path, "# moved down\n\n\n" + f.replace("Doc.", "Other doc.") + "\n\n" + g)
+    assert f2 == f0  # its docstring, comments and place in the file do not count
+    f3, _ = _function_hashes(tmp_path, f.replace("x + 1", "x - 1") + "\n\n" + g)
+    assert f3 != f0 and len(f3) == 16
+    assert C.function_code_hash(C.code_hash, C.package_root) != C.function_code_hash(C.package_root, C.code_hash)
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -151,3 +151,25 @@ def test_memory_drifts_keeps_each_measurement_as_a_record_and_loads_it(tmp_path,
     assert list(again) == ["a", "b"]
     probe.memory_drifts({"b": configs["b"]}, [12], store=store)  # other probes: measured again
     assert measured[-1] == (1, [12]) and len(list(tmp_path.glob("*.json"))) == 3
+
+
+def test_memory_pulls_keeps_each_measurement_as_a_record_and_loads_it_without_the_model(tmp_path, monkeypatch):
+    import mslib.memory_probe as probe
+    from mslib.run.records import RunStore
+    from mslib.run.trainer import fit
+
+    trained = []
+    real = probe.train_or_load
+    monkeypatch.setattr(probe, "train_or_load", lambda cfg, store, **kw: trained.append(cfg.seed) or real(
+        cfg, store, **kw))
+    pull_run = {k: v for k, v in DRIFT.items() if not k.startswith("memory")}
+    configs = {"a": TrainConfig(**pull_run), "b": TrainConfig(**{**pull_run, "seed": 1})}
+    store = RunStore(tmp_path, sets=[])
+    first = probe.memory_pulls(configs, 24, seed=2, store=store)
+    assert trained == [0, 1] and first["a"] == memory_pull_of_run(configs["a"], fit(configs["a"]).model, 24, seed=2)
+    for run in tmp_path.glob("runs/*"):  # a record set keeps no checkpoints: the kept measurement needs none
+        for f in run.glob("checkpoint.pt"):
+            f.unlink()
+    assert probe.memory_pulls(configs, 24, seed=2, store=store) == first and trained == [0, 1]
+    again = probe.memory_pulls({"b": configs["b"]}, 20, seed=2, store=store)  # another memory size: measured
+    assert trained == [0, 1, 1] and again["b"] != first["b"]

@@ -7,17 +7,20 @@ imports, transitively (module- and function-level imports, read with ``ast``, ne
 not make the records stale, while editing a loss does. A module counts by what it executes
 (:func:`code_of_module`: its syntax tree without docstrings, so comments, docstrings and layout do not count).
 :func:`run_code_hash` adds any ``code_paths`` a caller names (a script with its own ``fit``, say; a notebook
-contributes its code cells only). :func:`code_hash` hashes any files, folders and notebooks. The run id
-(:func:`mslib.run.records.run_id`) hashes the parameters with it.
+contributes its code cells only). :func:`code_hash` hashes any files, folders and notebooks, and
+:func:`function_code_hash` single functions (a probe keyed by the functions it runs is not made stale by an edit
+elsewhere in their module). The run id (:func:`mslib.run.records.run_id`) hashes the parameters with it.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 import json
 import os
-from collections.abc import Iterable, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 TRAINER = "mslib.run.trainer"  # the module whose import closure is "the code a run executes"
@@ -138,6 +141,19 @@ def code_hash(paths: Iterable[str | os.PathLike], *, base: Path | None = None) -
         else:
             blob = f.read_bytes()
         h.update(f"{name}\0{len(blob)}\0".encode())
+        h.update(blob)
+    return h.hexdigest()[:16]
+
+
+def function_code_hash(*functions: Callable[..., object]) -> str:
+    """sha256 (16 hex digits) of what ``functions`` execute: each one's syntax tree without docstrings (as
+    :func:`code_of_module`), keyed by its module and qualified name. Editing another function of the same module
+    leaves it unchanged; editing one of ``functions`` (not its docstring or comments) changes it."""
+    h = hashlib.sha256()
+    for f in functions:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(f)))
+        blob = ast.dump(_without_docstrings(tree), include_attributes=False).encode()
+        h.update(f"{f.__module__}.{f.__qualname__}\0{len(blob)}\0".encode())
         h.update(blob)
     return h.hexdigest()[:16]
 
