@@ -157,8 +157,9 @@ def memory_pulls(configs: Mapping[str, TrainConfig], memory_size: int, *, seed: 
     """:func:`memory_pull_of_run` of every config's trained run (label → config), each kept as a run record of
     ``store`` as :func:`memory_drifts` keeps its own: a chapter executed again loads the measurement instead of
     training the run again for its model (a record set holds records, not checkpoints)."""
+    measured_by = (memory_pull, memory_pull_of_run, gpw.pair_weights, gpw._split, gpw._spec)  # beyond the trainer
     probe = {"memory_pull_size": int(memory_size), "memory_pull_seed": int(seed),
-             "probe_code": function_code_hash(memory_pull, memory_pull_of_run, gpw.pair_weights)}
+             "probe_code": function_code_hash(*measured_by)}
 
     def measure(labels: Sequence[str]) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
         out = {}

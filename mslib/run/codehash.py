@@ -148,7 +148,8 @@ def code_hash(paths: Iterable[str | os.PathLike], *, base: Path | None = None) -
 def function_code_hash(*functions: Callable[..., object]) -> str:
     """sha256 (16 hex digits) of what ``functions`` execute: each one's syntax tree without docstrings (as
     :func:`code_of_module`), keyed by its module and qualified name. Editing another function of the same module
-    leaves it unchanged; editing one of ``functions`` (not its docstring or comments) changes it."""
+    leaves it unchanged; editing one of ``functions`` (not its docstring or comments) changes it. Callees are not
+    followed: list every function the keyed result depends on beyond the code already in the key."""
     h = hashlib.sha256()
     for f in functions:
         tree = ast.parse(textwrap.dedent(inspect.getsource(f)))
