@@ -185,24 +185,28 @@ def records_main(argv: Sequence[str] | None = None) -> int:
 
     ``list`` prints each set a store reads (``MSLIB_RECORD_SETS`` chooses) with its runs and how many of them the
     current code can still reuse; ``pack NAME`` copies the up-to-date records of ``results/`` that no set holds
-    into the set ``NAME`` (:func:`mslib.run.records.pack_record_set`)."""
+    into the set ``NAME`` (:func:`mslib.run.records.pack_record_set`), with the checkpoints ``--checkpoint`` names."""
     parser = argparse.ArgumentParser(prog="python -m mslib records", description=records_main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the record sets read, their runs and how many the current code reuses")
     pack = sub.add_parser("pack", help="copy the up-to-date records of results/ into a committed record set")
     pack.add_argument("name")
     pack.add_argument("--description", required=True, help="what made the runs (chapters, profile, machine)")
+    pack.add_argument("--checkpoint", action="append", default=[], metavar="RUN_ID",
+                      help="also keep this run's final checkpoint (a chapter that shows the trained network)")
     parser.add_argument("--results-dir", default=None, help="the results folder (default results/)")
     args = parser.parse_args(argv)
     try:
         store, code = RunStore(args.results_dir), run_code_hash()
         if args.command == "pack":
-            folder = pack_record_set(store, args.name, code, description=args.description)
+            folder = pack_record_set(store, args.name, code, description=args.description,
+                                     checkpoints=args.checkpoint)
             store = RunStore(args.results_dir, sets=[folder])
         for folder in store.sets:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             current = manifest["code_hashes"].get(code, 0)
-            print(f"{folder.name}: {manifest['runs']} runs, {current} on the current code {code} "
+            kept = f", {len(manifest['checkpoints'])} checkpoints" if manifest.get("checkpoints") else ""
+            print(f"{folder.name}: {manifest['runs']} runs{kept}, {current} on the current code {code} "
                   f"({manifest['run_minutes']} run-minutes; {', '.join(manifest['machines'])}): "
                   f"{manifest['description']}")
     except (ValueError, OSError) as err:

@@ -76,10 +76,14 @@ def test_records_pack_then_list_then_reuse(tmp_path: Path, capsys: pytest.Captur
     (record,) = RunStore(built).load_all()
     assert main(["records", "--results-dir", str(built), "list"]) == 0
     assert "no record set in" in capsys.readouterr().out
-    assert main(["records", "--results-dir", str(built), "pack", "tiny", "--description", "one CLI run"]) == 0
+    assert main(["records", "--results-dir", str(built), "pack", "tiny", "--description", "one CLI run",
+                 "--checkpoint", record.run_id]) == 0
     shown = capsys.readouterr().out
-    assert re.search(r"^tiny: 1 runs, 1 on the current code \w+ \(.*\): one CLI run$", shown, re.MULTILINE), shown
+    assert re.search(r"^tiny: 1 runs, 1 checkpoints, 1 on the current code \w+ \(.*\): one CLI run$", shown,
+                     re.MULTILINE), shown
     assert (built / "sets" / "tiny" / f"{record.run_id}.json").is_file()
+    assert (built / "sets" / "tiny" / "checkpoints" / f"{record.run_id}.pt").read_bytes() == (
+        built / "runs" / record.run_id / "checkpoint.pt").read_bytes()
     assert main(["records", "--results-dir", str(built), "pack", "again", "--description", "nothing new"]) == 1
     assert "no record of code" in capsys.readouterr().err
     fresh = tmp_path / "fresh"

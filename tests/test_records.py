@@ -264,6 +264,57 @@ def test_a_fresh_results_folder_reuses_a_set_and_trains_only_what_it_lacks(tmp_p
     assert fit.calls == [("multi_similarity", 0), ("multi_similarity", 1)], "MSLIB_RECORD_SETS=none: from scratch"
 
 
+def test_pack_keeps_the_named_checkpoints_and_a_fresh_store_copies_one_into_its_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
+    built = R.RunStore(tmp_path / "built", sets=[])
+    shown, other = make(), make(params={**PARAMS, "beta": 40.0})
+    for rec in (shown, other):
+        built.write(rec)
+    weights = b"\x80final weights of the shown run"
+    built.run_dir(shown.params, "c0de").mkdir(parents=True)
+    (built.run_dir(shown.params, "c0de") / "checkpoint.pt").write_bytes(weights)
+    with pytest.raises(ValueError, match="checkpoint of run 'f00': the set would not hold its record"):
+        R.pack_record_set(built, "book", "c0de", description="x", checkpoints=["f00"])
+    with pytest.raises(ValueError, match=f"checkpoint of run '{other.run_id}': no .*runs/{other.run_id}/checkpoint.pt"):
+        R.pack_record_set(built, "book", "c0de", description="x", checkpoints=[other.run_id])
+    assert not (built.results_dir / "sets" / "book").exists(), "a refused pack writes nothing"
+    folder = R.pack_record_set(built, "book", "c0de", description="x", checkpoints=[shown.run_id])
+    assert (folder / R.CHECKPOINTS / f"{shown.run_id}.pt").read_bytes() == weights
+    assert R.set_checkpoints(folder) == [shown.run_id]
+    assert json.loads((folder / R.MANIFEST).read_text())["checkpoints"] == [shown.run_id]
+
+    fresh = R.RunStore(tmp_path / "fresh", sets=[folder])
+    assert fresh.checkpoint(other.params, "c0de") is None, "a set keeps only the checkpoints it was given"
+    assert fresh.checkpoint(shown.params, "other-code") is None, "a checkpoint of other code is another run's"
+    copied = fresh.checkpoint(shown.params, "c0de")
+    assert copied == fresh.run_dir(shown.params, "c0de") / "checkpoint.pt" and copied.read_bytes() == weights
+    assert R.RunStore(tmp_path / "fresh", sets=[]).checkpoint(shown.params, "c0de") == copied, "now its own"
+
+
+def test_train_or_load_returns_the_model_from_a_sets_checkpoint_without_training(tmp_path, monkeypatch):
+    from mslib.run.codehash import run_code_hash
+    from mslib.run.config import TrainConfig
+    from mslib.run.runs import train_or_load
+    from tests.test_experiments import CountingFit
+
+    monkeypatch.delenv(R.RECORD_SETS_ENV, raising=False)
+    cfg, code = TrainConfig(iterations=5), run_code_hash()
+    built = R.RunStore(tmp_path / "built", sets=[])
+    made, _ = train_or_load(cfg, built, fit=CountingFit())
+    built.run_dir(cfg.to_dict(), code).mkdir(parents=True)
+    (built.run_dir(cfg.to_dict(), code) / "checkpoint.pt").write_bytes(b"weights")
+    bare = R.pack_record_set(built, "records-only", code, description="x")
+    kept = R.pack_record_set(R.RunStore(built.results_dir, sets=[]), "with-model", code, description="x",
+                             checkpoints=[made.run_id])
+    record, _ = train_or_load(cfg, R.RunStore(tmp_path / "a", sets=[bare]), fit=CountingFit(), need_model=True)
+    assert not record.reused, "a set without the checkpoint: the model is trained again"
+    fit = CountingFit()
+    record, result = train_or_load(cfg, R.RunStore(tmp_path / "b", sets=[kept]), fit=fit, need_model=True)
+    assert record.reused and record.record_set == "with-model" and result is not None
+    assert not list((tmp_path / "b").glob("*.json")), "loaded, not trained: no record written"
+    assert (tmp_path / "b" / "runs" / made.run_id / "checkpoint.pt").read_bytes() == b"weights"
+
+
 def test_every_committed_record_set_is_whole_and_its_manifest_counts_it(repo_root):
     """The sets the repository ships: each file a readable record named by its run id, whose id is the hash of its
     parameters and code hash (an edited record would be a number no run made), and a manifest equal to the one
@@ -278,6 +329,11 @@ def test_every_committed_record_set_is_whole_and_its_manifest_counts_it(repo_roo
             assert (folder / f"{rec.run_id}.json").is_file()
             assert rec.metrics and rec.hardware and rec.git_commit not in ("", "unknown")
         manifest = json.loads((folder / R.MANIFEST).read_text())
-        again = R.set_manifest(records, name=folder.name, description=manifest["description"])
+        kept = R.set_checkpoints(folder)
+        again = R.set_manifest(records, name=folder.name, description=manifest["description"], checkpoints=kept)
         assert manifest == again, f"{folder.name}/{R.MANIFEST} does not count its records"
-        assert not [p.name for p in folder.iterdir() if p.suffix != ".json"], f"{folder.name}: files not records"
+        assert set(kept) <= {rec.run_id for rec in records}, f"{folder.name}: a checkpoint of a run it does not hold"
+        assert not [p.name for p in folder.iterdir() if p.suffix != ".json" and p.name != R.CHECKPOINTS], \
+            f"{folder.name}: files not records"
+        assert not [p.name for p in folder.glob(f"{R.CHECKPOINTS}/*") if p.suffix != ".pt"], \
+            f"{folder.name}/{R.CHECKPOINTS}: files not checkpoints"

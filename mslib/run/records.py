@@ -10,7 +10,8 @@ In code a record is a :class:`RunRecord`; ``record.metric("R@1", split="test", m
 
 A **record set** is a committed, read-only folder of records, ``results/sets/<name>/`` with a ``MANIFEST.json``
 (:func:`pack_record_set`): the runs a book build made, kept in the repository so that a fresh clone reuses them
-instead of training them again. A store looks in its own folder first, then in each set (:func:`record_sets`);
+instead of training them again; it may also keep the final checkpoint of a run a chapter shows the network of
+(``checkpoints/<run_id>.pt``). A store looks in its own folder first, then in each set (:func:`record_sets`);
 ``MSLIB_RECORD_SETS=none`` trains everything from scratch. A set's records obey the same rule as any record: only
 a run with the same parameters and the same code hash is reused.
 This module is storage only: training a run or loading its record is :func:`mslib.run.runs.train_or_load`.
@@ -248,6 +249,18 @@ class RunStore:
         text = json.dumps(_plain(record.to_dict(), "record"), indent=2, sort_keys=True, allow_nan=False) + "\n"
         return atomic_write_text(self.path(record.run_id), text)
 
+    def checkpoint(self, params: Mapping[str, Any], code: str) -> Path | None:
+        """The checkpoint of this exact run in its run folder, copied there first from the first set that keeps it
+        (a set is read-only; training resumes from the run folder), or ``None`` if neither has one."""
+        own = self.run_dir(params, code) / "checkpoint.pt"
+        if not own.is_file():
+            kept = [p for s in self.sets if (p := s / CHECKPOINTS / f"{run_id(params, code)}.pt").is_file()]
+            if not kept:
+                return None
+            own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept[0], own)
+        return own
+
     def find(self, params: Mapping[str, Any], code: str) -> RunRecord | None:
         """The record of this exact run (same parameters, same code hash) from the results folder, else from the
         first record set holding it (``record.record_set`` names the set), or ``None``. A file of an older or
@@ -281,6 +294,7 @@ class RunStore:
 # ----------------------------------------------------------------------------------------------- record sets
 _SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MANIFEST = "MANIFEST.json"
+CHECKPOINTS = "checkpoints"  # a set's folder of final checkpoints, <run_id>.pt
 
 
 def record_sets(results_dir: str | os.PathLike) -> list[Path]:
@@ -307,8 +321,15 @@ def set_records(folder: str | os.PathLike) -> list[RunRecord]:
     return [replace(_read(p), record_set=folder.name) for p in sorted(folder.glob("*.json")) if p.name != MANIFEST]
 
 
-def set_manifest(records: Sequence[RunRecord], *, name: str, description: str) -> dict[str, Any]:
-    """What a record set holds, in numbers: runs per code hash, per machine and per notebook (profile), run time."""
+def set_checkpoints(folder: str | os.PathLike) -> list[str]:
+    """The run ids whose final checkpoint a record set keeps (``checkpoints/<run_id>.pt``), sorted."""
+    return sorted(p.stem for p in (Path(folder) / CHECKPOINTS).glob("*.pt"))
+
+
+def set_manifest(records: Sequence[RunRecord], *, name: str, description: str,
+                 checkpoints: Sequence[str] = ()) -> dict[str, Any]:
+    """What a record set holds, in numbers: runs per code hash, per machine and per notebook (profile), run time,
+    and the run ids whose checkpoint it keeps (the key only where it keeps one)."""
     def machine(r: RunRecord) -> str:
         hw = r.hardware
         return str(hw.get("gpu") or hw.get("cpu_model") or hw.get("processor", "?")) + f", {hw.get('cpu_count')} CPUs"
@@ -324,12 +345,15 @@ def set_manifest(records: Sequence[RunRecord], *, name: str, description: str) -
             "commits": sorted({str(r.git_commit) for r in records}),
             "first_started": min((r.started for r in records), default=None),
             "last_finished": max((r.finished for r in records), default=None),
-            "run_minutes": round(math.fsum(float(r.wall_time_s or 0.0) for r in records) / 60, 1)}
+            "run_minutes": round(math.fsum(float(r.wall_time_s or 0.0) for r in records) / 60, 1),
+            **({"checkpoints": sorted(checkpoints)} if checkpoints else {})}
 
 
-def pack_record_set(store: RunStore, name: str, code: str, *, description: str) -> Path:
+def pack_record_set(store: RunStore, name: str, code: str, *, description: str,
+                    checkpoints: Sequence[str] = ()) -> Path:
     """Copy the records of ``store``'s results folder made by code hash ``code`` that no other set of ``store``
-    holds into the record set ``results/sets/<name>/`` (created, or added to), and write its ``MANIFEST.json``
+    holds into the record set ``results/sets/<name>/`` (created, or added to), with the final checkpoints of the
+    runs ``checkpoints`` names (run ids of records this set holds), and write its ``MANIFEST.json``
     (:func:`set_manifest`). Returns the set's folder."""
     if not _SET_NAME.fullmatch(name):
         raise ValueError(f"a record set's name is letters, digits, '.', '_' and '-', starting with a letter or "
@@ -339,9 +363,28 @@ def pack_record_set(store: RunStore, name: str, code: str, *, description: str) 
     chosen = [r for r in store.load_all(code_hash=code) if f"{r.run_id}.json" not in elsewhere]
     if not chosen and not (folder / MANIFEST).is_file():
         raise ValueError(f"no record of code {code} in {store.results_dir} to pack (that another set lacks)")
+    kept = _final_checkpoints(store, checkpoints, held={r.run_id for r in chosen} | {
+        p.stem for p in folder.glob("*.json") if p.name != MANIFEST})
     folder.mkdir(parents=True, exist_ok=True)
     for record in chosen:
         shutil.copyfile(store.path(record.run_id), folder / f"{record.run_id}.json")
-    manifest = set_manifest(set_records(folder), name=name, description=description)
+    for run, path in kept.items():
+        (folder / CHECKPOINTS).mkdir(exist_ok=True)
+        shutil.copyfile(path, folder / CHECKPOINTS / f"{run}.pt")
+    manifest = set_manifest(set_records(folder), name=name, description=description,
+                            checkpoints=set_checkpoints(folder))
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return folder
+
+
+def _final_checkpoints(store: RunStore, runs: Sequence[str], *, held: set[str]) -> dict[str, Path]:
+    """``run id -> runs/<id>/checkpoint.pt`` for each run named; an error names a run whose record the set will not
+    hold or that has no checkpoint in ``store``."""
+    paths = {run: store.results_dir / "runs" / run / "checkpoint.pt" for run in runs}
+    for run, path in paths.items():
+        if run not in held:
+            raise ValueError(f"checkpoint of run {run!r}: the set would not hold its record (a current record of "
+                             f"{store.results_dir} that no other set holds)")
+        if not path.is_file():
+            raise ValueError(f"checkpoint of run {run!r}: no {path}")
+    return paths

@@ -45,12 +45,13 @@ def train_or_load(
 
     A record is reused only when its parameters and the hash of the code that made it (the trainer's code plus
     ``code_paths``, e.g. a script with its own ``fit``) match. ``need_model`` also returns the trained model, from the
-    checkpoint without retraining when it is still there. Under ``torchrun`` only rank 0 writes the record.
+    checkpoint without retraining when the run folder or a record set has it (:meth:`RunStore.checkpoint`). Under
+    ``torchrun`` only rank 0 writes the record.
     """
     store = store if store is not None else RunStore()
     code, params = run_code_hash(code_paths), cfg.to_dict()
     record, run_dir = store.find(params, code), store.run_dir(params, code)
-    if record is not None and (not need_model or (run_dir / "checkpoint.pt").exists()):
+    if record is not None and (not need_model or store.checkpoint(params, code) is not None):
         result = fit(cfg, run_dir=run_dir, progress=progress) if need_model else None
         return dataclasses.replace(record, reused=True), result
     started = time.time()
