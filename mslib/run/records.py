@@ -42,6 +42,7 @@ from mslib.provenance import git_commit, hardware, notebook_context, stable_hash
 
 SCHEMA_VERSION = 1
 RECORD_SETS_ENV = "MSLIB_RECORD_SETS"  # "none": no record set; "a,b": these sets, in this order; unset: every set
+CHECKPOINT = "checkpoint.pt"  # a run folder's checkpoint, as mslib.run.trainer names it
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -238,7 +239,11 @@ class RunStore:
 
     def run_dir(self, params: Mapping[str, Any], code: str) -> Path:
         """The run folder (checkpoint, metrics log) of the run of ``params`` on code ``code``."""
-        return self.results_dir / "runs" / run_id(params, code)
+        return self.run_folder(run_id(params, code))
+
+    def run_folder(self, run: str) -> Path:
+        """The run folder of run id ``run``: ``runs/<run>/``."""
+        return self.results_dir / "runs" / run
 
     def write(self, record: RunRecord) -> Path:
         """Write ``<run_id>.json`` atomically (temp file + rename); a rerun replaces its own record."""
@@ -252,9 +257,10 @@ class RunStore:
     def checkpoint(self, params: Mapping[str, Any], code: str) -> Path | None:
         """The checkpoint of this exact run in its run folder, copied there first from the first set that keeps it
         (a set is read-only; training resumes from the run folder), or ``None`` if neither has one."""
-        own = self.run_dir(params, code) / "checkpoint.pt"
+        run = run_id(params, code)
+        own = self.run_folder(run) / CHECKPOINT
         if not own.is_file():
-            kept = [p for s in self.sets if (p := s / CHECKPOINTS / f"{run_id(params, code)}.pt").is_file()]
+            kept = [p for s in self.sets if (p := s / CHECKPOINTS / f"{run}.pt").is_file()]
             if not kept:
                 return None
             own.parent.mkdir(parents=True, exist_ok=True)
@@ -380,7 +386,7 @@ def pack_record_set(store: RunStore, name: str, code: str, *, description: str,
 def _final_checkpoints(store: RunStore, runs: Sequence[str], *, held: set[str]) -> dict[str, Path]:
     """``run id -> runs/<id>/checkpoint.pt`` for each run named; an error names a run whose record the set will not
     hold or that has no checkpoint in ``store``."""
-    paths = {run: store.results_dir / "runs" / run / "checkpoint.pt" for run in runs}
+    paths = {run: store.run_folder(run) / CHECKPOINT for run in runs}
     for run, path in paths.items():
         if run not in held:
             raise ValueError(f"checkpoint of run {run!r}: the set would not hold its record (a current record of "
