@@ -25,6 +25,7 @@ from mslib.data.registry import is_paper_dataset
 from mslib.losses import LOSS_SPECS
 from mslib.paper import paper_row
 from mslib.run.config import TrainConfig
+from mslib.run.convergence import still_rising, undecided_comparisons
 from mslib.run.protocol import evaluations_on_test
 from mslib.run.records import RunRecord
 from mslib.run.significance import family_table
@@ -89,14 +90,21 @@ def with_data(cfg: TrainConfig, there: TrainConfig) -> TrainConfig:
 
 
 def paired_family(records_by_dataset: Mapping[str, Sequence[RunRecord]], baseline: str, *,
-                  metric: str = "R@1") -> pd.DataFrame:
+                  metric: str = "R@1", convergence: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Every label − ``baseline`` on every dataset (``"<dataset>: <label>"``), paired by seed, as one
-    :func:`mslib.run.significance.family_table` (Holm over all of them; one seed: marked, not tested)."""
+    :func:`mslib.run.significance.family_table` (Holm over all of them; one seed: marked, not tested).
+
+    With ``convergence`` (a chapter's criterion, :func:`mslib.run.convergence.criterion`), a row either of whose
+    labels still rises on its dataset (:func:`mslib.run.convergence.still_rising`) is ``"not decided"``."""
     diffs: dict[str, Any] = {}
+    undecided: dict[str, str] = {}
     for dataset, records in records_by_dataset.items():
         paired = paired_differences(records, baseline, metric=metric)
-        diffs.update({f"{dataset}: {label}": d for label, d in paired["per seed"].items()})
-    return family_table(diffs, untestable="mark")
+        names = {f"{dataset}: {label}": (label, baseline) for label in paired["per seed"].index}
+        diffs.update({name: paired.loc[label, "per seed"] for name, (label, _) in names.items()})
+        if convergence is not None:
+            undecided |= undecided_comparisons(names, still_rising(records, convergence))
+    return family_table(diffs, untestable="mark", undecided=undecided)
 
 
 def ms_config(base: TrainConfig, **changes: Any) -> TrainConfig:

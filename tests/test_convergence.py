@@ -307,3 +307,37 @@ def test_criterion_reads_a_chapters_setting_in_points():
     assert lengthening({**setting, "longer": []}) == "never"
     with pytest.raises(ValueError, match="fraction must be in"):
         criterion({"metric": "MAP@R", "tolerance": 1.0, "fraction": 1.0})
+
+
+def test_still_rising_and_undecided_comparisons_against_a_plain_loop():
+    from types import SimpleNamespace
+
+    from mslib.run.convergence import criterion, still_rising, undecided_comparisons
+
+    def record(label, curve, memory=0):
+        evals = [{"iteration": t, "val": {"MAP@R": v}} for t, v in curve]
+        return SimpleNamespace(label=label, run_id=f"{label}-{memory}-{len(curve)}", extra={"evals": evals},
+                               params={"memory_size": memory})
+
+    flat, ramp = _saturating(100.0), [(t, 0.5 * t / 1500) for t in ITERS]  # ramp: 12.5 points over its last quarter
+    nearly = [(t, v + 0.01 * t / 1500) for t, v in flat]  # 0.25 points over the last quarter: under 1 point
+    records = [record("flat", flat), record("flat", nearly), record("mixed", flat), record("mixed", ramp),
+               record("ramp", ramp), record("flat", ramp, memory=1)]
+    crit = criterion({"metric": "MAP@R", "tolerance": 1.0, "fraction": 0.25})
+    def mean(*curves):
+        return [(t, float(np.mean([c[i][1] for c in curves]))) for i, (t, _) in enumerate(curves[0])]
+
+    mean_gain = {"flat": late_gain(mean(flat, nearly, ramp)), "mixed": late_gain(mean(flat, ramp)),
+                 "ramp": late_gain(ramp)}
+    assert mean_gain["flat"] > 0.01 > late_gain(flat)  # the memory run, pooled by label, lifts flat over 1 point
+    assert still_rising(records, crit) == [k for k, g in mean_gain.items() if g >= 0.01] == ["flat", "mixed", "ramp"]
+    by_memory = still_rising(records, crit, by=lambda r: (r.label, r.params["memory_size"]))
+    assert by_memory == [("mixed", 0), ("ramp", 0), ("flat", 1)]
+    comparisons = {"mixed − flat": (("mixed", 0), ("flat", 0)), "flat memory": (("flat", 1), ("flat", 0)),
+                   "both": (("ramp", 0), ("mixed", 0))}
+    assert undecided_comparisons(comparisons, by_memory) == {"mixed − flat": "mixed, 0 still rising",
+                                                             "flat memory": "flat, 1 still rising",
+                                                             "both": "ramp, 0 and mixed, 0 still rising"}
+    assert undecided_comparisons({"a − b": ("a", "b")}, ["ramp"]) == {}
+    with pytest.raises(ValueError, match="has no periodic evaluations"):
+        still_rising([SimpleNamespace(label="c", run_id="r4", extra={})], crit)

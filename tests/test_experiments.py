@@ -411,3 +411,27 @@ def test_paired_family_is_one_holm_family_over_the_datasets() -> None:
     assert family.attrs["comparisons"] == 2
     one_seed = paired_family({"a": [_record("base", 0, 0.5), _record("v", 0, 0.6)]}, "base")
     assert one_seed.loc["a: v", "verdict"] == "not tested (1 seed)"
+
+
+def test_paired_family_leaves_a_comparison_with_a_still_rising_label_undecided() -> None:
+    from mslib.experiments import paired_family
+    from mslib.run.convergence import criterion
+
+    def run(label: str, seed: int, r1: float, slope: float) -> RunRecord:  # validation MAP@R: flat, or rising
+        evals = [{"iteration": t, "val": {"MAP@R": 0.4 + slope * t / 1000}} for t in range(0, 1001, 100)]
+        return dataclasses.replace(_record(label, seed, r1), run_id=f"{label}{seed}", extra={"evals": evals})
+
+    def runs_of(label: str, r1: list[float], slope: float) -> list[RunRecord]:
+        return [run(label, seed, value, slope) for seed, value in enumerate(r1)]
+
+    runs = {"a": [*runs_of("base", [0.50, 0.51, 0.52], 0.0), *runs_of("fast", [0.70, 0.72, 0.71], 0.0),
+                  *runs_of("slow", [0.30, 0.27, 0.29], 0.08)],  # slow rises 2 points over its last quarter
+            "b": [*runs_of("base", [0.50, 0.50, 0.50], 0.08), *runs_of("fast", [0.60, 0.62, 0.61], 0.0)]}
+    crit = criterion({"metric": "MAP@R", "tolerance": 1.0, "fraction": 0.25})
+    family = paired_family(runs, "base", convergence=crit)
+    assert family.loc["a: fast", "verdict"] == "separated"
+    assert family.loc["a: slow", "verdict"] == "not decided (slow still rising)"
+    assert family.loc["b: fast", "verdict"] == "not decided (base still rising)"  # the baseline rises there
+    plain = paired_family(runs, "base")
+    assert list(plain["verdict"]) == ["separated"] * 3  # without the criterion each row would be decided
+    assert np.allclose(family["Holm p"].astype(float), plain["Holm p"].astype(float))

@@ -296,3 +296,21 @@ def test_format_family_cells():
     assert out.loc["loss", "difference (points)"].startswith("-3.0 ± ")
     assert out.loc["loss", "verdict"] == "not reproduced" and out.loc["loss", "claimed sign"] == "+"
     assert [sig._p(p) for p in (1.0, 0.5, 0.0312, 0.00084, 3.21e-5)] == ["1.0", "0.50", "0.031", "0.00084", "3.2e-05"]
+
+
+def test_family_table_undecided_rows_are_tested_and_counted_but_not_decided():
+    diffs = {"clear gain": [3.0, 3.2, 2.9, 3.1], "still rising": [-5.0, -5.5, -4.8, -5.2],
+             "noise": [0.5, -0.4, 0.1, -0.2]}
+    plain = sig.family_table(diffs)
+    assert plain.loc["still rising", "verdict"] == "separated"  # what the row would say if it were decided
+    table = sig.family_table(diffs, undecided={"still rising": "binomial still rising"})
+    assert table.loc["still rising", "verdict"] == "not decided (binomial still rising)"
+    assert table.attrs["comparisons"] == 3  # still in the Holm family: the other rows' adjustment is unchanged
+    assert np.allclose(table["Holm p"].astype(float), plain["Holm p"].astype(float))
+    assert list(table.loc[["clear gain", "noise"], "verdict"]) == ["separated", "not separated"]
+    claimed = sig.family_table(diffs, expected=dict.fromkeys(diffs, 1), undecided={"still rising": "x still rising"})
+    assert claimed.loc["still rising", "verdict"] == "not decided (x still rising)"  # not "not reproduced"
+    with pytest.raises(ValueError, match=r"undecided names comparisons the family does not hold: \['typo'\]"):
+        sig.family_table(diffs, undecided={"typo": "x still rising"})
+    marked = sig.family_table({**diffs, "one seed": [1.0]}, untestable="mark", undecided={"one seed": "x"})
+    assert marked.loc["one seed", "verdict"] == "not tested (1 seed)"  # no test: the untestable reason wins

@@ -26,13 +26,17 @@ earlier in a shorter run, so its truncated curve is not what that shorter run wo
 :func:`convergence_table` applies the criterion to a chapter's own runs, as they are (no truncation): per label
 (one loss), to the mean curve of its seeds (:func:`mean_curve`, less noisy than one run) and to each run
 (:func:`curves_by_label` reads them from run records); ``notebooks/06_recall_tables.ipynb`` shows it.
+:func:`still_rising` names the labels whose mean curve fails it, and :func:`undecided_comparisons` the comparisons
+that involve one: the chapters test those but leave them *not decided*
+(:func:`mslib.run.significance.family_table`'s ``undecided``), since no chapter compares losses on runs its own
+curves show still rising.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -41,7 +45,8 @@ import pandas as pd
 Curve = list[tuple[int, float]]
 
 __all__ = ["Curve", "convergence_table", "criterion", "curves_by_label", "is_converged", "iterations_to_converge",
-           "late_gain", "learning_curve", "lengthening", "mean_curve", "truncate", "value_at"]
+           "late_gain", "learning_curve", "lengthening", "mean_curve", "still_rising", "truncate",
+           "undecided_comparisons", "value_at"]
 
 
 def learning_curve(evals: Sequence[Mapping[str, Any]], split: str = "val", metric: str = "R@1") -> Curve:
@@ -197,17 +202,47 @@ def mean_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> Curve:
     return [(it, math.fsum(c[i][1] for c in curves) / len(curves)) for i, it in enumerate(its)]
 
 
-def curves_by_label(records: Sequence[Any], *, split: str = "val", metric: str = "R@1") -> dict[str, list[Curve]]:
+def curves_by_label(records: Sequence[Any], *, split: str = "val", metric: str = "R@1",
+                    by: Callable[[Any], Hashable] | None = None) -> dict[Any, list[Curve]]:
     """``{label: [curve of each run]}`` from run records (:class:`mslib.run.records.RunRecord`: ``label`` and the
-    periodic evaluations in ``extra["evals"]``), labels in their first order (:func:`learning_curve`)."""
-    curves: dict[str, list[Curve]] = {}
+    periodic evaluations in ``extra["evals"]``), labels in their first order (:func:`learning_curve`). ``by`` keys
+    the runs by ``by(record)`` instead of ``str(record.label)`` (a chapter's tuple labels, or a parameter)."""
+    curves: dict[Any, list[Curve]] = {}
     for record in records:
         evals = (record.extra or {}).get("evals")
         if not evals:
             raise ValueError(f"run {record.run_id} ({record.label}) has no periodic evaluations: a learning curve "
                              "needs val_fraction > 0 and eval_every > 0")
-        curves.setdefault(str(record.label), []).append(learning_curve(evals, split, metric))
+        key = str(record.label) if by is None else by(record)
+        curves.setdefault(key, []).append(learning_curve(evals, split, metric))
     return curves
+
+
+def still_rising(records: Sequence[Any], crit: Mapping[str, Any],
+                 by: Callable[[Any], Hashable] | None = None) -> list[Any]:
+    """The labels (or ``by`` keys, :func:`curves_by_label`) whose mean validation curve over their runs fails the
+    criterion at the length they were run: ``crit`` is :func:`criterion`'s reading of a chapter's ``convergence``
+    parameter (``metric``, ``tolerance``, ``fraction``). A comparison involving one of them measures partly how
+    fast it learns (:func:`undecided_comparisons`)."""
+    curves = curves_by_label(records, metric=crit["metric"], by=by)
+    return [key for key, runs in curves.items()
+            if not is_converged(mean_curve(runs), tolerance=crit["tolerance"], fraction=crit["fraction"])]
+
+
+def undecided_comparisons(comparisons: Mapping[str, tuple[Any, ...]], rising: Collection[Any]) -> dict[str, str]:
+    """``{comparison: "<side> still rising"}`` for each ``{name: (variant, baseline)}`` (or any tuple of the keys
+    a comparison rests on) one of whose sides is in ``rising`` (:func:`still_rising`): the ``undecided`` rows of
+    :func:`mslib.run.significance.family_table`, which no chapter decides (a still-rising run ranks losses partly
+    by how fast they learn)."""
+    def name(side: Any) -> str:
+        return ", ".join(map(str, side)) if isinstance(side, tuple) else str(side)
+
+    out = {}
+    for comparison, sides in comparisons.items():
+        rising_sides = [name(side) for side in sides if side in rising]
+        if rising_sides:
+            out[comparison] = " and ".join(rising_sides) + " still rising"
+    return out
 
 
 def convergence_table(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], *, tolerance: float,

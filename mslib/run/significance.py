@@ -255,7 +255,8 @@ def _untested(diffs: Sequence[float], name: str) -> str | None:
 
 
 def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float = 0.05,
-                 expected: Mapping[str, int] | None = None, seed: int = 0, untestable: str = "raise") -> pd.DataFrame:
+                 expected: Mapping[str, int] | None = None, seed: int = 0, untestable: str = "raise",
+                 undecided: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per comparison of a family (the rows given, e.g. one chapter's): ``n``, ``difference`` (mean, points),
     ``sd``, ``ci`` (the ``1 − alpha`` t half-width), ``t p``, ``sign-flip p`` and ``smallest sign-flip p``
     (:func:`paired_test`), ``Holm p`` (:func:`holm` of the t p-values over the family), ``MDE`` (the
@@ -274,7 +275,13 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
     A row with fewer than 2 seeds or the same difference on every seed has no t-test: ``untestable="raise"`` (the
     default) makes it a ValueError naming the comparison; ``"mark"`` keeps it with NaN statistics and a verdict
     saying why (``"not tested (1 seed)"``; ``"equal on every seed"`` for identical runs), outside the Holm family
-    (a chapter's small ``smoke`` profile). ``table.attrs`` records ``alpha``, ``power`` and ``comparisons``.
+    (a chapter's small ``smoke`` profile).
+
+    ``undecided`` (``{comparison: reason}``) names rows whose runs cannot answer the question asked, e.g. one side's
+    learning curve still rises (:func:`mslib.run.convergence.undecided_comparisons`): such a row is still tested and
+    counted in the Holm family (which only makes the other rows' adjustment stricter), but its verdict is
+    ``"not decided (<reason>)"`` instead of a decision. ``table.attrs`` records ``alpha``, ``power`` and
+    ``comparisons``.
     """
     if untestable not in ("raise", "mark"):
         raise ValueError(f"untestable must be 'raise' or 'mark', not {untestable!r}")
@@ -282,6 +289,10 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
     if not names:
         raise ValueError("family_table needs at least one comparison")
     claims = _claims(names, expected)
+    undecided = dict(undecided or {})
+    unknown = [n for n in undecided if n not in diffs_by_name]
+    if unknown:
+        raise ValueError(f"family_table: undecided names comparisons the family does not hold: {unknown}")
     skipped = {n: why for n in names if untestable == "mark" and (why := _untested(diffs_by_name[n], str(n)))}
     tests = {name: paired_test(diffs_by_name[name], alpha=alpha, seed=seed, name=str(name))
              for name in names if name not in skipped}
@@ -299,7 +310,8 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
             rows[name] = {"n": t.n, "difference": t.mean, "sd": t.sd, "ci": t.half_width, "t p": t.t_p,
                           "sign-flip p": t.sign_flip_p, "smallest sign-flip p": t.sign_flip_min_p, "Holm p": p_holm,
                           "MDE": minimum_detectable_effect(t.sd, t.n, alpha=alpha, power=MDE_POWER, comparisons=m),
-                          "verdict": _verdict(p_holm <= alpha, t.mean, claims[name])}
+                          "verdict": (f"not decided ({undecided[name]})" if name in undecided
+                                      else _verdict(p_holm <= alpha, t.mean, claims[name]))}
         if expected is not None:
             rows[name]["expected"] = claims[name]
     table = pd.DataFrame.from_dict(rows, orient="index")
