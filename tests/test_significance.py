@@ -314,3 +314,25 @@ def test_family_table_undecided_rows_are_tested_and_counted_but_not_decided():
         sig.family_table(diffs, undecided={"typo": "x still rising"})
     marked = sig.family_table({**diffs, "one seed": [1.0]}, untestable="mark", undecided={"one seed": "x"})
     assert marked.loc["one seed", "verdict"] == "not tested (1 seed)"  # no test: the untestable reason wins
+
+
+def test_verdict_is_puts_every_written_verdict_in_exactly_one_kind():
+    diffs = {"gain": [3.0, 3.2, 2.9, 3.1], "drop": [-5.0, -5.5, -4.8, -5.2], "noise": [0.5, -0.4, 0.1, -0.2],
+             "rising": [-5.0, -5.5, -4.8, -5.1], "one seed": [1.0], "identical": [0.0, 0.0, 0.0],
+             "constant": [1.0, 1.0, 1.0]}
+    plain = sig.family_table(diffs, untestable="mark", undecided={"rising": "x still rising"})
+    claimed = sig.family_table(diffs, untestable="mark", undecided={"rising": "x still rising"},
+                               expected={**dict.fromkeys(diffs, 1), "drop": -1, "gain": -1})
+    by_hand = {  # the verdict each row must be counted as, spelled out here, not taken from the module
+        "plain": {"gain": "separated", "drop": "separated", "noise": "not separated", "rising": "not decided",
+                  "one seed": "not tested", "identical": "equal on every seed", "constant": "not tested"},
+        "claimed": {"gain": "not reproduced", "drop": "reproduced", "noise": "not separated", "rising": "not decided",
+                    "one seed": "not tested", "identical": "equal on every seed", "constant": "not tested"}}
+    for name, table in {"plain": plain, "claimed": claimed}.items():
+        kinds = {kind: sig.verdict_is(table, kind) for kind in sig.VERDICTS}
+        for row in table.index:
+            matched = [kind for kind, mask in kinds.items() if mask[row]]
+            assert matched == [by_hand[name][row]], (name, row, table.loc[row, "verdict"])
+    assert sorted(sig.VERDICTS) == sorted({*by_hand["plain"].values(), *by_hand["claimed"].values()})
+    with pytest.raises(ValueError, match="unknown verdict 'decided'"):
+        sig.verdict_is(plain, "decided")

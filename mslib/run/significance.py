@@ -44,6 +44,13 @@ EXACT_SIGN_FLIP_MAX_N = 20  # up to 2^20 sign patterns enumerated; beyond, Monte
 SIGN_FLIP_DRAWS = 100_000  # random sign patterns of the Monte Carlo sign-flip test (n > EXACT_SIGN_FLIP_MAX_N)
 BOOTSTRAP_RESAMPLES = 10_000
 MDE_POWER = 0.8  # the power at which family_table reports the minimum detectable effect
+# The verdicts of family_table; a notebook counts them with verdict_is, never by spelling them out.
+SEPARATED, NOT_SEPARATED = "separated", "not separated"
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+UNDECIDED = "not decided"  # written "not decided (<reason>)"
+EQUAL_ON_EVERY_SEED = "equal on every seed"
+NOT_TESTED = "not tested"  # written "not tested (<reason>)"
+VERDICTS = (SEPARATED, NOT_SEPARATED, REPRODUCED, NOT_REPRODUCED, UNDECIDED, EQUAL_ON_EVERY_SEED, NOT_TESTED)
 _CHUNK = 10_000  # sign patterns per Monte Carlo step
 
 
@@ -222,10 +229,10 @@ def minimum_detectable_effect(sd: float, n: int, *, alpha: float = 0.05, power: 
 
 def _verdict(separated: bool, mean: float, claimed: int | None) -> str:
     if not separated:
-        return "not separated"
+        return NOT_SEPARATED
     if claimed is None:
-        return "separated"
-    return "reproduced" if math.copysign(1, mean) == claimed else "not reproduced"
+        return SEPARATED
+    return REPRODUCED if math.copysign(1, mean) == claimed else NOT_REPRODUCED
 
 
 def _claims(names: list[str], expected: Mapping[str, int] | None) -> dict[str, int | None]:
@@ -248,9 +255,9 @@ def _untested(diffs: Sequence[float], name: str) -> str | None:
     if d.size and not np.isfinite(d).all():
         raise ValueError(f"{name}: the per-seed differences contain NaN or Inf: {d.tolist()}")
     if d.size < 2:
-        return f"not tested ({d.size} seed)"
+        return f"{NOT_TESTED} ({d.size} seed)"
     if np.ptp(d) == 0:
-        return "equal on every seed" if d[0] == 0 else "not tested (no spread over seeds)"
+        return EQUAL_ON_EVERY_SEED if d[0] == 0 else f"{NOT_TESTED} (no spread over seeds)"
     return None
 
 
@@ -310,13 +317,24 @@ def family_table(diffs_by_name: Mapping[str, Sequence[float]], *, alpha: float =
             rows[name] = {"n": t.n, "difference": t.mean, "sd": t.sd, "ci": t.half_width, "t p": t.t_p,
                           "sign-flip p": t.sign_flip_p, "smallest sign-flip p": t.sign_flip_min_p, "Holm p": p_holm,
                           "MDE": minimum_detectable_effect(t.sd, t.n, alpha=alpha, power=MDE_POWER, comparisons=m),
-                          "verdict": (f"not decided ({undecided[name]})" if name in undecided
+                          "verdict": (f"{UNDECIDED} ({undecided[name]})" if name in undecided
                                       else _verdict(p_holm <= alpha, t.mean, claims[name]))}
         if expected is not None:
             rows[name]["expected"] = claims[name]
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs.update(alpha=alpha, power=MDE_POWER, comparisons=m)
     return table
+
+
+def verdict_is(table: pd.DataFrame, verdict: str) -> pd.Series:
+    """The rows of a :func:`family_table` whose verdict is ``verdict``, one of :data:`VERDICTS` (a boolean Series).
+    :data:`UNDECIDED` and :data:`NOT_TESTED` match whatever reason follows them in brackets."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict_is: unknown verdict {verdict!r}; one of {VERDICTS}")
+    written = table["verdict"].astype(str)
+    if verdict in (UNDECIDED, NOT_TESTED):
+        return written.str.startswith(f"{verdict} (")
+    return written == verdict
 
 
 def _p(p: float) -> str:
