@@ -146,11 +146,13 @@ def provenance_line(records: Sequence[RunRecord]) -> str:
     reused = sum(bool(r.reused) for r in records)
     sets = sorted({str(r.record_set) for r in records if r.record_set})
     from_sets = sum(bool(r.record_set) for r in records)
-    committed = f" ({from_sets} from the committed record set {', '.join(sets)})" if sets else ""
+    noun = "record set" if len(sets) == 1 else "record sets"
+    committed = f" ({from_sets} from the committed {noun} {', '.join(sets)})" if sets else ""
+    # code spans: Markdown would read a bare <set> as an HTML tag and drop it
+    paths = "`results/<run_id>.json`" + (", `results/sets/<set>/<run_id>.json`" if sets else "")
     return (f"{len(records)} runs (seeds {', '.join(map(str, seeds))}; {reused} loaded from records{committed}, "
             f"{len(records) - reused} trained now) · code {', '.join(codes)} · commit {', '.join(commits)} · "
-            f"torch {', '.join(torch_v)} · {where} · {wall / 60:.1f} min of run time in total · "
-            f"records: results/<run_id>.json{', results/sets/<set>/<run_id>.json' if sets else ''}")
+            f"torch {', '.join(torch_v)} · {where} · {wall / 60:.1f} min of run time in total · records: {paths}")
 
 
 def images_processed(cfg: TrainConfig, test_images: int) -> tuple[int, int]:

@@ -194,6 +194,25 @@ def test_provenance_line_counts_runs_and_reuse(sweep) -> None:
     assert provenance_line([]) == "no run records"
 
 
+def test_provenance_line_names_its_sets_and_renders_its_paths_in_markdown(sweep) -> None:
+    import dataclasses
+    import re
+
+    from mslib.experiments import provenance_line
+
+    run, _, _ = sweep
+    recs = run(CountingFit())
+    one = provenance_line([dataclasses.replace(r, reused=True, record_set="set-a") for r in recs])
+    two = provenance_line([dataclasses.replace(r, reused=True, record_set=f"set-{i % 2}")
+                           for i, r in enumerate(recs)])
+    assert "(4 from the committed record set set-a)" in one
+    assert "(4 from the committed record sets set-0, set-1)" in two
+    # every <...> sits inside a code span, so Markdown cannot take it for an HTML tag
+    outside_code = re.sub(r"`[^`]*`", "", one)
+    assert "<" not in outside_code and "`results/sets/<set>/<run_id>.json`" in one
+    assert "results/sets" not in provenance_line(recs)
+
+
 def test_plot_with_ci_draws_error_bars_only_where_there_is_an_interval() -> None:
     import matplotlib
 
