@@ -10,7 +10,10 @@ Every page of ``_build/html`` is opened at 1280 px and 800 px wide. The test fai
   ``overflow: hidden`` box counts as cut off;
 - a figure or table referenced in the prose (``{numref}``/``{ref}`` to ``fig-...``/``tab-...``) is missing on its
   page, or has no loaded image or table under its id;
-- any link or image points to a file missing from the site, or to a ``#anchor`` missing from its page.
+- any link or image points to a file missing from the site, or to a ``#anchor`` missing from its page;
+- an element the browser does not know (``HTMLUnknownElement``) stands in the article: text such as
+  ``results/sets/<set>/...`` written outside a code span, which Markdown passes on as a tag and the reader
+  never sees.
 
 Collapsed cells (``hide-input``) are opened before measuring: a reader can open them. Requests that leave the site
 are blocked, so the run is offline and quick (one browser, one page per width, about 30 page loads).
@@ -106,6 +109,8 @@ LINKS_JS = r"""
     .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
   const article = document.querySelector("article") || document.body;
   const articleLinks = [...article.querySelectorAll("a[href]")].map(a => a.href);
+  const unknown = [...article.querySelectorAll("*")].filter(e => e instanceof HTMLUnknownElement)
+    .map(e => e.tagName.toLowerCase());
   const refs = [...article.querySelectorAll("a[href*='#fig-'], a[href*='#tab-']")]
     .map(a => ({href: a.href, text: a.innerText.trim()}));
   const loaded = el => el.tagName !== "IMG" || (el.complete && el.naturalWidth > 0);
@@ -114,7 +119,7 @@ LINKS_JS = r"""
     const inner = el.matches("img, svg, table") ? [el] : [...el.querySelectorAll("img, svg, table")];
     content[el.id] = inner.length > 0 && inner.every(loaded);
   }
-  return {ids, links, articleLinks, brokenImages, refs, content};
+  return {ids, links, articleLinks, brokenImages, refs, content, unknown};
 }
 """
 
@@ -133,6 +138,7 @@ class PageScan:
     broken_images: list[str] = field(default_factory=list)
     refs: list[dict] = field(default_factory=list)
     content: dict[str, bool] = field(default_factory=dict)
+    unknown_tags: list[str] = field(default_factory=list)
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -190,7 +196,7 @@ def scan_site(browser: Browser, root: Path, widths: tuple[int, ...] = WIDTHS) ->
                 facts = page.evaluate(LINKS_JS)
                 scan.ids, scan.links, scan.refs = set(facts["ids"]), facts["links"], facts["refs"]
                 scan.broken_images, scan.content = facts["brokenImages"], facts["content"]
-                scan.article_links = facts["articleLinks"]
+                scan.article_links, scan.unknown_tags = facts["articleLinks"], facts["unknown"]
         context.close()
     return scans
 
@@ -249,6 +255,12 @@ def reference_problems(scans: dict[Path, PageScan], root: Path) -> list[str]:
     return sorted(set(problems))
 
 
+def swallowed_markup_problems(scans: dict[Path, PageScan], root: Path) -> list[str]:
+    """One line per page whose article holds elements the browser does not know (text taken for a tag)."""
+    return [f"{path.relative_to(root)}: unknown element(s) {sorted(set(scan.unknown_tags))}, text taken for a tag"
+            for path, scan in scans.items() if scan.unknown_tags]
+
+
 @pytest.fixture(scope="module")
 def book(browser: Browser) -> dict[Path, PageScan]:
     if not (BUILD / "index.html").is_file():
@@ -283,6 +295,11 @@ def test_referenced_figures_and_tables_are_on_their_pages(book: dict[Path, PageS
 def test_internal_links_resolve(book: dict[Path, PageScan]) -> None:
     problems = link_problems(book, BUILD)
     assert not problems, _report(problems, "broken internal links")
+
+
+def test_no_text_is_taken_for_an_html_tag(book: dict[Path, PageScan]) -> None:
+    problems = swallowed_markup_problems(book, BUILD)
+    assert not problems, _report(problems, "pages with text swallowed as markup")
 
 
 def test_landing_page_links_to_every_chapter_and_the_repository(book: dict[Path, PageScan]) -> None:
@@ -322,6 +339,8 @@ FAULTY_PAGE = f"""<html><head><style>
   <p><a href="other.html#fig-ok">Fig 1</a> <a href="other.html#fig-broken">Fig 2</a>
      <a href="#tab-gone">Table 1</a> <a href="other.html#here">here</a> <a href="other.html#nowhere">x</a>
      <a href="gone.html">gone</a> <a href="https://example.org/#fig-outside">outside</a></p>
+  <p>records: results/sets/<set>/run.json, <code>results/&lt;run_id&gt;.json</code></p>
+  <mjx-container>x</mjx-container>
 </article></body></html>"""
 OTHER_PAGE = """<html><body><article><p id="here">text</p>
   <figure id="fig-ok"><img src="ok.png"></figure><figure id="fig-broken"><img src="lost.png"></figure>
@@ -359,3 +378,9 @@ def test_link_and_reference_checks_flag_exactly_the_broken_ones(faulty_site) -> 
         "index.html: 'Fig 2' -> #fig-broken has no loaded image or table",
         "index.html: 'Table 1' -> #tab-gone missing",
     ]
+
+
+def test_swallowed_markup_check_flags_unknown_tags_and_spares_custom_elements(faulty_site) -> None:
+    root, scans = faulty_site
+    assert swallowed_markup_problems(scans, root) == [
+        "index.html: unknown element(s) ['set'], text taken for a tag"]
