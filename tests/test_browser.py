@@ -13,7 +13,9 @@ Every page of ``_build/html`` is opened at 1280 px and 800 px wide. The test fai
 - any link or image points to a file missing from the site, or to a ``#anchor`` missing from its page;
 - an element the browser does not know (``HTMLUnknownElement``) stands in the article: text such as
   ``results/sets/<set>/...`` written outside a code span, which Markdown passes on as a tag and the reader
-  never sees.
+  never sees;
+- a page shows the absolute path of the checkout that built it (a cell's return value such as
+  ``PosixPath('/home/.../results/tables/...')``): it says nothing to a reader and differs on every machine.
 
 Collapsed cells (``hide-input``) are opened before measuring: a reader can open them. Requests that leave the site
 are blocked, so the run is offline and quick (one browser, one page per width, about 30 page loads).
@@ -261,6 +263,12 @@ def swallowed_markup_problems(scans: dict[Path, PageScan], root: Path) -> list[s
             for path, scan in scans.items() if scan.unknown_tags]
 
 
+def machine_path_problems(scans: dict[Path, PageScan], root: Path, checkout: Path) -> list[str]:
+    """One line per page whose HTML holds the absolute path of ``checkout``, the repository that built it."""
+    return [f"{path.relative_to(root)}: shows the path {checkout}" for path in scans
+            if str(checkout) in path.read_text()]
+
+
 @pytest.fixture(scope="module")
 def book(browser: Browser) -> dict[Path, PageScan]:
     if not (BUILD / "index.html").is_file():
@@ -302,6 +310,11 @@ def test_no_text_is_taken_for_an_html_tag(book: dict[Path, PageScan]) -> None:
     assert not problems, _report(problems, "pages with text swallowed as markup")
 
 
+def test_no_page_shows_the_path_of_the_checkout_that_built_it(book: dict[Path, PageScan]) -> None:
+    problems = machine_path_problems(book, BUILD, ROOT)
+    assert not problems, _report(problems, "pages with a machine path")
+
+
 def test_landing_page_links_to_every_chapter_and_the_repository(book: dict[Path, PageScan]) -> None:
     """The root index.html is a page (not a redirect) whose article links to every chapter of _toc.yml, and whose
     header links to the repository of _config.yml when its button is on (and no placeholder address is shown)."""
@@ -341,6 +354,7 @@ FAULTY_PAGE = f"""<html><head><style>
      <a href="gone.html">gone</a> <a href="https://example.org/#fig-outside">outside</a></p>
   <p>records: results/sets/<set>/run.json, <code>results/&lt;run_id&gt;.json</code></p>
   <mjx-container>x</mjx-container>
+  <pre>PosixPath('/home/builder/mslib-book/results/tables/tab-x.csv')</pre>
 </article></body></html>"""
 OTHER_PAGE = """<html><body><article><p id="here">text</p>
   <figure id="fig-ok"><img src="ok.png"></figure><figure id="fig-broken"><img src="lost.png"></figure>
@@ -384,3 +398,10 @@ def test_swallowed_markup_check_flags_unknown_tags_and_spares_custom_elements(fa
     root, scans = faulty_site
     assert swallowed_markup_problems(scans, root) == [
         "index.html: unknown element(s) ['set'], text taken for a tag"]
+
+
+def test_machine_path_check_flags_only_the_page_with_the_path(faulty_site) -> None:
+    root, scans = faulty_site
+    checkout = Path("/home/builder/mslib-book")
+    assert machine_path_problems(scans, root, checkout) == [f"index.html: shows the path {checkout}"]
+    assert machine_path_problems(scans, root, Path("/home/builder/other")) == []

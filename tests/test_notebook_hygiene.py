@@ -216,6 +216,18 @@ def test_a_written_table_is_shown_once(path: Path) -> None:
             assert not _shows_a_value(source), f"cell {i} writes a table and also shows a value (twice on the page)"
 
 
+def test_the_silent_calls_of_mslib_return_none() -> None:
+    """The convention above takes these calls' results for None; a value returned would show on the page."""
+    import inspect
+
+    from mslib import viz
+    from mslib.run import tables
+
+    for func in (viz.set_style, viz.publish, viz.glue_page_seconds, tables.write_table):
+        assert func.__name__ in SILENT_CALLS
+        assert inspect.signature(func).return_annotation in (None, "None"), f"{func.__name__} returns a value"
+
+
 def test_the_convention_would_catch_a_table_shown_twice() -> None:
     assert _shows_a_value("write_table(t, 'tab-x')\nt")
     assert _shows_a_value("t.round(2)")

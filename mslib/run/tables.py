@@ -28,9 +28,11 @@ def metrics_table(record: RunRecord, split: str = "test") -> Any:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
-def write_table(df: Any, table_id: str, tables_dir: str | os.PathLike | None = None) -> Path:
-    """Write ``results/tables/<table_id>.csv`` (``tab-<chapter>-<slug>``) for a numbered ``{csv-table}``."""
+def write_table(df: Any, table_id: str, tables_dir: str | os.PathLike | None = None) -> None:
+    """Write ``results/tables/<table_id>.csv`` (``tab-<chapter>-<slug>``) for a numbered ``{csv-table}``.
+
+    Returns None, so a notebook cell ending in this call shows nothing (no machine path on the page)."""
     if not table_id.startswith("tab-"):
         raise ValueError(f"table id {table_id!r} must look like 'tab-<chapter>-<slug>'")
     out = Path(tables_dir) if tables_dir is not None else default_results_dir() / "tables"
-    return atomic_write_text(out / f"{table_id}.csv", df.to_csv(float_format="%.2f"))
+    atomic_write_text(out / f"{table_id}.csv", df.to_csv(float_format="%.2f"))
