@@ -141,7 +141,7 @@ def provenance_line(records: Sequence[RunRecord]) -> str:
     threads = sorted({str(r.params.get("threads", r.hardware.get("torch_threads", "?"))) for r in records})
     machines = sorted({str(r.hardware.get("gpu") or r.hardware.get("cpu_model") or r.hardware.get("processor", "?"))
                        for r in records})
-    where = f"{', '.join(machines)}, {'/'.join(threads)} torch thread(s) per run"
+    where = f"{', '.join(machines)}, torch threads per run: {'/'.join(threads)}"
     wall = math.fsum(float(r.wall_time_s or 0.0) for r in records)
     reused = sum(bool(r.reused) for r in records)
     sets = sorted({str(r.record_set) for r in records if r.record_set})
