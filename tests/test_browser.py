@@ -15,7 +15,7 @@ Every page of ``_build/html`` is opened at 1280 px and 800 px wide. The test fai
   ``results/sets/<set>/...`` written outside a code span, which Markdown passes on as a tag and the reader
   never sees;
 - a page shows the absolute path of the checkout that built it (a cell's return value such as
-  ``PosixPath('/home/.../results/tables/...')``): it says nothing to a reader and differs on every machine.
+  ``PosixPath('/srv/.../results/tables/...')``): it says nothing to a reader and differs on every machine.
 
 Collapsed cells (``hide-input``) are opened before measuring: a reader can open them. Requests that leave the site
 are blocked, so the run is offline and quick (one browser, one page per width, about 30 page loads).
@@ -354,7 +354,7 @@ FAULTY_PAGE = f"""<html><head><style>
      <a href="gone.html">gone</a> <a href="https://example.org/#fig-outside">outside</a></p>
   <p>records: results/sets/<set>/run.json, <code>results/&lt;run_id&gt;.json</code></p>
   <mjx-container>x</mjx-container>
-  <pre>PosixPath('/home/builder/mslib-book/results/tables/tab-x.csv')</pre>
+  <pre>PosixPath('/srv/builder/mslib-book/results/tables/tab-x.csv')</pre>
 </article></body></html>"""
 OTHER_PAGE = """<html><body><article><p id="here">text</p>
   <figure id="fig-ok"><img src="ok.png"></figure><figure id="fig-broken"><img src="lost.png"></figure>
@@ -402,6 +402,6 @@ def test_swallowed_markup_check_flags_unknown_tags_and_spares_custom_elements(fa
 
 def test_machine_path_check_flags_only_the_page_with_the_path(faulty_site) -> None:
     root, scans = faulty_site
-    checkout = Path("/home/builder/mslib-book")
+    checkout = Path("/srv/builder/mslib-book")
     assert machine_path_problems(scans, root, checkout) == [f"index.html: shows the path {checkout}"]
-    assert machine_path_problems(scans, root, Path("/home/builder/other")) == []
+    assert machine_path_problems(scans, root, Path("/srv/builder/other")) == []
