@@ -115,7 +115,7 @@ def records_note(records: Sequence[RunRecord], current: Iterable[str], *, show_s
     paper = [r for r in records if is_paper_dataset(r.params.get("dataset"))]
     fresh = [r for r in paper if r.code_hash in current]
     hidden = len(paper) - len(fresh)
-    note = f"{len(fresh)} paper-profile run record(s) made by the current code ({', '.join(sorted(current))})"
+    note = f"Paper-profile run records made by the current code ({', '.join(sorted(current))}): {len(fresh) or 'none'}"
     if hidden:
-        note += f"; {hidden} made by older code {'shown, marked stale' if show_stale else 'not shown'}"
-    return note + ("." if paper else ": the table says **not run yet**.")
+        note += f"; made by older code: {hidden}, {'shown, marked stale' if show_stale else 'not shown'}"
+    return note + ("." if paper else ", so the table says **not run yet**.")

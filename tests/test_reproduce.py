@@ -106,10 +106,11 @@ def _record(dataset: str, code_hash: str) -> RunRecord:
 
 
 def test_records_note_counts_current_and_older_paper_runs() -> None:
-    glyphs_only = [_record("glyphs", "a")]
-    assert records_note(glyphs_only, {"a"}, show_stale=False) == (
-        "0 paper-profile run record(s) made by the current code (a): the table says **not run yet**.")
-    mixed = [_record("cub200", "a"), _record("cars196", "old"), _record("sop", "old"), _record("glyphs", "old")]
+    cpu_only = [_record("glyphs", "a"), _record("omniglot", "a")]  # the CPU datasets are not the paper's
+    assert records_note(cpu_only, {"a"}, show_stale=False) == (
+        "Paper-profile run records made by the current code (a): none, so the table says **not run yet**.")
+    mixed = [_record("cub200", "a"), _record("cars196", "old"), _record("sop", "old"), _record("glyphs", "old"),
+             _record("omniglot", "old")]
     assert records_note(mixed, {"b", "a"}, show_stale=False) == (
-        "1 paper-profile run record(s) made by the current code (a, b); 2 made by older code not shown.")
-    assert records_note(mixed, {"a"}, show_stale=True).endswith("; 2 made by older code shown, marked stale.")
+        "Paper-profile run records made by the current code (a, b): 1; made by older code: 2, not shown.")
+    assert records_note(mixed, {"a"}, show_stale=True).endswith("; made by older code: 2, shown, marked stale.")
